@@ -1,0 +1,109 @@
+//! The `tollbooth` command: `serve` (the default) and the owner's tools.
+
+mod customers;
+mod keys;
+mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::store::{self, Store};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollbooth",
+    version,
+    about = "Sell access to your Function predictors."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the authorize route and the pages (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Issue, list and revoke access keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// List customers.
+    #[command(subcommand)]
+    Customers(customers::CustomersCommand),
+    /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
+    AuthorizeUrl,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("Configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    if serving {
+        let ansi = std::io::stdout().is_terminal();
+        telemetry::init_subscriber("info", settings.log_json, ansi, std::io::stdout);
+    } else {
+        let ansi = std::io::stderr().is_terminal();
+        telemetry::init_subscriber("warn", settings.log_json, ansi, std::io::stderr);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::serve(settings).await,
+        Command::Migrate => {
+            let store = open(&settings).await?;
+            println!("Database {} is up to date.", settings.database_display());
+            store.close().await;
+            Ok(())
+        }
+        Command::Keys(command) => {
+            let store = open(&settings).await?;
+            let result = keys::run(command, store.as_ref(), &settings).await;
+            store.close().await;
+            result
+        }
+        Command::Customers(command) => {
+            let store = open(&settings).await?;
+            let result = customers::run(command, store.as_ref()).await;
+            store.close().await;
+            result
+        }
+        Command::AuthorizeUrl => serve::print_authorize_url(settings).await,
+    }
+}
+
+/// Every command works on a fresh database: migrations are applied first.
+async fn open(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let store = store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}

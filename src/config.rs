@@ -1,0 +1,302 @@
+//! All configuration, from environment variables, in one struct. Every variable is listed in
+//! the README's configuration table; secrets are `SecretString` and never printed.
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::{KeyPrefix, Owner};
+
+#[derive(Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: `sqlite://tollbooth.db` (default) or `postgres://…`.
+    pub database_url: String,
+    /// `HOST` (default `0.0.0.0`, as Fly requires) and `PORT` (default 8080).
+    pub host: String,
+    pub port: u16,
+    /// `FXN_OWNER`: the Function username whose predictors are sold; unset accepts all owners.
+    pub owner: Option<Owner>,
+    /// `AUTHORIZE_TOKEN`: the secret path segment of the authorize URL; generated and kept in
+    /// the database when unset.
+    pub authorize_token: Option<SecretString>,
+    /// `PUBLIC_URL`: where people reach this service (default `http://localhost:{PORT}`).
+    pub public_url: String,
+    /// `KEY_PREFIX` (default `tb`).
+    pub key_prefix: KeyPrefix,
+    /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` (comma-separated to roll secrets),
+    /// `STRIPE_API_BASE` (default `https://api.stripe.com`).
+    pub stripe_secret_key: Option<SecretString>,
+    pub stripe_webhook_secrets: Vec<SecretString>,
+    pub stripe_api_base: String,
+    /// `ADMIN_TOKEN`: bearer token of the admin API; the API is off when unset.
+    pub admin_token: Option<SecretString>,
+    /// `SESSION_SECRET`: signs the account page's cookie.
+    pub session_secret: Option<SecretString>,
+    /// `PAST_DUE_GRACE` (default `3d`): how long a past-due subscription keeps working.
+    pub past_due_grace: Duration,
+    /// `USAGE_FLUSH_INTERVAL` (default `1s`): the most counted use a crash can lose.
+    pub usage_flush_interval: Duration,
+    /// `LEDGER_POLL_INTERVAL` (default `200ms`): how often other processes' changes are
+    /// looked for.
+    pub ledger_poll_interval: Duration,
+    /// `WORKERS`: HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// `LOG_FORMAT`: `json` for one JSON object per line; anything else is human-readable.
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    name: &'static str,
+    problem: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `var`, so tests need not touch the process environment.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let secret = |name: &str| get(name).map(SecretString::from);
+        let fail = |name: &'static str, problem: String| ConfigError { name, problem };
+        let port = match get("PORT") {
+            Some(p) => p
+                .parse()
+                .map_err(|_| fail("PORT", format!("{p:?} is not a port number")))?,
+            None => 8080,
+        };
+        let duration = |name: &'static str, default: Duration| match get(name) {
+            Some(text) => parse_duration(&text).ok_or_else(|| {
+                fail(
+                    name,
+                    format!("{text:?} is not a duration such as 500ms, 30s, 6h or 3d"),
+                )
+            }),
+            None => Ok(default),
+        };
+        let owner = get("FXN_OWNER")
+            .map(|o| Owner::parse(&o))
+            .transpose()
+            .map_err(|e| fail("FXN_OWNER", e.to_string()))?;
+        let key_prefix = KeyPrefix::parse(&get("KEY_PREFIX").unwrap_or_else(|| "tb".into()))
+            .map_err(|e| fail("KEY_PREFIX", e))?;
+        let public_url = get("PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(fail(
+                "PUBLIC_URL",
+                format!("{public_url:?} must start with http:// or https://"),
+            ));
+        }
+        if let Some(token) = get("AUTHORIZE_TOKEN")
+            && (token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(fail(
+                "AUTHORIZE_TOKEN",
+                "must be at least 16 letters, digits, '-' or '_' (try: openssl rand -hex 32)"
+                    .into(),
+            ));
+        }
+        let workers = get("WORKERS")
+            .map(|w| {
+                w.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| fail("WORKERS", format!("{w:?} is not a positive number")))
+            })
+            .transpose()?;
+        Ok(Self {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://tollbooth.db".into()),
+            host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port,
+            owner,
+            authorize_token: secret("AUTHORIZE_TOKEN"),
+            public_url,
+            key_prefix,
+            stripe_secret_key: secret("STRIPE_SECRET_KEY"),
+            stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| SecretString::from(s.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            stripe_api_base: get("STRIPE_API_BASE")
+                .unwrap_or_else(|| "https://api.stripe.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            admin_token: secret("ADMIN_TOKEN"),
+            session_secret: secret("SESSION_SECRET"),
+            past_due_grace: duration("PAST_DUE_GRACE", Duration::from_secs(3 * 86_400))?,
+            usage_flush_interval: duration("USAGE_FLUSH_INTERVAL", Duration::from_secs(1))?,
+            ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", Duration::from_millis(200))?,
+            workers,
+            log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+        })
+    }
+
+    /// The database URL with any password replaced, for messages and logs.
+    pub fn database_display(&self) -> String {
+        redact_url_password(&self.database_url)
+    }
+}
+
+/// `500ms`, `30s`, `15m`, `6h`, `3d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Shows what is configured without showing any secret.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &Option<SecretString>| if s.is_some() { "[set]" } else { "[unset]" };
+        f.debug_struct("Settings")
+            .field("database_url", &self.database_display())
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("owner", &self.owner)
+            .field("authorize_token", &set(&self.authorize_token))
+            .field("public_url", &self.public_url)
+            .field("key_prefix", &self.key_prefix)
+            .field("stripe_secret_key", &set(&self.stripe_secret_key))
+            .field("stripe_webhook_secrets", &self.stripe_webhook_secrets.len())
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("admin_token", &set(&self.admin_token))
+            .field("session_secret", &set(&self.session_secret))
+            .field("past_due_grace", &self.past_due_grace)
+            .field("usage_flush_interval", &self.usage_flush_interval)
+            .field("ledger_poll_interval", &self.ledger_poll_interval)
+            .field("workers", &self.workers)
+            .field("log_json", &self.log_json)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_sqlite_on_8080() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, "sqlite://tollbooth.db");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.public_url, "http://localhost:8080");
+        assert_eq!(s.key_prefix.as_ref(), "tb");
+        assert!(s.owner.is_none() && s.authorize_token.is_none() && s.stripe_secret_key.is_none());
+        assert_eq!(s.usage_flush_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn debug_output_masks_every_secret() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db.internal:5432/tb"),
+            ("AUTHORIZE_TOKEN", "tok_0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_test_secretvalue"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_one,whsec_two"),
+            ("ADMIN_TOKEN", "admin-secret-value"),
+            ("SESSION_SECRET", "session-secret-value"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        for secret in [
+            "hunter2",
+            "tok_0123456789abcdef",
+            "sk_test_secretvalue",
+            "whsec_one",
+            "admin-secret-value",
+            "session-secret-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/tb"),
+            "{shown}"
+        );
+        assert_eq!(s.stripe_webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            ("PORT", "eighty"),
+            ("FXN_OWNER", "not a name"),
+            ("KEY_PREFIX", "TB"),
+            ("PUBLIC_URL", "example.com"),
+            ("AUTHORIZE_TOKEN", "short"),
+            ("USAGE_FLUSH_INTERVAL", "soon"),
+            ("WORKERS", "0"),
+        ];
+        for (name, value) in cases {
+            let error = settings(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.starts_with(name), "{name}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn durations_take_the_documented_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("3d"), Some(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_duration("3 weeks"), None);
+    }
+}

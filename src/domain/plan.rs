@@ -1,0 +1,109 @@
+use std::collections::HashMap;
+
+use super::Predictors;
+
+/// What a payment buys, read from the owner's Stripe product and price metadata (a price's
+/// value wins over its product's). Missing keys take the documented defaults; a value that
+/// cannot be read is ignored and reported, never fatal, so one typo in the Dashboard cannot
+/// stop the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRules {
+    pub predictors: Predictors,
+    pub quota: Option<u64>,
+    pub credits: Option<u64>,
+    pub duration_days: Option<u32>,
+    pub rate_limit: Option<u32>,
+}
+
+impl PlanRules {
+    /// `product` and `price` are the metadata objects as JSON text (absent for unknown prices).
+    /// Returns the rules and a description of each value that was ignored.
+    pub fn from_metadata(product: Option<&str>, price: Option<&str>) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut merged: HashMap<String, String> = HashMap::new();
+        for json in [product, price].into_iter().flatten() {
+            match serde_json::from_str::<HashMap<String, serde_json::Value>>(json) {
+                Ok(map) => merged.extend(map.into_iter().filter_map(|(k, v)| match v {
+                    serde_json::Value::String(s) => Some((k, s)),
+                    serde_json::Value::Number(n) => Some((k, n.to_string())),
+                    _ => None,
+                })),
+                Err(e) => problems.push(format!("metadata is not a JSON object: {e}")),
+            }
+        }
+        let mut number = |name: &str| -> Option<u64> {
+            let raw = merged.get(name)?.trim();
+            match raw.replace(['_', ','], "").parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(format!("{name}={raw:?} is not a whole number; ignored"));
+                    None
+                }
+            }
+        };
+        let quota = number("quota");
+        let credits = number("credits");
+        let duration_days = number("duration_days").map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let rate_limit = number("rate_limit").map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let predictors = match merged.get("predictors").map(|s| s.trim()) {
+            None | Some("") => Predictors::all(),
+            Some(raw) => Predictors::parse(raw, None).unwrap_or_else(|e| {
+                problems.push(format!("predictors={raw:?}: {e}; no predictor unlocked"));
+                Predictors::none()
+            }),
+        };
+        let rules = Self {
+            predictors,
+            quota,
+            credits,
+            duration_days,
+            rate_limit,
+        };
+        (rules, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PredictorTag;
+
+    #[test]
+    fn no_metadata_means_every_predictor_unlimited() {
+        let (rules, problems) = PlanRules::from_metadata(Some("{}"), None);
+        assert!(problems.is_empty());
+        assert_eq!(rules.predictors, Predictors::all());
+        assert_eq!(
+            (rules.quota, rules.credits, rules.rate_limit),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn price_metadata_wins_over_product_metadata() {
+        let product = r#"{"quota":"100","predictors":"@acme/*","rate_limit":"60"}"#;
+        let price = r#"{"quota":"1,000"}"#;
+        let (rules, problems) = PlanRules::from_metadata(Some(product), Some(price));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(rules.quota, Some(1000));
+        assert_eq!(rules.rate_limit, Some(60));
+        assert!(
+            rules
+                .predictors
+                .matches(&PredictorTag::parse("@acme/x").unwrap())
+        );
+    }
+
+    #[test]
+    fn unreadable_values_are_ignored_and_reported() {
+        let (rules, problems) =
+            PlanRules::from_metadata(Some(r#"{"quota":"lots","predictors":"sdxl"}"#), None);
+        assert_eq!(rules.quota, None);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            !rules
+                .predictors
+                .matches(&PredictorTag::parse("@acme/sdxl").unwrap())
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The decision itself: pure, so every allow and deny reason is tested as a table.
+
+use crate::domain::PredictorTag;
+
+use super::entitlement::{Entitlement, Limit, Period};
+use super::reason::DenyReason;
+
+/// Which entitlement to charge one prediction to, and its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub index: usize,
+    pub period: Period,
+    /// The most uses the counter may reach in this period (`None`: unlimited).
+    pub cap: Option<u64>,
+}
+
+/// Decides for one customer's entitlements, given what each has used so far in its current
+/// period (`used(entitlement, period_start)`). Among the usable entitlements that cover the
+/// tag, the first unlimited one wins, then the first with a quota, then the first with credits.
+/// If none is usable, the most helpful reason among them is returned.
+pub fn decide(
+    entitlements: &[Entitlement],
+    tag: &PredictorTag,
+    now: i64,
+    past_due_grace: i64,
+    used: impl Fn(&Entitlement, i64) -> u64,
+) -> Result<Charge, DenyReason> {
+    let mut best: Option<(u8, Charge)> = None;
+    let mut denial: Option<DenyReason> = None;
+    let mut covered = false;
+    for (index, entitlement) in entitlements.iter().enumerate() {
+        if !entitlement.predictors.matches(tag) {
+            continue;
+        }
+        covered = true;
+        let rank = entitlement.rank();
+        if best.is_some_and(|(best_rank, _)| best_rank <= rank) {
+            continue;
+        }
+        match usable(entitlement, now, past_due_grace, &used) {
+            Ok((period, cap)) => best = Some((rank, Charge { index, period, cap })),
+            Err(reason) => {
+                if denial
+                    .as_ref()
+                    .is_none_or(|d| reason.helpfulness() > d.helpfulness())
+                {
+                    denial = Some(reason);
+                }
+            }
+        }
+    }
+    match (best, denial) {
+        (Some((_, charge)), _) => Ok(charge),
+        (None, Some(reason)) => Err(reason),
+        (None, None) if covered || !entitlements.is_empty() => Err(DenyReason::NotIncluded),
+        (None, None) => Err(DenyReason::NoPlan),
+    }
+}
+
+fn usable(
+    entitlement: &Entitlement,
+    now: i64,
+    past_due_grace: i64,
+    used: &impl Fn(&Entitlement, i64) -> u64,
+) -> Result<(Period, Option<u64>), DenyReason> {
+    entitlement.in_force(now, past_due_grace)?;
+    let period = entitlement.period(now);
+    let cap = match entitlement.limit {
+        Limit::Unlimited => None,
+        Limit::Quota { per_period, .. } => Some(per_period),
+        Limit::Credits { total } => Some(total),
+    };
+    if let Some(cap) = cap
+        && used(entitlement, period.start) >= cap
+    {
+        return Err(match entitlement.limit {
+            Limit::Credits { total } => DenyReason::CreditsUsed { total },
+            _ => DenyReason::QuotaUsed {
+                limit: cap,
+                resets_on: period.end.unwrap_or(now),
+            },
+        });
+    }
+    Ok((period, cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::{Predictors, calendar};
+    use crate::gate::entitlement::{QuotaPeriod, Source, Status, SubscriptionState};
+
+    const NOW: i64 = 1_795_996_800 + 12 * 3_600; // 2026-11-30 12:00 UTC
+    const DAY: i64 = calendar::DAY;
+    const GRACE: i64 = 3 * DAY;
+
+    fn tag(s: &str) -> PredictorTag {
+        PredictorTag::parse(s).unwrap()
+    }
+
+    fn grant(id: &str, predictors: &str, limit: Limit, expires_at: Option<i64>) -> Entitlement {
+        Entitlement {
+            id: Arc::from(id),
+            predictors: Predictors::parse(predictors, None).unwrap(),
+            source: Source::Grant { expires_at },
+            limit,
+            rate_limit: None,
+        }
+    }
+
+    fn sub(id: &str, status: Status, tweak: impl FnOnce(&mut SubscriptionState)) -> Entitlement {
+        let mut state = SubscriptionState {
+            status,
+            period_start: NOW - 10 * DAY,
+            period_end: NOW + 20 * DAY,
+            cancel_at_period_end: false,
+            canceled_at: None,
+            ended_at: None,
+            past_due_since: None,
+        };
+        tweak(&mut state);
+        Entitlement {
+            id: Arc::from(id),
+            predictors: Predictors::all(),
+            source: Source::Subscription(state),
+            limit: Limit::Unlimited,
+            rate_limit: None,
+        }
+    }
+
+    fn purchase(id: &str, credits: Option<u64>, refunded: bool, pass: Option<i64>) -> Entitlement {
+        Entitlement {
+            id: Arc::from(id),
+            predictors: Predictors::all(),
+            source: Source::Purchase {
+                pass_expires_at: pass,
+                refunded_at: refunded.then_some(NOW - DAY),
+                disputed_at: None,
+            },
+            limit: credits.map_or(Limit::Unlimited, |total| Limit::Credits { total }),
+            rate_limit: None,
+        }
+    }
+
+    fn quota(n: u64) -> Limit {
+        Limit::Quota {
+            per_period: n,
+            period: QuotaPeriod::Month,
+        }
+    }
+
+    enum Expect {
+        Allow(&'static str),
+        Deny(DenyReason),
+    }
+
+    #[test]
+    fn decisions_follow_the_plan_rules() {
+        use Expect::{Allow, Deny};
+        let month_end = calendar::next_month_start(NOW);
+        let with_quota = |n| {
+            let mut e = sub("si_q", Status::Active, |_| {});
+            e.limit = Limit::Quota {
+                per_period: n,
+                period: QuotaPeriod::Billing,
+            };
+            e
+        };
+        let cases: Vec<(&str, Vec<Entitlement>, &[(&str, u64)], &str, Expect)> = vec![
+            (
+                "no entitlements at all",
+                vec![],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::NoPlan),
+            ),
+            (
+                "an unlimited grant for all predictors",
+                vec![grant("g1", "*", Limit::Unlimited, None)],
+                &[],
+                "@acme/a",
+                Allow("g1"),
+            ),
+            (
+                "a grant for other predictors",
+                vec![grant("g1", "@acme/sdxl-*", Limit::Unlimited, None)],
+                &[],
+                "@acme/llama",
+                Deny(DenyReason::NotIncluded),
+            ),
+            (
+                "a grant that has expired",
+                vec![grant("g1", "*", Limit::Unlimited, Some(NOW - DAY))],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::GrantExpired { on: NOW - DAY }),
+            ),
+            (
+                "a grant that expires later",
+                vec![grant("g1", "*", Limit::Unlimited, Some(NOW + 1))],
+                &[],
+                "@acme/a",
+                Allow("g1"),
+            ),
+            (
+                "a quota with room left",
+                vec![grant("g1", "*", quota(10), None)],
+                &[("g1", 9)],
+                "@acme/a",
+                Allow("g1"),
+            ),
+            (
+                "a quota used up",
+                vec![grant("g1", "*", quota(10), None)],
+                &[("g1", 10)],
+                "@acme/a",
+                Deny(DenyReason::QuotaUsed {
+                    limit: 10,
+                    resets_on: month_end,
+                }),
+            ),
+            (
+                "credits used up",
+                vec![grant("g1", "*", Limit::Credits { total: 5 }, None)],
+                &[("g1", 5)],
+                "@acme/a",
+                Deny(DenyReason::CreditsUsed { total: 5 }),
+            ),
+            (
+                "unlimited is used before quota and credits",
+                vec![
+                    grant("credits", "*", Limit::Credits { total: 5 }, None),
+                    grant("quota", "*", quota(5), None),
+                    grant("unlimited", "*", Limit::Unlimited, None),
+                ],
+                &[],
+                "@acme/a",
+                Allow("unlimited"),
+            ),
+            (
+                "quota is used before credits",
+                vec![
+                    grant("credits", "*", Limit::Credits { total: 5 }, None),
+                    grant("quota", "*", quota(5), None),
+                ],
+                &[],
+                "@acme/a",
+                Allow("quota"),
+            ),
+            (
+                "credits are used once the quota is spent",
+                vec![
+                    grant("credits", "*", Limit::Credits { total: 5 }, None),
+                    grant("quota", "*", quota(5), None),
+                ],
+                &[("quota", 5)],
+                "@acme/a",
+                Allow("credits"),
+            ),
+            (
+                "both spent: the quota's reset date is the most useful news",
+                vec![
+                    grant("credits", "*", Limit::Credits { total: 5 }, None),
+                    grant("quota", "*", quota(5), None),
+                ],
+                &[("quota", 5), ("credits", 5)],
+                "@acme/a",
+                Deny(DenyReason::QuotaUsed {
+                    limit: 5,
+                    resets_on: month_end,
+                }),
+            ),
+            (
+                "an active subscription",
+                vec![sub("si", Status::Active, |_| {})],
+                &[],
+                "@acme/a",
+                Allow("si"),
+            ),
+            (
+                "a trialing subscription",
+                vec![sub("si", Status::Trialing, |_| {})],
+                &[],
+                "@acme/a",
+                Allow("si"),
+            ),
+            (
+                "past due within the grace period",
+                vec![sub("si", Status::PastDue, |s| {
+                    s.past_due_since = Some(NOW - 2 * DAY)
+                })],
+                &[],
+                "@acme/a",
+                Allow("si"),
+            ),
+            (
+                "past due beyond the grace period",
+                vec![sub("si", Status::PastDue, |s| {
+                    s.past_due_since = Some(NOW - 4 * DAY)
+                })],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::PastDue {
+                    since: NOW - 4 * DAY,
+                }),
+            ),
+            (
+                "a canceled subscription",
+                vec![sub("si", Status::Canceled, |s| {
+                    s.ended_at = Some(NOW - DAY)
+                })],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Canceled { on: NOW - DAY }),
+            ),
+            (
+                "cancel at period end, before the end",
+                vec![sub("si", Status::Active, |s| s.cancel_at_period_end = true)],
+                &[],
+                "@acme/a",
+                Allow("si"),
+            ),
+            (
+                "cancel at period end, after the end",
+                vec![sub("si", Status::Active, |s| {
+                    s.cancel_at_period_end = true;
+                    s.period_end = NOW - 1;
+                })],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Canceled { on: NOW - 1 }),
+            ),
+            (
+                "an unpaid subscription",
+                vec![sub("si", Status::Unpaid, |_| {})],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Unpaid),
+            ),
+            (
+                "an incomplete subscription",
+                vec![sub("si", Status::Incomplete, |_| {})],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Incomplete),
+            ),
+            (
+                "a paused subscription",
+                vec![sub("si", Status::Paused, |_| {})],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Paused),
+            ),
+            (
+                "a subscription quota used up resets at the period's end",
+                vec![with_quota(100)],
+                &[("si_q", 100)],
+                "@acme/a",
+                Deny(DenyReason::QuotaUsed {
+                    limit: 100,
+                    resets_on: NOW + 20 * DAY,
+                }),
+            ),
+            (
+                "a canceled subscription and a live grant",
+                vec![
+                    sub("si", Status::Canceled, |s| s.ended_at = Some(NOW - DAY)),
+                    grant("g1", "*", Limit::Unlimited, None),
+                ],
+                &[],
+                "@acme/a",
+                Allow("g1"),
+            ),
+            (
+                "purchased credits left",
+                vec![purchase("cs", Some(3), false, None)],
+                &[("cs", 2)],
+                "@acme/a",
+                Allow("cs"),
+            ),
+            (
+                "a refunded purchase",
+                vec![purchase("cs", Some(3), true, None)],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::Refunded { on: NOW - DAY }),
+            ),
+            (
+                "an expired pass",
+                vec![purchase("cs", None, false, Some(NOW - 5))],
+                &[],
+                "@acme/a",
+                Deny(DenyReason::PassExpired { on: NOW - 5 }),
+            ),
+            (
+                "a lifetime purchase",
+                vec![purchase("cs", None, false, None)],
+                &[],
+                "@acme/a",
+                Allow("cs"),
+            ),
+        ];
+        for (why, entitlements, used, t, expect) in cases {
+            let used: HashMap<&str, u64> = used.iter().copied().collect();
+            let decision = decide(&entitlements, &tag(t), NOW, GRACE, |e, _| {
+                used.get(&*e.id).copied().unwrap_or(0)
+            });
+            match (decision, expect) {
+                (Ok(charge), Allow(id)) => {
+                    assert_eq!(&*entitlements[charge.index].id, id, "{why}")
+                }
+                (Err(reason), Deny(expected)) => assert_eq!(reason, expected, "{why}"),
+                (got, _) => panic!("{why}: got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn quota_counters_are_per_day_per_month_or_per_billing_period() {
+        let daily = grant(
+            "g",
+            "*",
+            Limit::Quota {
+                per_period: 1,
+                period: QuotaPeriod::Day,
+            },
+            None,
+        );
+        assert_eq!(daily.period(NOW).start, calendar::day_start(NOW));
+        assert_eq!(daily.period(NOW).end, Some(calendar::day_start(NOW) + DAY));
+        let monthly = grant("g", "*", quota(1), None);
+        assert_eq!(monthly.period(NOW).start, calendar::month_start(NOW));
+        let credits = grant("g", "*", Limit::Credits { total: 1 }, None);
+        assert_eq!(credits.period(NOW).start, 0);
+        let subscription = sub("si", Status::Active, |_| {});
+        assert_eq!(subscription.period(NOW).start, NOW - 10 * DAY);
+        let overdue_renewal = sub("si", Status::Active, |s| {
+            s.period_start = NOW - 40 * DAY;
+            s.period_end = NOW - 10 * DAY;
+        });
+        assert_eq!(overdue_renewal.period(NOW).start, NOW - 10 * DAY);
+    }
+}

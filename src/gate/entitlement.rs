@@ -1,0 +1,211 @@
+use std::sync::Arc;
+
+use crate::domain::{Predictors, calendar};
+
+use super::reason::DenyReason;
+
+/// One thing that lets a customer predict: a manual grant, a subscription item, or a one-time
+/// purchase, with the predictors it unlocks and its limit.
+#[derive(Debug, Clone)]
+pub struct Entitlement {
+    /// The grant, subscription item or purchase id; also the key of its usage counter.
+    pub id: Arc<str>,
+    pub predictors: Predictors,
+    pub source: Source,
+    pub limit: Limit,
+    /// Predictions per minute for the customer while this entitlement is the one used.
+    pub rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Grant {
+        expires_at: Option<i64>,
+    },
+    Subscription(SubscriptionState),
+    Purchase {
+        pass_expires_at: Option<i64>,
+        refunded_at: Option<i64>,
+        disputed_at: Option<i64>,
+    },
+}
+
+/// A subscription item as the gate needs it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionState {
+    pub status: Status,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub past_due_since: Option<i64>,
+}
+
+/// Stripe's subscription statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Trialing,
+    PastDue,
+    Canceled,
+    Unpaid,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+}
+
+impl Status {
+    /// Unknown statuses (Stripe may add some) deny, as the safe reading.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "trialing" => Self::Trialing,
+            "past_due" => Self::PastDue,
+            "canceled" => Self::Canceled,
+            "unpaid" => Self::Unpaid,
+            "incomplete" => Self::Incomplete,
+            "paused" => Self::Paused,
+            _ => Self::IncompleteExpired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Unlimited,
+    Quota {
+        per_period: u64,
+        period: QuotaPeriod,
+    },
+    Credits {
+        total: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    Day,
+    Month,
+    /// The subscription item's current billing period.
+    Billing,
+}
+
+/// The usage period an entitlement counts in at some instant: `start` keys the counter
+/// (0 for lifetime counts such as credits), `end` is when a quota resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub start: i64,
+    pub end: Option<i64>,
+}
+
+impl Entitlement {
+    /// Unlimited entitlements are used before quotas, quotas before credits, so that what
+    /// runs out is spent last.
+    pub fn rank(&self) -> u8 {
+        match self.limit {
+            Limit::Unlimited => 0,
+            Limit::Quota { .. } => 1,
+            Limit::Credits { .. } => 2,
+        }
+    }
+
+    pub fn period(&self, now: i64) -> Period {
+        match (&self.limit, &self.source) {
+            (Limit::Credits { .. }, _) | (_, Source::Purchase { .. }) => Period {
+                start: 0,
+                end: None,
+            },
+            (
+                Limit::Quota {
+                    period: QuotaPeriod::Day,
+                    ..
+                },
+                _,
+            ) => {
+                let start = calendar::day_start(now);
+                Period {
+                    start,
+                    end: Some(start + calendar::DAY),
+                }
+            }
+            (_, Source::Subscription(s)) => billing_period(s, now),
+            _ => Period {
+                start: calendar::month_start(now),
+                end: Some(calendar::next_month_start(now)),
+            },
+        }
+    }
+
+    /// Whether the entitlement is in force at `now`, regardless of its limit.
+    pub fn in_force(&self, now: i64, past_due_grace: i64) -> Result<(), DenyReason> {
+        match &self.source {
+            Source::Grant { expires_at } => match expires_at {
+                Some(at) if *at <= now => Err(DenyReason::GrantExpired { on: *at }),
+                _ => Ok(()),
+            },
+            Source::Purchase {
+                pass_expires_at,
+                refunded_at,
+                disputed_at,
+            } => {
+                if let Some(on) = refunded_at {
+                    Err(DenyReason::Refunded { on: *on })
+                } else if let Some(on) = disputed_at {
+                    Err(DenyReason::Disputed { on: *on })
+                } else if let Some(on) = pass_expires_at.filter(|at| *at <= now) {
+                    Err(DenyReason::PassExpired { on })
+                } else {
+                    Ok(())
+                }
+            }
+            Source::Subscription(s) => subscription_in_force(s, now, past_due_grace),
+        }
+    }
+}
+
+fn subscription_in_force(s: &SubscriptionState, now: i64, grace: i64) -> Result<(), DenyReason> {
+    let ended = |fallback: i64| DenyReason::Canceled {
+        on: s.ended_at.or(s.canceled_at).unwrap_or(fallback),
+    };
+    if s.ended_at.is_some_and(|at| at <= now) {
+        return Err(ended(now));
+    }
+    match s.status {
+        Status::Active | Status::Trialing => {
+            // Stripe ends the subscription at the period's end; honour that even before the
+            // `deleted` event arrives.
+            if s.cancel_at_period_end && s.period_end <= now {
+                Err(DenyReason::Canceled { on: s.period_end })
+            } else {
+                Ok(())
+            }
+        }
+        Status::PastDue => {
+            let since = s.past_due_since.unwrap_or(s.period_start);
+            if now - since <= grace {
+                Ok(())
+            } else {
+                Err(DenyReason::PastDue { since })
+            }
+        }
+        Status::Canceled | Status::IncompleteExpired => Err(ended(now)),
+        Status::Unpaid => Err(DenyReason::Unpaid),
+        Status::Incomplete => Err(DenyReason::Incomplete),
+        Status::Paused => Err(DenyReason::Paused),
+    }
+}
+
+/// The stored period, or, if Stripe's renewal has not reached us yet, the next one of the
+/// same length, so the new period's counter is the one the renewal will name.
+fn billing_period(s: &SubscriptionState, now: i64) -> Period {
+    let length = (s.period_end - s.period_start).max(1);
+    let mut start = s.period_start;
+    while start + length <= now {
+        start += length;
+    }
+    Period {
+        start,
+        end: Some(start + length),
+    }
+}

@@ -1,0 +1,153 @@
+//! The hot path: an in-memory view of the ledger and the decision over it. Nothing here waits
+//! on the database or on Stripe; the view is reloaded and usage written behind, elsewhere.
+
+mod decision;
+mod entitlement;
+mod reason;
+mod usage;
+mod view;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::domain::{AccessKey, Owner, PredictorTag};
+use crate::store::{Store, UsageBatch};
+
+pub use decision::{Charge, decide};
+pub use entitlement::{Entitlement, Limit, Period, QuotaPeriod, Source, Status, SubscriptionState};
+pub use reason::{DenyReason, Links};
+pub use usage::UsageBook;
+pub use view::View;
+
+/// The rules of the gate that come from configuration.
+#[derive(Debug, Clone)]
+pub struct GateRules {
+    /// Tags of other owners are refused; `None` accepts every owner.
+    pub owner: Option<Owner>,
+    pub past_due_grace: i64,
+}
+
+/// A prediction that may run, and whose use has been counted.
+#[derive(Debug)]
+pub struct Allowed {
+    pub key_id: Arc<str>,
+    pub customer_id: Arc<str>,
+}
+
+pub struct Gate {
+    rules: GateRules,
+    view: ArcSwap<View>,
+    loaded: AtomicBool,
+    usage: UsageBook,
+}
+
+impl Gate {
+    pub fn new(rules: GateRules) -> Self {
+        Self {
+            rules,
+            view: ArcSwap::from_pointee(View::default()),
+            loaded: AtomicBool::new(false),
+            usage: UsageBook::default(),
+        }
+    }
+
+    /// Decides on Function's two strings and, on allow, counts one use. The tag and its owner
+    /// are checked first, then the key's form and checksum, and only then is anything looked
+    /// up. Exact under concurrency: a quota or credit balance is never overspent here.
+    pub fn authorize(&self, tag: &str, access_key: &str, now: i64) -> Result<Allowed, DenyReason> {
+        let tag = PredictorTag::parse(tag).map_err(DenyReason::Tag)?;
+        if let Some(owner) = &self.rules.owner
+            && !owner.is(tag.owner())
+        {
+            return Err(DenyReason::OtherOwner {
+                owner: owner.as_ref().to_owned(),
+            });
+        }
+        let key = AccessKey::parse(access_key).map_err(DenyReason::Key)?;
+        let tag = &tag;
+        let view = self.view.load();
+        let entry = view.keys.get(&key.hash()).ok_or(DenyReason::UnknownKey)?;
+        let customer = &entry.customer;
+        let mut rate_checked = false;
+        loop {
+            let charge = decide(
+                &customer.entitlements,
+                tag,
+                now,
+                self.rules.past_due_grace,
+                |e, period_start| self.usage.used(&e.id, period_start),
+            )?;
+            let entitlement = &customer.entitlements[charge.index];
+            if let Some(per_minute) = entitlement.rate_limit
+                && !rate_checked
+            {
+                if !self.usage.try_rate(&customer.id, per_minute, now) {
+                    return Err(DenyReason::RateLimited { per_minute });
+                }
+                rate_checked = true;
+            }
+            if self.usage.try_take(
+                &entitlement.id,
+                charge.period.start,
+                &customer.id,
+                charge.cap,
+            ) {
+                self.usage
+                    .record(&entry.key_id, &customer.id, tag.as_ref(), now);
+                return Ok(Allowed {
+                    key_id: Arc::clone(&entry.key_id),
+                    customer_id: Arc::clone(&customer.id),
+                });
+            }
+            // Another request took the last unit first; decide again with the new count.
+        }
+    }
+
+    /// Reloads the view if the ledger changed since it was built; returns whether it did.
+    pub async fn refresh(&self, store: &dyn Store, now: i64) -> anyhow::Result<bool> {
+        if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
+            return Ok(false);
+        }
+        self.reload(store, now).await?;
+        Ok(true)
+    }
+
+    /// Rebuilds the view from the database, keeping this process's unflushed counts.
+    pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
+        let rows = store.load_ledger(now).await?;
+        self.usage.merge(&rows.usage);
+        let view = View::build(rows);
+        tracing::debug!(
+            version = view.version,
+            keys = view.keys.len(),
+            "Ledger view loaded"
+        );
+        self.view.store(Arc::new(view));
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes counted use; on failure the counts are kept for the next attempt.
+    pub async fn flush(&self, store: &dyn Store, now: i64) -> anyhow::Result<usize> {
+        let batch: UsageBatch = self.usage.take_batch(now);
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = batch.counters.iter().map(|c| c.used as usize).sum();
+        if let Err(e) = store.flush_usage(&batch).await {
+            self.usage.restore(batch);
+            return Err(e);
+        }
+        Ok(written)
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.view.load().keys.len()
+    }
+}

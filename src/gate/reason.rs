@@ -1,0 +1,231 @@
+use crate::domain::{AccessKeyError, PredictorTagError, calendar};
+
+/// Why a prediction is refused. Each reason renders a message for the person who made the
+/// prediction (Function shows it to them): what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    Key(AccessKeyError),
+    Tag(PredictorTagError),
+    /// Unknown and revoked keys are told apart by nobody outside.
+    UnknownKey,
+    OtherOwner {
+        owner: String,
+    },
+    NoPlan,
+    NotIncluded,
+    GrantExpired {
+        on: i64,
+    },
+    PassExpired {
+        on: i64,
+    },
+    Canceled {
+        on: i64,
+    },
+    PastDue {
+        since: i64,
+    },
+    Unpaid,
+    Incomplete,
+    Paused,
+    Refunded {
+        on: i64,
+    },
+    Disputed {
+        on: i64,
+    },
+    QuotaUsed {
+        limit: u64,
+        resets_on: i64,
+    },
+    CreditsUsed {
+        total: u64,
+    },
+    RateLimited {
+        per_minute: u32,
+    },
+}
+
+/// Where messages send people. Both are absent when the service sells nothing itself
+/// (no Stripe), and messages then point to the owner instead.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    pub plans: Option<String>,
+    pub account: Option<String>,
+}
+
+impl DenyReason {
+    /// A stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Key(AccessKeyError::Empty) => "no_key",
+            Self::Key(AccessKeyError::TooLong) => "key_too_long",
+            Self::Key(AccessKeyError::Malformed) => "not_our_key",
+            Self::Key(AccessKeyError::BadChecksum) => "key_typo",
+            Self::Tag(_) => "bad_tag",
+            Self::UnknownKey => "unknown_key",
+            Self::OtherOwner { .. } => "other_owner",
+            Self::NoPlan => "no_plan",
+            Self::NotIncluded => "not_included",
+            Self::GrantExpired { .. } => "grant_expired",
+            Self::PassExpired { .. } => "pass_expired",
+            Self::Canceled { .. } => "canceled",
+            Self::PastDue { .. } => "past_due",
+            Self::Unpaid => "unpaid",
+            Self::Incomplete => "incomplete",
+            Self::Paused => "paused",
+            Self::Refunded { .. } => "refunded",
+            Self::Disputed { .. } => "disputed",
+            Self::QuotaUsed { .. } => "quota_used",
+            Self::CreditsUsed { .. } => "credits_used",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    /// When several entitlements cover a predictor and none can be used, the reason shown is
+    /// the one most worth acting on: the current state of a plan beats a long-gone one.
+    pub fn helpfulness(&self) -> u8 {
+        match self {
+            Self::RateLimited { .. } => 9,
+            Self::QuotaUsed { .. } => 8,
+            Self::CreditsUsed { .. } => 7,
+            Self::PastDue { .. } | Self::Unpaid | Self::Incomplete | Self::Paused => 6,
+            Self::Canceled { .. } => 5,
+            Self::PassExpired { .. } | Self::GrantExpired { .. } => 4,
+            Self::Refunded { .. } | Self::Disputed { .. } => 3,
+            _ => 0,
+        }
+    }
+
+    pub fn message(&self, tag: &str, links: &Links) -> String {
+        let buy = match &links.plans {
+            Some(url) => format!("Buy access at {url}"),
+            None => "Ask the predictor's owner for access".to_owned(),
+        };
+        let manage = match &links.account {
+            Some(url) => format!("Manage your plan at {url}"),
+            None => "Ask the predictor's owner for help".to_owned(),
+        };
+        let keys = match &links.account {
+            Some(url) => format!("Your keys are at {url}"),
+            None => "Ask the predictor's owner for your key".to_owned(),
+        };
+        match self {
+            Self::Key(AccessKeyError::Empty) => format!(
+                "No access key was sent. {tag} needs a paid access key, used as your Function \
+                 access key. {buy}."
+            ),
+            Self::Key(AccessKeyError::TooLong) => format!(
+                "The access key sent is too long to be a key for {tag}. Use the key you \
+                 received as your Function access key. {keys}."
+            ),
+            Self::Key(AccessKeyError::Malformed) => format!(
+                "{tag} needs a paid access key, used as your Function access key, and the key \
+                 sent is not one. {buy}."
+            ),
+            Self::Key(AccessKeyError::BadChecksum) => format!(
+                "The access key has a typo: it is not exactly the key that was issued. Copy it \
+                 again, whole. {keys}."
+            ),
+            Self::Tag(e) => format!("This request cannot be authorized: {e}."),
+            Self::UnknownKey => format!(
+                "This access key is not valid: it may have been revoked or mistyped. {keys}."
+            ),
+            Self::OtherOwner { owner } => format!(
+                "{tag} is not sold here: this service authorizes predictors of @{owner} only."
+            ),
+            Self::NoPlan => format!("Your access key has no active plan. {buy}."),
+            Self::NotIncluded => format!("Your plan does not include {tag}. {buy}."),
+            Self::GrantExpired { on } => format!(
+                "Your access to {tag} expired on {}. {buy}.",
+                calendar::date(*on)
+            ),
+            Self::PassExpired { on } => format!(
+                "Your pass for {tag} expired on {}. {buy}.",
+                calendar::date(*on)
+            ),
+            Self::Canceled { on } => format!(
+                "Your subscription was canceled on {}. {buy}.",
+                calendar::date(*on)
+            ),
+            Self::PastDue { since } => format!(
+                "Your subscription's payment has been past due since {}. Update your payment \
+                 method to continue. {manage}.",
+                calendar::date(*since)
+            ),
+            Self::Unpaid => {
+                format!("Your subscription is unpaid. Pay the open invoice to continue. {manage}.")
+            }
+            Self::Incomplete => format!(
+                "Your subscription's first payment has not gone through yet. Complete it to \
+                 start. {manage}."
+            ),
+            Self::Paused => {
+                format!("Your subscription is paused. Resume it to continue. {manage}.")
+            }
+            Self::Refunded { on } => format!(
+                "Your purchase was refunded on {}, so it no longer gives access. {buy}.",
+                calendar::date(*on)
+            ),
+            Self::Disputed { on } => format!(
+                "The payment for your purchase was disputed on {}, so it no longer gives \
+                 access. {manage}.",
+                calendar::date(*on)
+            ),
+            Self::QuotaUsed { limit, resets_on } => format!(
+                "You have used all {} predictions of this period; it resets on {}. {buy}.",
+                thousands(*limit),
+                calendar::date(*resets_on)
+            ),
+            Self::CreditsUsed { total } => format!(
+                "You have used all {} of your prediction credits. {buy}.",
+                thousands(*total)
+            ),
+            Self::RateLimited { per_minute } => format!(
+                "Too many predictions: your plan allows {} per minute. Wait a moment and try \
+                 again.",
+                thousands(u64::from(*per_minute))
+            ),
+        }
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn messages_link_to_the_pages_when_the_service_sells_plans() {
+        let links = Links {
+            plans: Some("https://tb.example/".into()),
+            account: Some("https://tb.example/account".into()),
+        };
+        let message = DenyReason::NotIncluded.message("@acme/x", &links);
+        assert_eq!(
+            message,
+            "Your plan does not include @acme/x. Buy access at https://tb.example/."
+        );
+        let manual = DenyReason::NotIncluded.message("@acme/x", &Links::default());
+        assert!(manual.contains("Ask the predictor's owner"), "{manual}");
+    }
+}

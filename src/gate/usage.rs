@@ -1,0 +1,291 @@
+//! Use counted in memory and written behind in batches, so the hot path never waits on the
+//! database. A crash loses at most what was counted since the last flush (one interval).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::store::{CounterDelta, HourlyDelta, UsageBatch, UsageRow};
+
+/// Counters that outlive view reloads, keyed by entitlement and period start.
+#[derive(Default)]
+pub struct UsageBook {
+    counters: RwLock<HashMap<(Arc<str>, i64), Arc<Counter>>>,
+    activity: Mutex<Activity>,
+    windows: RwLock<HashMap<Arc<str>, Arc<RateWindow>>>,
+}
+
+struct Counter {
+    customer_id: Arc<str>,
+    /// Best known total for the period: what the database held when last read plus what this
+    /// process has counted since. Never decreases.
+    used: AtomicU64,
+    /// Counted here and not yet written.
+    unflushed: AtomicU64,
+}
+
+#[derive(Default)]
+struct Activity {
+    hourly: HashMap<(Arc<str>, i64), (Arc<str>, HashMap<Box<str>, u64>)>,
+    last_used: HashMap<Arc<str>, i64>,
+}
+
+/// Predictions in the current minute, packed as `minute << 32 | count` for a lock-free update.
+struct RateWindow(AtomicU64);
+
+impl UsageBook {
+    pub fn used(&self, entitlement: &Arc<str>, period_start: i64) -> u64 {
+        self.counters
+            .read()
+            .expect("usage lock poisoned")
+            .get(&(Arc::clone(entitlement), period_start))
+            .map_or(0, |c| c.used.load(Ordering::Acquire))
+    }
+
+    /// Counts one use unless that would pass `cap`; exact under any concurrency.
+    pub fn try_take(
+        &self,
+        entitlement: &Arc<str>,
+        period_start: i64,
+        customer_id: &Arc<str>,
+        cap: Option<u64>,
+    ) -> bool {
+        let counter = self.counter(entitlement, period_start, customer_id);
+        let taken = match cap {
+            None => {
+                counter.used.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            Some(cap) => counter
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    (u < cap).then_some(u + 1)
+                })
+                .is_ok(),
+        };
+        if taken {
+            counter.unflushed.fetch_add(1, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// Takes a slot in the customer's current minute, or says there is none left.
+    pub fn try_rate(&self, customer_id: &Arc<str>, per_minute: u32, now: i64) -> bool {
+        let window = {
+            let read = self.windows.read().expect("rate lock poisoned");
+            read.get(customer_id).cloned()
+        };
+        let window = window.unwrap_or_else(|| {
+            let mut write = self.windows.write().expect("rate lock poisoned");
+            Arc::clone(
+                write
+                    .entry(Arc::clone(customer_id))
+                    .or_insert_with(|| Arc::new(RateWindow(AtomicU64::new(0)))),
+            )
+        });
+        let minute = (now.max(0) / 60) as u64;
+        window
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
+                let count = if packed >> 32 == minute {
+                    packed & 0xFFFF_FFFF
+                } else {
+                    0
+                };
+                (count < u64::from(per_minute)).then_some(minute << 32 | (count + 1))
+            })
+            .is_ok()
+    }
+
+    /// Records an allowed prediction for the owner's reports (per hour, tag and key).
+    pub fn record(&self, key_id: &Arc<str>, customer_id: &Arc<str>, tag: &str, now: i64) {
+        let hour = now - now.rem_euclid(3_600);
+        let mut activity = self.activity.lock().expect("activity lock poisoned");
+        let (_, tags) = activity
+            .hourly
+            .entry((Arc::clone(key_id), hour))
+            .or_insert_with(|| (Arc::clone(customer_id), HashMap::new()));
+        match tags.get_mut(tag) {
+            Some(count) => *count += 1,
+            None => {
+                tags.insert(tag.into(), 1);
+            }
+        }
+        let last = activity.last_used.entry(Arc::clone(key_id)).or_insert(now);
+        *last = (*last).max(now);
+    }
+
+    /// Takes everything counted since the last flush. Give it back with [`Self::restore`] if
+    /// it could not be written.
+    pub fn take_batch(&self, now: i64) -> UsageBatch {
+        let counters = self
+            .counters
+            .read()
+            .expect("usage lock poisoned")
+            .iter()
+            .filter_map(|((entitlement, period_start), counter)| {
+                let n = counter.unflushed.swap(0, Ordering::AcqRel);
+                (n > 0).then(|| CounterDelta {
+                    entitlement: entitlement.to_string(),
+                    period_start: *period_start,
+                    customer_id: counter.customer_id.to_string(),
+                    used: n as i64,
+                })
+            })
+            .collect();
+        let activity = std::mem::take(&mut *self.activity.lock().expect("activity lock poisoned"));
+        let hourly = activity
+            .hourly
+            .into_iter()
+            .flat_map(|((key_id, hour), (customer_id, tags))| {
+                tags.into_iter().map(move |(tag, count)| HourlyDelta {
+                    hour,
+                    tag: tag.into(),
+                    key_id: key_id.to_string(),
+                    customer_id: customer_id.to_string(),
+                    count: count as i64,
+                })
+            })
+            .collect();
+        let last_used = activity
+            .last_used
+            .into_iter()
+            .map(|(key_id, at)| (key_id.to_string(), at))
+            .collect();
+        UsageBatch {
+            at: now,
+            counters,
+            hourly,
+            last_used,
+        }
+    }
+
+    /// Puts back a batch that failed to be written, so the next flush tries again.
+    pub fn restore(&self, batch: UsageBatch) {
+        for delta in batch.counters {
+            let counter = self.counter(
+                &Arc::from(delta.entitlement),
+                delta.period_start,
+                &Arc::from(delta.customer_id),
+            );
+            counter
+                .unflushed
+                .fetch_add(delta.used as u64, Ordering::AcqRel);
+        }
+        let mut activity = self.activity.lock().expect("activity lock poisoned");
+        for h in batch.hourly {
+            let (_, tags) = activity
+                .hourly
+                .entry((Arc::from(h.key_id), h.hour))
+                .or_insert_with(|| (Arc::from(h.customer_id), HashMap::new()));
+            *tags.entry(h.tag.into()).or_insert(0) += h.count as u64;
+        }
+        for (key_id, at) in batch.last_used {
+            let last = activity.last_used.entry(Arc::from(key_id)).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// Folds in totals read from the database (which include other processes' flushed use).
+    pub fn merge(&self, rows: &[UsageRow]) {
+        for row in rows {
+            let counter = self.counter(
+                &Arc::from(row.entitlement.as_str()),
+                row.period_start,
+                &Arc::from(row.customer_id.as_str()),
+            );
+            let stored = row.used.max(0) as u64;
+            let pending = counter.unflushed.load(Ordering::Acquire);
+            counter.used.fetch_max(stored + pending, Ordering::AcqRel);
+        }
+    }
+
+    fn counter(
+        &self,
+        entitlement: &Arc<str>,
+        period_start: i64,
+        customer_id: &Arc<str>,
+    ) -> Arc<Counter> {
+        let key = (Arc::clone(entitlement), period_start);
+        if let Some(counter) = self.counters.read().expect("usage lock poisoned").get(&key) {
+            return Arc::clone(counter);
+        }
+        let mut counters = self.counters.write().expect("usage lock poisoned");
+        Arc::clone(counters.entry(key).or_insert_with(|| {
+            Arc::new(Counter {
+                customer_id: Arc::clone(customer_id),
+                used: AtomicU64::new(0),
+                unflushed: AtomicU64::new(0),
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (Arc<str>, Arc<str>) {
+        (Arc::from("g1"), Arc::from("cus_1"))
+    }
+
+    #[test]
+    fn taking_stops_exactly_at_the_cap_across_threads() {
+        let book = Arc::new(UsageBook::default());
+        let allowed: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let book = Arc::clone(&book);
+                    s.spawn(move || {
+                        let (e, c) = ids();
+                        (0..100)
+                            .filter(|_| book.try_take(&e, 0, &c, Some(250)))
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 250);
+        let batch = book.take_batch(0);
+        assert_eq!(batch.counters.len(), 1);
+        assert_eq!(batch.counters[0].used, 250);
+    }
+
+    #[test]
+    fn a_restored_batch_is_flushed_again_and_merging_never_lowers_a_count() {
+        let book = UsageBook::default();
+        let (e, c) = ids();
+        for _ in 0..3 {
+            assert!(book.try_take(&e, 7, &c, None));
+        }
+        book.record(&Arc::from("key_1"), &c, "@acme/a", 3_700);
+        let batch = book.take_batch(10);
+        assert!(book.take_batch(11).is_empty(), "a batch is taken once");
+        book.restore(batch.clone());
+        assert_eq!(book.take_batch(12).counters, batch.counters);
+        let row = |used| UsageRow {
+            entitlement: "g1".into(),
+            period_start: 7,
+            customer_id: "cus_1".into(),
+            used,
+        };
+        book.merge(&[row(1)]);
+        assert_eq!(
+            book.used(&e, 7),
+            3,
+            "a stale database total does not lower the count"
+        );
+        book.merge(&[row(10)]);
+        assert_eq!(book.used(&e, 7), 10, "other processes' use is folded in");
+    }
+
+    #[test]
+    fn the_rate_window_allows_the_limit_per_minute() {
+        let book = UsageBook::default();
+        let (_, c) = ids();
+        let allowed = (0..5).filter(|_| book.try_rate(&c, 3, 600)).count();
+        assert_eq!(allowed, 3);
+        assert!(book.try_rate(&c, 3, 660), "a new minute opens a new window");
+    }
+}

@@ -1,0 +1,102 @@
+//! `POST /authorize/{token}`: Function's authorization call, on the path of every prediction.
+
+use std::borrow::Cow;
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::AccessKeyError;
+use crate::error::AppError;
+use crate::gate::DenyReason;
+use crate::startup::{AppState, unix_now};
+
+/// Function sends two short strings; anything much bigger is not from Function.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Unknown fields are ignored: Function may add some.
+#[derive(Deserialize)]
+struct AuthorizeBody<'a> {
+    #[serde(borrow)]
+    tag: Cow<'a, str>,
+    #[serde(rename = "accessKey", borrow)]
+    access_key: Cow<'a, str>,
+}
+
+#[tracing::instrument(name = "authorize", skip_all, fields(outcome))]
+pub async fn authorize(
+    request: HttpRequest,
+    token: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if !state.authorize_token_matches(&token) {
+        return Err(AppError::NotFound);
+    }
+    if !is_json(&request) {
+        return Err(AppError::UnsupportedMediaType(
+            "The request must be JSON (Content-Type: application/json) with tag and accessKey."
+                .into(),
+        ));
+    }
+    let body = payload
+        .to_bytes_limited(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            AppError::PayloadTooLarge(format!(
+                "The request body is larger than {} KiB; send only tag and accessKey.",
+                MAX_BODY_BYTES / 1024
+            ))
+        })?
+        .map_err(|_| AppError::Rejected("The request body could not be read.".into()))?;
+    let input: AuthorizeBody =
+        serde_json::from_slice(&body).map_err(|_| AppError::Rejected(diagnose(&body, &state)))?;
+
+    match state
+        .gate
+        .authorize(&input.tag, &input.access_key, unix_now())
+    {
+        Ok(_) => {
+            tracing::Span::current().record("outcome", "allow");
+            Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(r#"{"authorized":true}"#))
+        }
+        Err(reason) => {
+            tracing::Span::current().record("outcome", reason.label());
+            Err(AppError::Rejected(reason.message(&input.tag, &state.links)))
+        }
+    }
+}
+
+fn is_json(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Says precisely what is wrong with a body the fast path could not read.
+fn diagnose(body: &[u8], state: &AppState) -> String {
+    let object = match serde_json::from_slice::<Value>(body) {
+        Err(_) => return "The request body is not valid JSON.".into(),
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return "The request body must be a JSON object with tag and accessKey.".into();
+        }
+    };
+    let tag = match object.get("tag") {
+        Some(Value::String(tag)) => tag.as_str(),
+        None | Some(Value::Null) => return "The request has no predictor tag (tag).".into(),
+        Some(_) => return "The predictor tag (tag) must be a string.".into(),
+    };
+    match object.get("accessKey") {
+        None | Some(Value::Null) => {
+            DenyReason::Key(AccessKeyError::Empty).message(tag, &state.links)
+        }
+        Some(_) => "The access key (accessKey) must be a string.".into(),
+    }
+}

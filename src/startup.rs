@@ -1,0 +1,270 @@
+//! Builds the service from settings, for `main` and for tests alike.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tracing_actix_web::{RootSpanBuilder, TracingLogger};
+
+use crate::config::Settings;
+use crate::domain::random_base62;
+use crate::gate::{Gate, GateRules, Links};
+use crate::routes;
+use crate::store::{self, Store};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub gate: Arc<Gate>,
+    pub store: Arc<dyn Store>,
+    pub links: Links,
+    authorize_token_hash: [u8; 32],
+}
+
+impl AppState {
+    /// Constant-time over fixed-length digests, so neither content nor length leaks.
+    pub fn authorize_token_matches(&self, candidate: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        digest.ct_eq(&self.authorize_token_hash).into()
+    }
+}
+
+/// Where the authorize token came from, for the start-up summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Environment,
+    Stored,
+    Generated,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    settings: Settings,
+    state: web::Data<AppState>,
+    authorize_token: SecretString,
+    token_source: TokenSource,
+}
+
+impl Application {
+    /// Opens and migrates the database, loads the ledger view and binds the port; the server
+    /// starts answering when [`Self::run_until_stopped`] is awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::connect(&settings.database_url).await?;
+        store.migrate().await?;
+        let (authorize_token, token_source) = authorize_token(&settings, store.as_ref()).await?;
+        let gate = Arc::new(Gate::new(GateRules {
+            owner: settings.owner.clone(),
+            past_due_grace: settings.past_due_grace.as_secs() as i64,
+        }));
+        gate.reload(store.as_ref(), unix_now())
+            .await
+            .context("Failed to load the ledger")?;
+        let links = if settings.stripe_secret_key.is_some() {
+            Links {
+                plans: Some(format!("{}/", settings.public_url)),
+                account: Some(format!("{}/account", settings.public_url)),
+            }
+        } else {
+            Links::default()
+        };
+        let state = web::Data::new(AppState {
+            gate,
+            store,
+            links,
+            authorize_token_hash: Sha256::digest(authorize_token.expose_secret().as_bytes()).into(),
+        });
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<RouteSpan>::new())
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+        })
+        .shutdown_timeout(10);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            settings,
+            state,
+            authorize_token,
+            token_source,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server gracefully, as SIGTERM does.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.state.store)
+    }
+
+    pub fn gate(&self) -> Arc<Gate> {
+        Arc::clone(&self.state.gate)
+    }
+
+    /// The URL to paste into Function as the account's authorizationUrl. It holds the secret.
+    pub fn authorize_url(&self) -> String {
+        format!(
+            "{}/authorize/{}",
+            self.settings.public_url,
+            self.authorize_token.expose_secret()
+        )
+    }
+
+    pub fn token_source(&self) -> TokenSource {
+        self.token_source
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Serves until SIGTERM, Ctrl-C or [`Self::handle`]`.stop()`, then writes counted use.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let state = self.state.clone().into_inner();
+        let poller = tokio::spawn(poll_ledger(
+            Arc::clone(&state),
+            self.settings.ledger_poll_interval,
+            stopped.clone(),
+        ));
+        let flusher = tokio::spawn(flush_usage(
+            Arc::clone(&state),
+            self.settings.usage_flush_interval,
+            stopped,
+        ));
+        let served = self.server.await;
+        let _ = stop.send(true);
+        let _ = poller.await;
+        let _ = flusher.await;
+        let flushed = state.gate.flush(state.store.as_ref(), unix_now()).await;
+        match &flushed {
+            Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
+            Err(e) => tracing::error!(error = ?e, "Failed to flush usage at shutdown"),
+        }
+        state.store.close().await;
+        served.context("The HTTP server failed")?;
+        flushed.map(|_| ())
+    }
+}
+
+/// Picks up changes made by other processes (the CLI, other instances) within one interval.
+async fn poll_ledger(state: Arc<AppState>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        match state.gate.refresh(state.store.as_ref(), unix_now()).await {
+            Ok(true) => tracing::info!(
+                keys = state.gate.key_count(),
+                "Ledger changed; view reloaded"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = ?e, "Failed to refresh the ledger view"),
+        }
+    }
+}
+
+/// Writes counted use behind the hot path, once per interval.
+async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(e) = state.gate.flush(state.store.as_ref(), unix_now()).await {
+            tracing::warn!(error = ?e, "Failed to flush usage; will retry");
+        }
+    }
+}
+
+/// The token from `AUTHORIZE_TOKEN`, or one generated once and kept in the database so the
+/// URL pasted into Function stays valid across restarts.
+async fn authorize_token(
+    settings: &Settings,
+    store: &dyn Store,
+) -> anyhow::Result<(SecretString, TokenSource)> {
+    if let Some(token) = &settings.authorize_token {
+        return Ok((token.clone(), TokenSource::Environment));
+    }
+    let generated = random_token();
+    let stored = store
+        .setting_or_insert("authorize_token", &generated)
+        .await?;
+    let source = if stored == generated {
+        TokenSource::Generated
+    } else {
+        TokenSource::Stored
+    };
+    Ok((SecretString::from(stored), source))
+}
+
+/// 43 base62 characters: over 256 bits.
+fn random_token() -> String {
+    random_base62(43)
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A span per request that records the matched route pattern, never the raw path: the
+/// authorize path carries the secret token.
+pub struct RouteSpan;
+
+impl RootSpanBuilder for RouteSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route = %route,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        match outcome {
+            Ok(response) => {
+                span.record("status", response.status().as_u16());
+            }
+            Err(error) => {
+                span.record("status", error.as_response_error().status_code().as_u16());
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The ledger's storage: one [`Store`] trait, an SQLite and a PostgreSQL implementation, chosen
+//! from the `DATABASE_URL` scheme at start.
+
+mod postgres;
+mod records;
+mod shared;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use postgres::PgStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// What trait methods return, so that `dyn Store` works without a macro crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything the service and the CLI read from or write to the ledger.
+///
+/// Every write that changes who may predict bumps the ledger version in the same transaction,
+/// which is how running processes learn that their in-memory view is stale.
+pub trait Store: Send + Sync {
+    /// `"sqlite"` or `"postgres"`, for the start-up summary and `/readyz`.
+    fn engine(&self) -> &'static str;
+    fn migrate(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn ping(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn close(&self) -> BoxFuture<'_, ()>;
+
+    fn setting(&self, name: &'static str) -> BoxFuture<'_, anyhow::Result<Option<String>>>;
+    /// Stores `value` unless a value exists; returns the one that is stored (first writer wins).
+    fn setting_or_insert<'a>(
+        &'a self,
+        name: &'static str,
+        value: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
+
+    fn ledger_version(&self) -> BoxFuture<'_, anyhow::Result<i64>>;
+    /// Everything the gate needs, in one consistent read.
+    fn load_ledger(&self, now: i64) -> BoxFuture<'_, anyhow::Result<LedgerRows>>;
+    /// Adds counted use; usage writes do not bump the ledger version.
+    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    fn customer<'a>(&'a self, id: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Customer>>>;
+    fn customers_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Customer>>>;
+    fn list_customers(&self) -> BoxFuture<'_, anyhow::Result<Vec<CustomerListing>>>;
+    /// Creates or updates a customer known from Stripe (or made by hand).
+    fn upsert_customer<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Creates the key (and the customer and the grant, when given) in one transaction.
+    fn issue_key<'a>(&'a self, issue: &'a IssueKey) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn list_keys<'a>(
+        &'a self,
+        customer_id: Option<&'a str>,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<KeyListing>>>;
+    /// Revokes the key whose id or display prefix is `selector`.
+    fn revoke_key<'a>(
+        &'a self,
+        selector: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<RevokeOutcome>>;
+
+    fn upsert_product<'a>(&'a self, product: &'a Product) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn upsert_price<'a>(&'a self, price: &'a Price) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Writes a subscription and replaces its items, unless the stored copy is newer
+    /// (`stripe_updated`); returns whether it was written.
+    fn put_subscription<'a>(
+        &'a self,
+        subscription: &'a Subscription,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    fn put_purchase<'a>(&'a self, purchase: &'a Purchase) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL, anything
+/// else (`sqlite://path`, or a bare path) for an SQLite file created if missing.
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    }
+}
+
+/// True when a write failed on a unique constraint, on either engine.
+pub fn is_unique_violation(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .is_some_and(|e| e.is_unique_violation())
+    })
+}

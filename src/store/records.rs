@@ -1,0 +1,239 @@
+//! The rows the store reads and writes. Integers are Unix seconds or counts; the same types
+//! decode on both engines (BIGINT on PostgreSQL, INTEGER on SQLite).
+
+use sqlx::FromRow;
+
+/// All the gate needs to build its in-memory view.
+#[derive(Debug, Default)]
+pub struct LedgerRows {
+    pub version: i64,
+    pub keys: Vec<KeyRow>,
+    pub grants: Vec<GrantRow>,
+    pub items: Vec<ItemRow>,
+    pub purchases: Vec<PurchaseRow>,
+    pub usage: Vec<UsageRow>,
+}
+
+/// An active (not revoked) key of a customer that exists.
+#[derive(Debug, FromRow)]
+pub struct KeyRow {
+    pub id: String,
+    pub customer_id: String,
+    pub key_hash: String,
+}
+
+#[derive(Debug, FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub customer_id: String,
+    pub predictors: String,
+    pub quota: Option<i64>,
+    pub quota_period: Option<String>,
+    pub credits: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// A subscription item with its subscription's state and its plan's metadata.
+#[derive(Debug, FromRow)]
+pub struct ItemRow {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub past_due_since: Option<i64>,
+    pub current_period_start: i64,
+    pub current_period_end: i64,
+    pub usage_type: Option<String>,
+    pub product_metadata: Option<String>,
+    pub price_metadata: Option<String>,
+}
+
+/// A one-time purchase with its plan's metadata.
+#[derive(Debug, FromRow)]
+pub struct PurchaseRow {
+    pub id: String,
+    pub customer_id: String,
+    pub quantity: i64,
+    pub paid_at: i64,
+    pub refunded_at: Option<i64>,
+    pub disputed_at: Option<i64>,
+    pub product_metadata: Option<String>,
+    pub price_metadata: Option<String>,
+}
+
+#[derive(Debug, FromRow)]
+pub struct UsageRow {
+    pub entitlement: String,
+    pub period_start: i64,
+    pub customer_id: String,
+    pub used: i64,
+}
+
+/// Counted use not yet written, taken from the gate by the flush.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UsageBatch {
+    pub at: i64,
+    pub counters: Vec<CounterDelta>,
+    pub hourly: Vec<HourlyDelta>,
+    pub last_used: Vec<(String, i64)>,
+}
+
+impl UsageBatch {
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.hourly.is_empty() && self.last_used.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub entitlement: String,
+    pub period_start: i64,
+    pub customer_id: String,
+    pub used: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyDelta {
+    pub hour: i64,
+    pub tag: String,
+    pub key_id: String,
+    pub customer_id: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Customer {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, FromRow)]
+pub struct CustomerListing {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub active_keys: i64,
+    pub grants: i64,
+    pub subscriptions: i64,
+}
+
+/// A new key, with the customer to create first and the grant to give with it, if any.
+#[derive(Debug)]
+pub struct IssueKey {
+    pub new_customer: Option<Customer>,
+    pub key: NewKey,
+    pub grant: Option<NewGrant>,
+}
+
+#[derive(Debug)]
+pub struct NewKey {
+    pub id: String,
+    pub customer_id: String,
+    pub key_hash: String,
+    pub display_prefix: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug)]
+pub struct NewGrant {
+    pub id: String,
+    pub customer_id: String,
+    pub predictors: String,
+    pub quota: Option<i64>,
+    pub quota_period: Option<String>,
+    pub credits: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub note: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, FromRow)]
+pub struct KeyListing {
+    pub id: String,
+    pub customer_id: String,
+    pub email: Option<String>,
+    pub display_prefix: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked { id: String },
+    AlreadyRevoked { id: String },
+    NotFound,
+    Ambiguous(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub active: bool,
+    /// The product's metadata as a JSON object of strings.
+    pub metadata: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Price {
+    pub id: String,
+    pub product_id: String,
+    pub active: bool,
+    pub currency: String,
+    pub unit_amount: Option<i64>,
+    /// `one_time` or `recurring`.
+    pub price_type: String,
+    pub recurring_interval: Option<String>,
+    pub recurring_interval_count: Option<i64>,
+    pub usage_type: Option<String>,
+    pub nickname: Option<String>,
+    pub metadata: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub cancel_at_period_end: bool,
+    pub cancel_at: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub past_due_since: Option<i64>,
+    pub created: i64,
+    /// Stripe's own timestamp of this state; the ordering guard.
+    pub stripe_updated: i64,
+    pub items: Vec<SubscriptionItem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionItem {
+    pub id: String,
+    pub price_id: String,
+    pub quantity: i64,
+    pub current_period_start: i64,
+    pub current_period_end: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    pub id: String,
+    pub customer_id: String,
+    pub price_id: String,
+    pub quantity: i64,
+    pub payment_intent: Option<String>,
+    pub paid_at: i64,
+    pub refunded_at: Option<i64>,
+    pub disputed_at: Option<i64>,
+}

@@ -1,0 +1,563 @@
+//! The queries both engines run as written: `$n` parameters, `RETURNING`, `ON CONFLICT` and
+//! `CASE` mean the same on SQLite and PostgreSQL, and the column types decode to the same Rust
+//! types. They are written once here and expanded inside each engine's `impl Store`, next to
+//! the few methods that differ (connecting, migrating, starting a write transaction).
+
+macro_rules! ledger_queries {
+    () => {
+        fn ping(&self) -> $crate::store::BoxFuture<'_, anyhow::Result<()>> {
+            Box::pin(async move {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .context("Failed to reach the database")?;
+                Ok(())
+            })
+        }
+
+        fn close(&self) -> $crate::store::BoxFuture<'_, ()> {
+            Box::pin(self.pool.close())
+        }
+
+        fn setting(
+            &self,
+            name: &'static str,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Option<String>>> {
+            Box::pin(async move {
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .with_context(|| format!("Failed to read setting {name}"))
+            })
+        }
+
+        fn setting_or_insert<'a>(
+            &'a self,
+            name: &'static str,
+            value: &'a str,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<String>> {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .with_context(|| format!("Failed to store setting {name}"))?;
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .with_context(|| format!("Failed to read setting {name}"))
+            })
+        }
+
+        fn ledger_version(&self) -> $crate::store::BoxFuture<'_, anyhow::Result<i64>> {
+            Box::pin(async move {
+                sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .context("Failed to read the ledger version")
+            })
+        }
+
+        fn load_ledger(
+            &self,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<$crate::store::LedgerRows>> {
+            Box::pin(async move {
+                use $crate::store::{GrantRow, ItemRow, KeyRow, PurchaseRow, UsageRow};
+                // Ended subscriptions are kept for a year so a denial can say when they ended.
+                let ended_after = now - 366 * 86_400;
+                let usage_after = now - 62 * 86_400;
+                let mut tx = self.begin_read().await?;
+                let version = sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("Failed to read the ledger version")?;
+                let keys = sqlx::query_as::<_, KeyRow>(
+                    "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
+                     JOIN customers c ON c.id = k.customer_id \
+                     WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to load access keys")?;
+                let grants = sqlx::query_as::<_, GrantRow>(
+                    "SELECT id, customer_id, predictors, quota, quota_period, credits, expires_at \
+                     FROM grants WHERE revoked_at IS NULL ORDER BY created_at, id",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to load grants")?;
+                let items = sqlx::query_as::<_, ItemRow>(
+                    "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
+                            s.canceled_at, s.ended_at, s.past_due_since, \
+                            si.current_period_start, si.current_period_end, p.usage_type, \
+                            pr.metadata AS product_metadata, p.metadata AS price_metadata \
+                     FROM subscription_items si \
+                     JOIN subscriptions s ON s.id = si.subscription_id \
+                     LEFT JOIN prices p ON p.id = si.price_id \
+                     LEFT JOIN products pr ON pr.id = p.product_id \
+                     WHERE s.ended_at IS NULL OR s.ended_at > $1 \
+                     ORDER BY s.created, si.id",
+                )
+                .bind(ended_after)
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to load subscriptions")?;
+                let purchases = sqlx::query_as::<_, PurchaseRow>(
+                    "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
+                            pu.disputed_at, pr.metadata AS product_metadata, \
+                            p.metadata AS price_metadata \
+                     FROM purchases pu \
+                     LEFT JOIN prices p ON p.id = pu.price_id \
+                     LEFT JOIN products pr ON pr.id = p.product_id \
+                     ORDER BY pu.paid_at, pu.id",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to load purchases")?;
+                let usage = sqlx::query_as::<_, UsageRow>(
+                    "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
+                     WHERE period_start = 0 OR period_start > $1",
+                )
+                .bind(usage_after)
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to load usage counters")?;
+                tx.commit().await.context("Failed to end the ledger read")?;
+                Ok($crate::store::LedgerRows { version, keys, grants, items, purchases, usage })
+            })
+        }
+
+        fn flush_usage<'a>(
+            &'a self,
+            batch: &'a $crate::store::UsageBatch,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                for c in &batch.counters {
+                    sqlx::query(
+                        "INSERT INTO usage_counters \
+                            (entitlement, period_start, customer_id, used, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (entitlement, period_start) DO UPDATE \
+                         SET used = usage_counters.used + excluded.used, \
+                             updated_at = excluded.updated_at",
+                    )
+                    .bind(&c.entitlement)
+                    .bind(c.period_start)
+                    .bind(&c.customer_id)
+                    .bind(c.used)
+                    .bind(batch.at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write usage counters")?;
+                }
+                for h in &batch.hourly {
+                    sqlx::query(
+                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (hour, tag, key_id) DO UPDATE \
+                         SET count = usage_hourly.count + excluded.count",
+                    )
+                    .bind(h.hour)
+                    .bind(&h.tag)
+                    .bind(&h.key_id)
+                    .bind(&h.customer_id)
+                    .bind(h.count)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write hourly usage")?;
+                }
+                for (key_id, at) in &batch.last_used {
+                    sqlx::query(
+                        "INSERT INTO key_activity (key_id, last_used_at) VALUES ($1, $2) \
+                         ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
+                             WHEN excluded.last_used_at > key_activity.last_used_at \
+                             THEN excluded.last_used_at ELSE key_activity.last_used_at END",
+                    )
+                    .bind(key_id)
+                    .bind(*at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write key activity")?;
+                }
+                tx.commit().await.context("Failed to commit usage")?;
+                Ok(())
+            })
+        }
+
+        fn customer<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<Option<$crate::store::Customer>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, email, name, created_at FROM customers \
+                     WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .context("Failed to read a customer")
+            })
+        }
+
+        fn customers_by_email<'a>(
+            &'a self,
+            email: &'a str,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<Vec<$crate::store::Customer>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, email, name, created_at FROM customers \
+                     WHERE lower(email) = lower($1) AND deleted_at IS NULL ORDER BY created_at",
+                )
+                .bind(email)
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to find customers by email")
+            })
+        }
+
+        fn list_customers(
+            &self,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::CustomerListing>>>
+        {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT c.id, c.email, c.name, c.created_at, \
+                        (SELECT COUNT(*) FROM access_keys k \
+                          WHERE k.customer_id = c.id AND k.revoked_at IS NULL) AS active_keys, \
+                        (SELECT COUNT(*) FROM grants g \
+                          WHERE g.customer_id = c.id AND g.revoked_at IS NULL) AS grants, \
+                        (SELECT COUNT(*) FROM subscriptions s \
+                          WHERE s.customer_id = c.id AND s.ended_at IS NULL) AS subscriptions \
+                     FROM customers c WHERE c.deleted_at IS NULL ORDER BY c.created_at, c.id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to list customers")
+            })
+        }
+
+        fn upsert_customer<'a>(
+            &'a self,
+            customer: &'a $crate::store::Customer,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                insert_customer(&mut tx, customer).await?;
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit the customer")?;
+                Ok(())
+            })
+        }
+
+        fn issue_key<'a>(
+            &'a self,
+            issue: &'a $crate::store::IssueKey,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                if let Some(customer) = &issue.new_customer {
+                    insert_customer(&mut tx, customer).await?;
+                }
+                let key = &issue.key;
+                sqlx::query(
+                    "INSERT INTO access_keys \
+                        (id, customer_id, key_hash, display_prefix, name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.id)
+                .bind(&key.customer_id)
+                .bind(&key.key_hash)
+                .bind(&key.display_prefix)
+                .bind(&key.name)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store the access key")?;
+                if let Some(g) = &issue.grant {
+                    sqlx::query(
+                        "INSERT INTO grants (id, customer_id, predictors, quota, quota_period, \
+                            credits, expires_at, note, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&g.id)
+                    .bind(&g.customer_id)
+                    .bind(&g.predictors)
+                    .bind(g.quota)
+                    .bind(&g.quota_period)
+                    .bind(g.credits)
+                    .bind(g.expires_at)
+                    .bind(&g.note)
+                    .bind(g.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to store the grant")?;
+                }
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit the new key")?;
+                Ok(())
+            })
+        }
+
+        fn list_keys<'a>(
+            &'a self,
+            customer_id: Option<&'a str>,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<Vec<$crate::store::KeyListing>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT k.id, k.customer_id, c.email, k.display_prefix, k.name, \
+                            k.created_at, k.revoked_at, a.last_used_at \
+                     FROM access_keys k JOIN customers c ON c.id = k.customer_id \
+                     LEFT JOIN key_activity a ON a.key_id = k.id \
+                     WHERE $1 IS NULL OR k.customer_id = $1 \
+                     ORDER BY k.created_at, k.id",
+                )
+                .bind(customer_id)
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to list keys")
+            })
+        }
+
+        fn revoke_key<'a>(
+            &'a self,
+            selector: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<$crate::store::RevokeOutcome>> {
+            Box::pin(async move {
+                use $crate::store::RevokeOutcome;
+                let mut tx = self.begin_write().await?;
+                let found: Vec<(String, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, revoked_at FROM access_keys WHERE id = $1 OR display_prefix = $1",
+                )
+                .bind(selector)
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to find the key to revoke")?;
+                let outcome = match found.as_slice() {
+                    [] => RevokeOutcome::NotFound,
+                    [(id, Some(_))] => RevokeOutcome::AlreadyRevoked { id: id.clone() },
+                    [(id, None)] => {
+                        sqlx::query("UPDATE access_keys SET revoked_at = $1 WHERE id = $2")
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .context("Failed to revoke the key")?;
+                        bump_version(&mut tx).await?;
+                        RevokeOutcome::Revoked { id: id.clone() }
+                    }
+                    many => RevokeOutcome::Ambiguous(many.iter().map(|(id, _)| id.clone()).collect()),
+                };
+                tx.commit().await.context("Failed to commit the revocation")?;
+                Ok(outcome)
+            })
+        }
+
+        fn upsert_product<'a>(
+            &'a self,
+            product: &'a $crate::store::Product,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO products (id, name, description, active, metadata, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+                         description = excluded.description, active = excluded.active, \
+                         metadata = excluded.metadata, updated_at = excluded.updated_at \
+                     WHERE products.updated_at <= excluded.updated_at",
+                )
+                .bind(&product.id)
+                .bind(&product.name)
+                .bind(&product.description)
+                .bind(product.active)
+                .bind(&product.metadata)
+                .bind(product.updated_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store a product")?;
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit a product")?;
+                Ok(())
+            })
+        }
+
+        fn upsert_price<'a>(
+            &'a self,
+            price: &'a $crate::store::Price,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO prices (id, product_id, active, currency, unit_amount, \
+                        price_type, recurring_interval, recurring_interval_count, usage_type, \
+                        nickname, metadata, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (id) DO UPDATE SET product_id = excluded.product_id, \
+                         active = excluded.active, currency = excluded.currency, \
+                         unit_amount = excluded.unit_amount, price_type = excluded.price_type, \
+                         recurring_interval = excluded.recurring_interval, \
+                         recurring_interval_count = excluded.recurring_interval_count, \
+                         usage_type = excluded.usage_type, nickname = excluded.nickname, \
+                         metadata = excluded.metadata, updated_at = excluded.updated_at \
+                     WHERE prices.updated_at <= excluded.updated_at",
+                )
+                .bind(&price.id)
+                .bind(&price.product_id)
+                .bind(price.active)
+                .bind(&price.currency)
+                .bind(price.unit_amount)
+                .bind(&price.price_type)
+                .bind(&price.recurring_interval)
+                .bind(price.recurring_interval_count)
+                .bind(&price.usage_type)
+                .bind(&price.nickname)
+                .bind(&price.metadata)
+                .bind(price.updated_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store a price")?;
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit a price")?;
+                Ok(())
+            })
+        }
+
+        fn put_subscription<'a>(
+            &'a self,
+            sub: &'a $crate::store::Subscription,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<bool>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                // Same-second ties are written: a re-fetch at the same stamp is at least as
+                // fresh as what is stored.
+                let written = sqlx::query(
+                    "INSERT INTO subscriptions (id, customer_id, status, cancel_at_period_end, \
+                        cancel_at, canceled_at, ended_at, past_due_since, created, stripe_updated) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
+                         status = excluded.status, \
+                         cancel_at_period_end = excluded.cancel_at_period_end, \
+                         cancel_at = excluded.cancel_at, canceled_at = excluded.canceled_at, \
+                         ended_at = excluded.ended_at, past_due_since = excluded.past_due_since, \
+                         created = excluded.created, stripe_updated = excluded.stripe_updated \
+                     WHERE subscriptions.stripe_updated <= excluded.stripe_updated",
+                )
+                .bind(&sub.id)
+                .bind(&sub.customer_id)
+                .bind(&sub.status)
+                .bind(sub.cancel_at_period_end)
+                .bind(sub.cancel_at)
+                .bind(sub.canceled_at)
+                .bind(sub.ended_at)
+                .bind(sub.past_due_since)
+                .bind(sub.created)
+                .bind(sub.stripe_updated)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store a subscription")?
+                .rows_affected()
+                    > 0;
+                if written {
+                    sqlx::query("DELETE FROM subscription_items WHERE subscription_id = $1")
+                        .bind(&sub.id)
+                        .execute(&mut *tx)
+                        .await
+                        .context("Failed to replace subscription items")?;
+                    for item in &sub.items {
+                        sqlx::query(
+                            "INSERT INTO subscription_items (id, subscription_id, price_id, \
+                                quantity, current_period_start, current_period_end) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(&item.id)
+                        .bind(&sub.id)
+                        .bind(&item.price_id)
+                        .bind(item.quantity)
+                        .bind(item.current_period_start)
+                        .bind(item.current_period_end)
+                        .execute(&mut *tx)
+                        .await
+                        .context("Failed to store a subscription item")?;
+                    }
+                    bump_version(&mut tx).await?;
+                }
+                tx.commit().await.context("Failed to commit a subscription")?;
+                Ok(written)
+            })
+        }
+
+        fn put_purchase<'a>(
+            &'a self,
+            purchase: &'a $crate::store::Purchase,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO purchases (id, customer_id, price_id, quantity, payment_intent, \
+                        paid_at, refunded_at, disputed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET refunded_at = excluded.refunded_at, \
+                         disputed_at = excluded.disputed_at",
+                )
+                .bind(&purchase.id)
+                .bind(&purchase.customer_id)
+                .bind(&purchase.price_id)
+                .bind(purchase.quantity)
+                .bind(&purchase.payment_intent)
+                .bind(purchase.paid_at)
+                .bind(purchase.refunded_at)
+                .bind(purchase.disputed_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store a purchase")?;
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit a purchase")?;
+                Ok(())
+            })
+        }
+    };
+}
+
+/// Free functions used inside a transaction, expanded once per engine with its `Database`.
+macro_rules! ledger_helpers {
+    ($db:ty) => {
+        async fn bump_version(tx: &mut sqlx::Transaction<'static, $db>) -> anyhow::Result<()> {
+            sqlx::query("UPDATE ledger_state SET version = version + 1 WHERE id = 1")
+                .execute(&mut **tx)
+                .await
+                .context("Failed to bump the ledger version")?;
+            Ok(())
+        }
+
+        async fn insert_customer(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            customer: &$crate::store::Customer,
+        ) -> anyhow::Result<()> {
+            sqlx::query(
+                "INSERT INTO customers (id, email, name, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
+                     deleted_at = NULL",
+            )
+            .bind(&customer.id)
+            .bind(&customer.email)
+            .bind(&customer.name)
+            .bind(customer.created_at)
+            .execute(&mut **tx)
+            .await
+            .context("Failed to store the customer")?;
+            Ok(())
+        }
+    };
+}
+
+pub(super) use {ledger_helpers, ledger_queries};

@@ -1,0 +1,75 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+
+use super::Store;
+use super::shared::{ledger_helpers, ledger_queries};
+
+/// The default store: one file next to the binary (or on a Fly volume), in WAL mode so the
+/// CLI and the server can use it at the same time.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("Failed to parse the SQLite URL {url}"))?
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .context("Failed to open the SQLite database")?;
+        Ok(Self { pool })
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front, so a write transaction waits on
+    /// `busy_timeout` instead of failing when another process wrote first.
+    async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("Failed to start a write transaction")
+    }
+
+    async fn begin_read(&self) -> anyhow::Result<sqlx::Transaction<'static, Sqlite>> {
+        self.pool
+            .begin()
+            .await
+            .context("Failed to start a read transaction")
+    }
+}
+
+ledger_helpers!(Sqlite);
+
+impl Store for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn migrate(&self) -> super::BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&self.pool)
+                .await
+                .context("Failed to migrate the SQLite database")
+        })
+    }
+
+    ledger_queries!();
+}
