@@ -118,13 +118,21 @@ impl Gate {
     pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
         let rows = store.load_ledger(now).await?;
         self.usage.merge(&rows.usage);
-        let view = View::build(rows);
+        let view = Arc::new(View::build(rows));
         tracing::debug!(
             version = view.version,
             keys = view.keys.len(),
             "Ledger view loaded"
         );
-        self.view.store(Arc::new(view));
+        // Two reloads may race (the poller and a write of this process); the view must never
+        // go back to an older version of the ledger.
+        self.view.rcu(|current| {
+            if view.version >= current.version {
+                Arc::clone(&view)
+            } else {
+                Arc::clone(current)
+            }
+        });
         self.loaded.store(true, Ordering::Release);
         Ok(())
     }

@@ -136,9 +136,10 @@ impl DenyReason {
             ),
             Self::NoPlan => format!("Your access key has no active plan. {buy}."),
             Self::NotIncluded => format!("Your plan does not include {tag}. {buy}."),
+            // Grants end at midnight after their last day; name that day.
             Self::GrantExpired { on } => format!(
-                "Your access to {tag} expired on {}. {buy}.",
-                calendar::date(*on)
+                "Your access to {tag} ended on {}. {buy}.",
+                calendar::date(*on - 1)
             ),
             Self::PassExpired { on } => format!(
                 "Your pass for {tag} expired on {}. {buy}.",

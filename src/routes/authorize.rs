@@ -59,12 +59,14 @@ pub async fn authorize(
     {
         Ok(_) => {
             tracing::Span::current().record("outcome", "allow");
+            tracing::debug!("Prediction allowed");
             Ok(HttpResponse::Ok()
                 .content_type("application/json")
                 .body(r#"{"authorized":true}"#))
         }
         Err(reason) => {
             tracing::Span::current().record("outcome", reason.label());
+            tracing::debug!("Prediction refused");
             Err(AppError::Rejected(reason.message(&input.tag, &state.links)))
         }
     }

@@ -1,0 +1,272 @@
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use actix_web::dev::ServerHandle;
+use sqlx::Connection;
+use tokio::task::JoinHandle;
+use tollbooth::config::Settings;
+use tollbooth::domain::{Predictors, calendar, random_base62};
+use tollbooth::gate::Gate;
+use tollbooth::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
+use tollbooth::startup::{Application, unix_now};
+use tollbooth::store::Store;
+use tollbooth::telemetry;
+
+pub const OWNER: &str = "acme";
+pub const TOKEN: &str = "test-authorize-token-0123456789";
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        telemetry::init_subscriber("debug", false, false, std::io::stdout);
+    } else {
+        telemetry::init_subscriber("debug", false, false, std::io::sink);
+    }
+});
+
+/// A database of its own for one test: an SQLite file in a temporary folder, or a new
+/// PostgreSQL database on the server of `TEST_DATABASE_URL`.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn fresh() -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(base) => {
+                let name = format!("tollbooth_test_{}", random_base62(12).to_lowercase());
+                let mut admin = sqlx::PgConnection::connect(&base)
+                    .await
+                    .expect("TEST_DATABASE_URL must reach PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+                    .execute(&mut admin)
+                    .await
+                    .expect("Failed to create a test database");
+                admin.close().await.ok();
+                Self {
+                    url: with_database_name(&base, &name),
+                    _dir: None,
+                }
+            }
+            Err(_) => {
+                let dir = tempfile::tempdir().expect("Failed to create a temporary folder");
+                let url = format!("sqlite://{}", dir.path().join("tollbooth.db").display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+fn with_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+/// Settings as an owner would set them, for one test's database.
+pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", database_url),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("FXN_OWNER", OWNER),
+        ("AUTHORIZE_TOKEN", TOKEN),
+        ("WORKERS", "2"),
+        ("USAGE_FLUSH_INTERVAL", "100ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub store: Arc<dyn Store>,
+    pub gate: Arc<Gate>,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    settings: Settings,
+    handle: ServerHandle,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let db = TestDatabase::fresh().await;
+    let settings = test_settings(&db.url, extra);
+    start(db, settings).await
+}
+
+async fn start(db: TestDatabase, settings: Settings) -> TestApp {
+    LazyLock::force(&TRACING);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("Failed to build the application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    let gate = app.gate();
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        store,
+        gate,
+        client: reqwest::Client::new(),
+        db,
+        settings,
+        handle,
+        task,
+    }
+}
+
+/// What `tollbooth keys issue` would be told.
+#[derive(Default, Clone)]
+pub struct Issue {
+    pub email: Option<&'static str>,
+    pub customer: Option<String>,
+    pub grant: Option<&'static str>,
+    pub quota: Option<(u64, QuotaPeriodArg)>,
+    pub credits: Option<u64>,
+    pub expires: Option<&'static str>,
+    pub no_grant: bool,
+}
+
+pub struct IssuedForTest {
+    pub key: String,
+    pub key_id: String,
+    pub customer_id: String,
+}
+
+impl TestApp {
+    pub fn authorize_url(&self) -> String {
+        format!("{}/authorize/{TOKEN}", self.address)
+    }
+
+    pub async fn authorize(&self, tag: &str, key: &str) -> reqwest::Response {
+        self.client
+            .post(self.authorize_url())
+            .json(&serde_json::json!({ "tag": tag, "accessKey": key }))
+            .send()
+            .await
+            .expect("Failed to call authorize")
+    }
+
+    /// Status and parsed JSON body.
+    pub async fn authorize_json(&self, tag: &str, key: &str) -> (u16, serde_json::Value) {
+        let response = self.authorize(tag, key).await;
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("authorize answers JSON");
+        (status, body)
+    }
+
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(url).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        request.send().await.expect("Failed to send a request")
+    }
+
+    /// Issues a key as the CLI does, and applies it at once (as the server does for its own
+    /// writes).
+    pub async fn issue(&self, issue: Issue) -> IssuedForTest {
+        let customer = match (&issue.customer, issue.email) {
+            (Some(id), _) => CustomerRef::Id(id.clone()),
+            (None, email) => CustomerRef::Email(email.unwrap_or("ada@example.com").to_owned()),
+        };
+        let grant = (!issue.no_grant).then(|| GrantSpec {
+            predictors: Predictors::parse(issue.grant.unwrap_or("@acme/*"), None).unwrap(),
+            quota: issue.quota,
+            credits: issue.credits,
+            last_day: issue.expires.map(|d| calendar::parse_date(d).unwrap()),
+            note: None,
+        });
+        let issued = issue_key(
+            self.store.as_ref(),
+            &self.settings.key_prefix,
+            IssueRequest {
+                customer,
+                name: None,
+                grant,
+            },
+            unix_now(),
+        )
+        .await
+        .expect("Failed to issue a key");
+        self.refresh().await;
+        IssuedForTest {
+            key: issued.key.as_ref().to_owned(),
+            key_id: issued.key_id,
+            customer_id: issued.customer_id,
+        }
+    }
+
+    pub async fn refresh(&self) {
+        self.gate
+            .refresh(self.store.as_ref(), unix_now())
+            .await
+            .expect("Failed to refresh the view");
+    }
+
+    /// Stops the way SIGTERM does: in-flight requests finish, then usage is flushed.
+    pub async fn stop(self) -> TestDatabase {
+        self.handle.stop(true).await;
+        self.task
+            .await
+            .expect("server task panicked")
+            .expect("server stopped with an error");
+        self.db
+    }
+
+    /// A graceful stop followed by a start on the same database.
+    pub async fn restart(self) -> TestApp {
+        let settings = self.settings.clone();
+        let db = self.stop().await;
+        start(db, settings).await
+    }
+}
+
+/// Asserts a 400 whose JSON body carries an `error` message containing `expected`.
+pub async fn assert_denied(app: &TestApp, tag: &str, key: &str, expected: &str) {
+    let (status, body) = app.authorize_json(tag, key).await;
+    assert_eq!(status, 400, "expected a denial for {tag}, got {body}");
+    let message = body["error"]
+        .as_str()
+        .expect("a denial carries an error message");
+    assert!(
+        message.contains(expected),
+        "message {message:?} should contain {expected:?}"
+    );
+}
+
+pub async fn assert_allowed(app: &TestApp, tag: &str, key: &str) {
+    let (status, body) = app.authorize_json(tag, key).await;
+    assert_eq!(status, 200, "expected an allow for {tag}, got {body}");
+    assert!(
+        body.get("error").is_none(),
+        "an allow must not carry an error key: {body}"
+    );
+    assert_eq!(body["authorized"], true);
+}

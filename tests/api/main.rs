@@ -1,0 +1,10 @@
+//! The service over HTTP, on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
+
+mod authorize;
+mod exactness;
+mod freshness;
+mod health;
+mod helpers;
+mod malformed;
+mod process;
+mod subscriptions;
