@@ -152,6 +152,15 @@ mod tests {
         }
     }
 
+    /// Why, the entitlements, what each has used, the tag, and the expected answer.
+    type Case = (
+        &'static str,
+        Vec<Entitlement>,
+        &'static [(&'static str, u64)],
+        &'static str,
+        Expect,
+    );
+
     enum Expect {
         Allow(&'static str),
         Deny(DenyReason),
@@ -169,7 +178,7 @@ mod tests {
             };
             e
         };
-        let cases: Vec<(&str, Vec<Entitlement>, &[(&str, u64)], &str, Expect)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "no entitlements at all",
                 vec![],

@@ -7,10 +7,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::store::{CounterDelta, HourlyDelta, UsageBatch, UsageRow};
 
+/// An entitlement id and the start of one of its periods.
+type CounterKey = (Arc<str>, i64);
+/// Per key and hour: the customer, and the count per tag.
+type HourSlot = (Arc<str>, HashMap<Box<str>, u64>);
+
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
 pub struct UsageBook {
-    counters: RwLock<HashMap<(Arc<str>, i64), Arc<Counter>>>,
+    counters: RwLock<HashMap<CounterKey, Arc<Counter>>>,
     activity: Mutex<Activity>,
     windows: RwLock<HashMap<Arc<str>, Arc<RateWindow>>>,
 }
@@ -26,7 +31,7 @@ struct Counter {
 
 #[derive(Default)]
 struct Activity {
-    hourly: HashMap<(Arc<str>, i64), (Arc<str>, HashMap<Box<str>, u64>)>,
+    hourly: HashMap<(Arc<str>, i64), HourSlot>,
     last_used: HashMap<Arc<str>, i64>,
 }
 

@@ -1,0 +1,18 @@
+# Multi-stage build; both stages on Debian bookworm so the binary's glibc matches.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/tollbooth /usr/local/bin/tollbooth
+# Fly mounts volumes owned by root, so the process runs as the VM's root to write /data.
+WORKDIR /data
+ENV HOST=0.0.0.0 PORT=8080 DATABASE_URL=sqlite:///data/tollbooth.db
+EXPOSE 8080
+CMD ["tollbooth", "serve"]
