@@ -33,6 +33,10 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// `SESSION_SECRET`: signs the account page's cookie.
     pub session_secret: Option<SecretString>,
+    /// `STRIPE_WEBHOOK_TOLERANCE` (default `300s`): how old a signed webhook may be.
+    pub webhook_tolerance: Duration,
+    /// `RECONCILE_EVERY` (default `6h`): how often the full sync from Stripe runs.
+    pub reconcile_every: Duration,
     /// `PAST_DUE_GRACE` (default `3d`): how long a past-due subscription keeps working.
     pub past_due_grace: Duration,
     /// `USAGE_FLUSH_INTERVAL` (default `1s`): the most counted use a crash can lose.
@@ -142,12 +146,22 @@ impl Settings {
                 .to_owned(),
             admin_token: secret("ADMIN_TOKEN"),
             session_secret: secret("SESSION_SECRET"),
+            webhook_tolerance: duration("STRIPE_WEBHOOK_TOLERANCE", Duration::from_secs(300))?,
+            reconcile_every: duration("RECONCILE_EVERY", Duration::from_secs(6 * 3600))?,
             past_due_grace: duration("PAST_DUE_GRACE", Duration::from_secs(3 * 86_400))?,
             usage_flush_interval: duration("USAGE_FLUSH_INTERVAL", Duration::from_secs(1))?,
             ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", Duration::from_millis(200))?,
             workers,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
         })
+    }
+
+    /// A Stripe client when `STRIPE_SECRET_KEY` is set.
+    pub fn stripe_api(&self) -> anyhow::Result<Option<crate::stripe::StripeApi>> {
+        self.stripe_secret_key
+            .as_ref()
+            .map(|key| crate::stripe::StripeApi::new(key, &self.stripe_api_base))
+            .transpose()
     }
 
     /// The database URL with any password replaced, for messages and logs.
@@ -211,6 +225,8 @@ impl fmt::Debug for Settings {
             .field("stripe_api_base", &self.stripe_api_base)
             .field("admin_token", &set(&self.admin_token))
             .field("session_secret", &set(&self.session_secret))
+            .field("webhook_tolerance", &self.webhook_tolerance)
+            .field("reconcile_every", &self.reconcile_every)
             .field("past_due_grace", &self.past_due_grace)
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("ledger_poll_interval", &self.ledger_poll_interval)

@@ -10,4 +10,5 @@ pub mod issue;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod stripe;
 pub mod telemetry;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing_actix_web::{RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
@@ -19,13 +19,23 @@ use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
 use crate::routes;
 use crate::store::{self, Store};
+use crate::stripe::{Syncer, worker};
 
 /// What every request handler can reach.
 pub struct AppState {
     pub gate: Arc<Gate>,
     pub store: Arc<dyn Store>,
     pub links: Links,
+    /// Present when Stripe webhooks are configured.
+    pub webhooks: Option<Webhooks>,
     authorize_token_hash: [u8; 32],
+}
+
+/// The webhook route's secrets, and the bell that wakes the inbox worker.
+pub struct Webhooks {
+    pub secrets: Vec<SecretString>,
+    pub tolerance: i64,
+    pub wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -47,6 +57,7 @@ pub enum TokenSource {
 pub struct Application {
     port: u16,
     server: Server,
+    syncer: Option<Syncer>,
     settings: Settings,
     state: web::Data<AppState>,
     authorize_token: SecretString,
@@ -75,10 +86,22 @@ impl Application {
         } else {
             Links::default()
         };
+        let syncer = settings
+            .stripe_api()?
+            .map(|api| Syncer::new(api, Arc::clone(&store)));
+        let webhooks = match (&syncer, settings.stripe_webhook_secrets.is_empty()) {
+            (Some(_), false) => Some(Webhooks {
+                secrets: settings.stripe_webhook_secrets.clone(),
+                tolerance: settings.webhook_tolerance.as_secs() as i64,
+                wake: Arc::new(Notify::new()),
+            }),
+            _ => None,
+        };
         let state = web::Data::new(AppState {
             gate,
             store,
             links,
+            webhooks,
             authorize_token_hash: Sha256::digest(authorize_token.expose_secret().as_bytes()).into(),
         });
 
@@ -100,6 +123,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            syncer,
             settings,
             state,
             authorize_token,
@@ -155,10 +179,31 @@ impl Application {
             self.settings.usage_flush_interval,
             stopped,
         ));
+        let mut stripe_tasks = Vec::new();
+        if let Some(syncer) = self.syncer.clone() {
+            if let Some(webhooks) = &state.webhooks {
+                stripe_tasks.push(tokio::spawn(worker::run(
+                    syncer.clone(),
+                    Arc::clone(&state.store),
+                    Arc::clone(&state.gate),
+                    Arc::clone(&webhooks.wake),
+                    stop.subscribe(),
+                )));
+            }
+            stripe_tasks.push(tokio::spawn(reconcile(
+                syncer,
+                Arc::clone(&state),
+                self.settings.reconcile_every,
+                stop.subscribe(),
+            )));
+        }
         let served = self.server.await;
         let _ = stop.send(true);
         let _ = poller.await;
         let _ = flusher.await;
+        for task in stripe_tasks {
+            let _ = task.await;
+        }
         let flushed = state.gate.flush(state.store.as_ref(), unix_now()).await;
         match &flushed {
             Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
@@ -186,6 +231,28 @@ async fn poll_ledger(state: Arc<AppState>, every: Duration, mut stopped: watch::
             ),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = ?e, "Failed to refresh the ledger view"),
+        }
+    }
+}
+
+/// The periodic full sync from Stripe, which heals whatever webhooks missed.
+async fn reconcile(
+    syncer: Syncer,
+    state: Arc<AppState>,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        match syncer.reconcile(&|_| {}).await {
+            Ok(report) => tracing::info!(%report, "Reconciled with Stripe"),
+            Err(e) => tracing::warn!(error = ?e, "Reconcile with Stripe failed; will try again"),
+        }
+        if let Err(e) = state.gate.refresh(state.store.as_ref(), unix_now()).await {
+            tracing::warn!(error = ?e, "Failed to refresh the view after reconcile");
         }
     }
 }

@@ -88,7 +88,8 @@ CREATE TABLE prices (
 );
 CREATE INDEX prices_product ON prices (product_id);
 
--- `stripe_updated` is the ordering guard: a payload older than what is stored never wins.
+-- `stripe_updated` is the ordering guard: when this state was read from Stripe (milliseconds,
+-- taken before the request); a state read earlier never overwrites one read later.
 CREATE TABLE subscriptions (
     id                   TEXT PRIMARY KEY,
     customer_id          TEXT NOT NULL REFERENCES customers (id),

@@ -5,6 +5,8 @@ use crate::domain::{Predictors, calendar};
 use crate::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
 use crate::startup::unix_now;
 use crate::store::{RevokeOutcome, Store};
+use crate::stripe::Syncer;
+use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -53,12 +55,12 @@ pub struct IssueArgs {
 
 pub async fn run(
     command: KeysCommand,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     settings: &Settings,
 ) -> anyhow::Result<()> {
     match command {
         KeysCommand::Issue(args) => issue(args, store, settings).await,
-        KeysCommand::List { customer } => list(customer.as_deref(), store).await,
+        KeysCommand::List { customer } => list(customer.as_deref(), store.as_ref()).await,
         KeysCommand::Revoke { key } => match store.revoke_key(&key, unix_now()).await? {
             RevokeOutcome::Revoked { id } => {
                 println!("Revoked {id}. Running servers refuse it within a second.");
@@ -77,7 +79,7 @@ pub async fn run(
     }
 }
 
-async fn issue(args: IssueArgs, store: &dyn Store, settings: &Settings) -> anyhow::Result<()> {
+async fn issue(args: IssueArgs, store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<()> {
     let wants_grant = !args.grants.is_empty()
         || args.quota.is_some()
         || args.credits.is_some()
@@ -111,9 +113,12 @@ async fn issue(args: IssueArgs, store: &dyn Store, settings: &Settings) -> anyho
         (None, Some(email)) => CustomerRef::Email(email),
         (None, None) => anyhow::bail!("give --customer or --email"),
     };
+    if let CustomerRef::Id(id) = &customer {
+        learn_stripe_customer(id, store, settings).await?;
+    }
     let grant_summary = grant.as_ref().map(describe_grant);
     let issued = issue_key(
-        store,
+        store.as_ref(),
         &settings.key_prefix,
         IssueRequest {
             customer,
@@ -147,6 +152,28 @@ async fn issue(args: IssueArgs, store: &dyn Store, settings: &Settings) -> anyho
     println!("Use it as the Function access key: Function(access_key=\"<key>\")");
     println!("The key is shown once, on the next line:");
     println!("{}", issued.key.as_ref());
+    Ok(())
+}
+
+/// A `cus_…` not known here yet is read from Stripe, with its subscriptions and purchases.
+async fn learn_stripe_customer(
+    id: &str,
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    if !id.starts_with("cus_") || store.customer(id).await?.is_some() {
+        return Ok(());
+    }
+    let Some(api) = settings.stripe_api()? else {
+        return Ok(());
+    };
+    let report = Syncer::new(api, Arc::clone(store))
+        .refresh_customer(id)
+        .await?;
+    if report.customers == 0 {
+        anyhow::bail!("Stripe has no customer {id}");
+    }
+    println!("Read {id} from Stripe: {report}");
     Ok(())
 }
 

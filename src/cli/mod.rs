@@ -3,9 +3,11 @@
 mod customers;
 mod keys;
 mod serve;
+mod stripe;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +38,11 @@ enum Command {
     /// List customers.
     #[command(subcommand)]
     Customers(customers::CustomersCommand),
+    /// Pull products, prices, customers, subscriptions and purchases from Stripe; safe to run
+    /// while the server runs.
+    Sync,
+    /// Webhook events that failed and are being retried, with their last error.
+    Events,
     /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
     AuthorizeUrl,
 }
@@ -87,7 +94,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys(command) => {
             let store = open(&settings).await?;
-            let result = keys::run(command, store.as_ref(), &settings).await;
+            let result = keys::run(command, &store, &settings).await;
             store.close().await;
             result
         }
@@ -98,11 +105,23 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             result
         }
         Command::AuthorizeUrl => serve::print_authorize_url(settings).await,
+        Command::Sync => {
+            let store = open(&settings).await?;
+            let result = stripe::sync(Arc::clone(&store), &settings).await;
+            store.close().await;
+            result
+        }
+        Command::Events => {
+            let store = open(&settings).await?;
+            let result = stripe::failed_events(store.as_ref()).await;
+            store.close().await;
+            result
+        }
     }
 }
 
 /// Every command works on a fresh database: migrations are applied first.
-async fn open(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let store = store::connect(&settings.database_url).await?;
     store.migrate().await?;
     Ok(store)

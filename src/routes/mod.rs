@@ -2,6 +2,7 @@
 
 mod authorize;
 mod health;
+mod webhook;
 
 use actix_web::{HttpResponse, web};
 
@@ -10,6 +11,11 @@ pub use authorize::MAX_BODY_BYTES;
 /// The URL map.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/authorize/{token}", web::post().to(authorize::authorize))
+        .service(
+            web::resource("/stripe/webhook")
+                .app_data(web::PayloadConfig::new(webhook::MAX_EVENT_BYTES))
+                .route(web::post().to(webhook::stripe_webhook)),
+        )
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .default_service(web::to(not_found));

@@ -73,6 +73,30 @@ pub trait Store: Send + Sync {
         subscription: &'a Subscription,
     ) -> BoxFuture<'a, anyhow::Result<bool>>;
     fn put_purchase<'a>(&'a self, purchase: &'a Purchase) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Marks a customer deleted in Stripe: their keys stop working.
+    fn delete_customer<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Ids of the products and prices stored as active.
+    fn active_catalog(&self) -> BoxFuture<'_, anyhow::Result<(Vec<String>, Vec<String>)>>;
+    /// Marks products and prices that Stripe no longer has as inactive.
+    fn deactivate_catalog<'a>(
+        &'a self,
+        products: &'a [String],
+        prices: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Stores a verified webhook event; returns false if its id was already stored.
+    fn insert_event<'a>(&'a self, event: &'a NewEvent) -> BoxFuture<'a, anyhow::Result<bool>>;
+    /// Unprocessed events whose next attempt is due, oldest first.
+    fn due_events(&self, now: i64, limit: i64) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    /// Unprocessed events that have failed at least once, with their last error.
+    fn failed_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    fn event_done<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn event_failed<'a>(
+        &'a self,
+        id: &'a str,
+        error: &'a str,
+        retry_at: i64,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL, anything

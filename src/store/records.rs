@@ -212,7 +212,8 @@ pub struct Subscription {
     pub ended_at: Option<i64>,
     pub past_due_since: Option<i64>,
     pub created: i64,
-    /// Stripe's own timestamp of this state; the ordering guard.
+    /// When this state was read from Stripe (milliseconds, taken before the request), the
+    /// ordering guard: a state read earlier never overwrites one read later.
     pub stripe_updated: i64,
     pub items: Vec<SubscriptionItem>,
 }
@@ -236,4 +237,25 @@ pub struct Purchase {
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
     pub disputed_at: Option<i64>,
+}
+
+/// A verified webhook event, as received.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub payload: String,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InboxEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub payload: String,
+    pub received_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
 }

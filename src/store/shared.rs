@@ -525,6 +525,165 @@ macro_rules! ledger_queries {
                 Ok(())
             })
         }
+
+        fn insert_event<'a>(
+            &'a self,
+            event: &'a $crate::store::NewEvent,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<bool>> {
+            Box::pin(async move {
+                let inserted = sqlx::query(
+                    "INSERT INTO stripe_events \
+                        (id, event_type, created, payload, received_at, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&event.id)
+                .bind(&event.event_type)
+                .bind(event.created)
+                .bind(&event.payload)
+                .bind(event.received_at)
+                .execute(&self.pool)
+                .await
+                .context("Failed to store a webhook event")?
+                .rows_affected();
+                Ok(inserted > 0)
+            })
+        }
+
+        fn due_events(
+            &self,
+            now: i64,
+            limit: i64,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::InboxEvent>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error \
+                     FROM stripe_events WHERE processed_at IS NULL AND next_attempt_at <= $1 \
+                     ORDER BY created, received_at, id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to read the webhook inbox")
+            })
+        }
+
+        fn failed_events(
+            &self,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::InboxEvent>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error \
+                     FROM stripe_events WHERE processed_at IS NULL AND attempts > 0 \
+                     ORDER BY created, id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to read failed webhook events")
+            })
+        }
+
+        fn event_done<'a>(
+            &'a self,
+            id: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE stripe_events SET processed_at = $1, attempts = attempts + 1, \
+                        last_error = NULL WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .context("Failed to mark a webhook event processed")?;
+                Ok(())
+            })
+        }
+
+        fn event_failed<'a>(
+            &'a self,
+            id: &'a str,
+            error: &'a str,
+            retry_at: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE stripe_events SET attempts = attempts + 1, last_error = $1, \
+                        next_attempt_at = $2 WHERE id = $3",
+                )
+                .bind(error)
+                .bind(retry_at)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .context("Failed to record a webhook event failure")?;
+                Ok(())
+            })
+        }
+
+        fn delete_customer<'a>(
+            &'a self,
+            id: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE customers SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to mark a customer deleted")?;
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit a customer deletion")?;
+                Ok(())
+            })
+        }
+
+        fn active_catalog(
+            &self,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<(Vec<String>, Vec<String>)>> {
+            Box::pin(async move {
+                let products = sqlx::query_scalar("SELECT id FROM products WHERE active")
+                    .fetch_all(&self.pool)
+                    .await
+                    .context("Failed to list products")?;
+                let prices = sqlx::query_scalar("SELECT id FROM prices WHERE active")
+                    .fetch_all(&self.pool)
+                    .await
+                    .context("Failed to list prices")?;
+                Ok((products, prices))
+            })
+        }
+
+        fn deactivate_catalog<'a>(
+            &'a self,
+            products: &'a [String],
+            prices: &'a [String],
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                for id in products {
+                    sqlx::query("UPDATE products SET active = FALSE WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .context("Failed to deactivate a product")?;
+                }
+                for id in prices {
+                    sqlx::query("UPDATE prices SET active = FALSE WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .context("Failed to deactivate a price")?;
+                }
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit catalog changes")?;
+                Ok(())
+            })
+        }
     };
 }
 

@@ -1,0 +1,297 @@
+//! Bringing the ledger in line with Stripe. Events are triggers, not truth: whatever an event
+//! says about a customer, their whole state is read back from the API and written with the
+//! time it was read, so a stale or out-of-order event can never re-open what Stripe closed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::client::{ApiError, StripeApi, stripe_id};
+use super::objects;
+use crate::store::{Price, Store};
+
+/// What a sync changed, counted per kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub customers: usize,
+    pub subscriptions: usize,
+    pub purchases: usize,
+    pub products: usize,
+    pub prices: usize,
+    pub deactivated: usize,
+}
+
+impl std::fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} products, {} prices, {} customers, {} subscriptions, {} purchases synced; \
+             {} products or prices Stripe no longer has marked inactive",
+            self.products,
+            self.prices,
+            self.customers,
+            self.subscriptions,
+            self.purchases,
+            self.deactivated
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct Syncer {
+    api: StripeApi,
+    store: Arc<dyn Store>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Syncer {
+    pub fn new(api: StripeApi, store: Arc<dyn Store>) -> Self {
+        Self { api, store }
+    }
+
+    /// Acts on one webhook event. Unknown types are accepted and ignored.
+    pub async fn handle_event(&self, event_type: &str, payload: &Value) -> anyhow::Result<()> {
+        let object = &payload["data"]["object"];
+        let customer = stripe_id(&object["customer"]);
+        match event_type {
+            "customer.deleted" => {
+                let id = stripe_id(&object["id"]).context("customer.deleted without an id")?;
+                self.store.delete_customer(id, now_ms() / 1000).await
+            }
+            "customer.created" | "customer.updated" => {
+                let id = stripe_id(&object["id"]).context("customer event without an id")?;
+                self.refresh_customer(id).await.map(|_| ())
+            }
+            t if t.starts_with("product.") => {
+                let id = stripe_id(&object["id"]).context("product event without an id")?;
+                self.refresh_product(id).await.map(|_| ())
+            }
+            t if t.starts_with("price.") || t.starts_with("plan.") => {
+                let id = stripe_id(&object["id"]).context("price event without an id")?;
+                self.refresh_price(id, t.starts_with("plan."))
+                    .await
+                    .map(|_| ())
+            }
+            "charge.dispute.created" | "charge.dispute.closed" => {
+                // A dispute names its charge, not the customer.
+                let charge_id = stripe_id(&object["charge"]).context("dispute without a charge")?;
+                let charge = self
+                    .api
+                    .get(&format!("/charges/{charge_id}"), &json!({}))
+                    .await?;
+                match stripe_id(&charge["customer"]) {
+                    Some(id) => self.refresh_customer(id).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+            t if t.starts_with("customer.subscription.")
+                || t.starts_with("checkout.session.")
+                || t.starts_with("invoice.")
+                || t.starts_with("charge.")
+                || t.starts_with("entitlements.") =>
+            {
+                match customer {
+                    Some(id) => self.refresh_customer(id).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-reads a customer, all their subscriptions (any status, with items and per-item
+    /// periods) and their paid one-time purchases with refunds and disputes, and writes them.
+    pub async fn refresh_customer(&self, id: &str) -> anyhow::Result<SyncReport> {
+        let stamp = now_ms();
+        let mut report = SyncReport::default();
+        let customer = match self.api.get(&format!("/customers/{id}"), &json!({})).await {
+            Ok(c) => c,
+            Err(ApiError::NotFound(_)) => {
+                self.store.delete_customer(id, stamp / 1000).await?;
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if objects::is_deleted(&customer) {
+            self.store.delete_customer(id, stamp / 1000).await?;
+            return Ok(report);
+        }
+        let customer =
+            objects::customer(&customer).context("Stripe returned an unreadable customer")?;
+        self.store.upsert_customer(&customer).await?;
+        report.customers += 1;
+
+        let subscriptions = self
+            .api
+            .list("/subscriptions", json!({"customer": id, "status": "all"}))
+            .await?;
+        for raw in &subscriptions {
+            let Some((subscription, prices)) = objects::subscription(raw, stamp) else {
+                tracing::warn!(customer = id, "Skipping an unreadable subscription");
+                continue;
+            };
+            self.ensure_catalog(&prices, &mut report).await?;
+            if self.store.put_subscription(&subscription).await? {
+                report.subscriptions += 1;
+            }
+        }
+
+        // Stripe emulators without Checkout answer 404 here; a customer then has no purchases.
+        let sessions = match self
+            .api
+            .list(
+                "/checkout/sessions",
+                json!({"customer": id, "status": "complete", "expand": ["data.line_items"]}),
+            )
+            .await
+        {
+            Ok(sessions) => sessions,
+            Err(ApiError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for raw in &sessions {
+            let Some((mut purchase, prices)) = objects::checkout_purchase(raw) else {
+                continue;
+            };
+            if let Some(pi) = purchase.payment_intent.clone() {
+                let charges = self
+                    .api
+                    .list("/charges", json!({"payment_intent": pi}))
+                    .await?;
+                for charge in &charges {
+                    if charge["amount_refunded"].as_i64().unwrap_or(0) > 0 {
+                        let refunded_at = charge["refunds"]["data"][0]["created"]
+                            .as_i64()
+                            .unwrap_or(stamp / 1000);
+                        purchase.refunded_at = Some(refunded_at);
+                    }
+                    if charge["disputed"].as_bool() == Some(true) {
+                        purchase.disputed_at = Some(stamp / 1000);
+                    }
+                }
+            }
+            self.ensure_catalog(&prices, &mut report).await?;
+            self.store.put_purchase(&purchase).await?;
+            report.purchases += 1;
+        }
+        Ok(report)
+    }
+
+    /// Writes prices seen inside subscriptions and sessions, and their products.
+    async fn ensure_catalog(
+        &self,
+        prices: &[Price],
+        report: &mut SyncReport,
+    ) -> anyhow::Result<()> {
+        for price in prices {
+            self.refresh_product(&price.product_id).await?;
+            self.store.upsert_price(price).await?;
+            report.prices += 1;
+        }
+        Ok(())
+    }
+
+    pub async fn refresh_product(&self, id: &str) -> anyhow::Result<bool> {
+        let stamp = now_ms();
+        match self.api.get(&format!("/products/{id}"), &json!({})).await {
+            Ok(raw) if !objects::is_deleted(&raw) => {
+                let product = objects::product(&raw, stamp).context("unreadable product")?;
+                self.store.upsert_product(&product).await?;
+                Ok(true)
+            }
+            Ok(_) | Err(ApiError::NotFound(_)) => {
+                self.store.deactivate_catalog(&[id.to_owned()], &[]).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn refresh_price(&self, id: &str, legacy_plan: bool) -> anyhow::Result<bool> {
+        let stamp = now_ms();
+        let path = if legacy_plan { "plans" } else { "prices" };
+        match self.api.get(&format!("/{path}/{id}"), &json!({})).await {
+            Ok(raw) if !objects::is_deleted(&raw) => {
+                let price = objects::price(&raw, stamp).context("unreadable price")?;
+                self.refresh_product(&price.product_id).await?;
+                self.store.upsert_price(&price).await?;
+                Ok(true)
+            }
+            Ok(_) | Err(ApiError::NotFound(_)) => {
+                self.store.deactivate_catalog(&[], &[id.to_owned()]).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The full reconcile: every product, price and customer (with their subscriptions and
+    /// purchases); what Stripe no longer lists is marked inactive. `progress` hears each step.
+    pub async fn reconcile(&self, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<SyncReport> {
+        let stamp = now_ms();
+        let mut report = SyncReport::default();
+        progress("products");
+        let products = self.api.list("/products", json!({})).await?;
+        let mut seen_products = HashSet::new();
+        for raw in &products {
+            if let Some(product) = objects::product(raw, stamp) {
+                seen_products.insert(product.id.clone());
+                self.store.upsert_product(&product).await?;
+                report.products += 1;
+            }
+        }
+        progress("prices");
+        let mut seen_prices = HashSet::new();
+        let prices = match self.api.list("/prices", json!({})).await {
+            Ok(prices) => Some(prices),
+            // Emulators without Prices: prices are then learnt from subscriptions below.
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        for raw in prices.iter().flatten() {
+            if let Some(price) = objects::price(raw, stamp) {
+                seen_prices.insert(price.id.clone());
+                self.store.upsert_price(&price).await?;
+                report.prices += 1;
+            }
+        }
+        let customers = self.api.list("/customers", json!({})).await?;
+        for (i, raw) in customers.iter().enumerate() {
+            progress(&format!("customers {}/{}", i + 1, customers.len()));
+            let Some(id) = stripe_id(&raw["id"]) else {
+                continue;
+            };
+            let customer_report = self.refresh_customer(id).await?;
+            report.customers += customer_report.customers;
+            report.subscriptions += customer_report.subscriptions;
+            report.purchases += customer_report.purchases;
+        }
+        let (local_products, local_prices) = self.store.active_catalog().await?;
+        let gone_products: Vec<String> = local_products
+            .into_iter()
+            .filter(|id| !seen_products.contains(id))
+            .collect();
+        let gone_prices: Vec<String> = match prices {
+            Some(_) => local_prices
+                .into_iter()
+                .filter(|id| !seen_prices.contains(id))
+                .collect(),
+            None => Vec::new(),
+        };
+        if !gone_products.is_empty() || !gone_prices.is_empty() {
+            self.store
+                .deactivate_catalog(&gone_products, &gone_prices)
+                .await?;
+        }
+        report.deactivated = gone_products.len() + gone_prices.len();
+        Ok(report)
+    }
+}
