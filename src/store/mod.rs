@@ -88,6 +88,8 @@ pub trait Store: Send + Sync {
     fn insert_event<'a>(&'a self, event: &'a NewEvent) -> BoxFuture<'a, anyhow::Result<bool>>;
     /// Unprocessed events whose next attempt is due, oldest first.
     fn due_events(&self, now: i64, limit: i64) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    fn stripe_event<'a>(&'a self, id: &'a str)
+    -> BoxFuture<'a, anyhow::Result<Option<InboxEvent>>>;
     /// Unprocessed events that have failed at least once, with their last error.
     fn failed_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
     fn event_done<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;

@@ -258,4 +258,5 @@ pub struct InboxEvent {
     pub received_at: i64,
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub processed_at: Option<i64>,
 }

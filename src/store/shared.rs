@@ -556,7 +556,7 @@ macro_rules! ledger_queries {
         ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::InboxEvent>>> {
             Box::pin(async move {
                 sqlx::query_as(
-                    "SELECT id, event_type, created, payload, received_at, attempts, last_error \
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error, processed_at \
                      FROM stripe_events WHERE processed_at IS NULL AND next_attempt_at <= $1 \
                      ORDER BY created, received_at, id LIMIT $2",
                 )
@@ -568,12 +568,28 @@ macro_rules! ledger_queries {
             })
         }
 
+        fn stripe_event<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<Option<$crate::store::InboxEvent>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error, \
+                        processed_at FROM stripe_events WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .context("Failed to read a webhook event")
+            })
+        }
+
         fn failed_events(
             &self,
         ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::InboxEvent>>> {
             Box::pin(async move {
                 sqlx::query_as(
-                    "SELECT id, event_type, created, payload, received_at, attempts, last_error \
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error, processed_at \
                      FROM stripe_events WHERE processed_at IS NULL AND attempts > 0 \
                      ORDER BY created, id",
                 )

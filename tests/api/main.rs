@@ -7,4 +7,6 @@ mod health;
 mod helpers;
 mod malformed;
 mod process;
+mod stripe_fake;
 mod subscriptions;
+mod webhooks;

@@ -1,0 +1,420 @@
+//! Webhooks against a wiremock Stripe: signatures, the inbox, and the sync they trigger.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tollbooth::startup::unix_now;
+use tollbooth::store::Customer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{Issue, TestApp};
+use crate::stripe_fake::{
+    CUSTOMER, FakeStripe, WEBHOOK_SECRET, event, fixture, list, price, sign, spawn_app_with_stripe,
+    subscription,
+};
+
+async fn key_for_customer(app: &TestApp) -> String {
+    app.store
+        .upsert_customer(&Customer {
+            id: CUSTOMER.into(),
+            email: Some("payer@example.com".into()),
+            name: None,
+            created_at: unix_now(),
+        })
+        .await
+        .unwrap();
+    app.issue(Issue {
+        customer: Some(CUSTOMER.into()),
+        no_grant: true,
+        ..Issue::default()
+    })
+    .await
+    .key
+}
+
+#[tokio::test]
+async fn a_bad_missing_stale_or_malformed_signature_is_refused_and_nothing_is_stored() {
+    let stripe = FakeStripe::start().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let body = event(
+        "evt_refused",
+        "customer.subscription.updated",
+        subscription("active", 1),
+    )
+    .to_string();
+    let now = unix_now();
+    let cases = [
+        ("no header", None),
+        ("not a signature", Some("nonsense".to_owned())),
+        ("wrong secret", Some(sign(&body, "whsec_someone_else", now))),
+        (
+            "outside the tolerance",
+            Some(sign(&body, WEBHOOK_SECRET, now - 301)),
+        ),
+        (
+            "signature of another body",
+            Some(sign("{}", WEBHOOK_SECRET, now)),
+        ),
+    ];
+    for (why, header) in cases {
+        let response = app.post_webhook(&body, header).await;
+        assert_eq!(response.status().as_u16(), 400, "{why}");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            json["error"].as_str().unwrap().contains("signature"),
+            "{why}: {json}"
+        );
+    }
+
+    assert!(
+        app.store
+            .stripe_event("evt_refused")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn webhook_secrets_can_be_rolled_with_two_at_once() {
+    let stripe = FakeStripe::start().await;
+    let app = crate::helpers::spawn_app_with(&[
+        ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            "whsec_old_secret_value, whsec_new_secret_value",
+        ),
+        ("STRIPE_API_BASE", &stripe.server.uri()),
+    ])
+    .await;
+    let now = unix_now();
+
+    for (i, secret) in ["whsec_old_secret_value", "whsec_new_secret_value"]
+        .iter()
+        .enumerate()
+    {
+        let body = event(&format!("evt_roll_{i}"), "unknown.kind", json!({})).to_string();
+        let response = app
+            .post_webhook(&body, Some(sign(&body, secret, now)))
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "{secret}");
+    }
+    let body = event("evt_roll_x", "unknown.kind", json!({})).to_string();
+    let response = app
+        .post_webhook(&body, Some(sign(&body, "whsec_retired", now)))
+        .await;
+    assert_eq!(response.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_is_stored_and_acknowledged() {
+    let stripe = FakeStripe::start().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+
+    app.deliver(&event(
+        "evt_unknown",
+        "radar.early_fraud_warning.created",
+        json!({"id": "x"}),
+    ))
+    .await;
+
+    let stored = app
+        .store
+        .stripe_event("evt_unknown")
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.event_type, "radar.early_fraud_warning.created");
+}
+
+#[tokio::test]
+async fn a_subscription_event_opens_access_within_a_second_and_deletion_closes_it() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    let active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+
+    app.deliver(&event(
+        "evt_1",
+        "customer.subscription.created",
+        subscription("active", 1),
+    ))
+    .await;
+    let opened = app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+
+    drop(active);
+    let _canceled = stripe
+        .subscriptions(vec![subscription("canceled", 1)])
+        .await;
+    app.deliver(&event(
+        "evt_2",
+        "customer.subscription.deleted",
+        subscription("canceled", 1),
+    ))
+    .await;
+    let closed = app.wait_for_status(&key, 400, Duration::from_secs(2)).await;
+
+    assert!(opened < Duration::from_secs(1), "opened after {opened:?}");
+    assert!(closed < Duration::from_secs(1), "closed after {closed:?}");
+    let (_, body) = app.authorize_json("@acme/sdxl", &key).await;
+    assert!(
+        body["error"].as_str().unwrap().contains("canceled on"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_old_update_arriving_after_the_deletion_never_reopens_access() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    let _canceled = stripe
+        .subscriptions(vec![subscription("canceled", 1)])
+        .await;
+
+    app.deliver(&event(
+        "evt_del",
+        "customer.subscription.deleted",
+        subscription("canceled", 1),
+    ))
+    .await;
+    app.wait_for_status(&key, 400, Duration::from_secs(2)).await;
+    let mut stale = event(
+        "evt_old",
+        "customer.subscription.updated",
+        subscription("active", 1),
+    );
+    stale["created"] = json!(unix_now() - 3_600);
+    app.deliver(&stale).await;
+    wait_processed(&app, "evt_old").await;
+
+    let (status, body) = app.authorize_json("@acme/sdxl", &key).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_is_processed_once() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+    let delivery = event(
+        "evt_dup",
+        "customer.subscription.created",
+        subscription("active", 1),
+    );
+
+    app.deliver(&delivery).await;
+    wait_processed(&app, "evt_dup").await;
+    app.deliver(&delivery).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let customer_fetches = stripe
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == format!("/v1/customers/{CUSTOMER}"))
+        .count();
+    assert_eq!(customer_fetches, 1);
+    assert_eq!(
+        app.store
+            .stripe_event("evt_dup")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        1
+    );
+}
+
+#[tokio::test]
+async fn events_of_the_same_second_all_end_at_stripes_current_state() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+    let second = unix_now();
+
+    for (id, kind, status) in [
+        ("evt_s1", "customer.subscription.created", "incomplete"),
+        ("evt_s2", "customer.subscription.updated", "active"),
+        ("evt_s3", "invoice.paid", "active"),
+    ] {
+        let mut e = event(id, kind, subscription(status, 1));
+        e["created"] = json!(second);
+        app.deliver(&e).await;
+    }
+    for id in ["evt_s1", "evt_s2", "evt_s3"] {
+        wait_processed(&app, id).await;
+    }
+
+    app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn past_due_is_allowed_within_the_grace_period_and_refused_beyond_it() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+
+    let recent = stripe
+        .subscriptions(vec![subscription("past_due", 1)])
+        .await;
+    app.deliver(&event(
+        "evt_pd1",
+        "invoice.payment_failed",
+        subscription("past_due", 1),
+    ))
+    .await;
+    app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+    drop(recent);
+
+    let _old = stripe
+        .subscriptions(vec![subscription("past_due", 5)])
+        .await;
+    app.deliver(&event(
+        "evt_pd2",
+        "invoice.payment_failed",
+        subscription("past_due", 5),
+    ))
+    .await;
+    app.wait_for_status(&key, 400, Duration::from_secs(2)).await;
+
+    let (_, body) = app.authorize_json("@acme/sdxl", &key).await;
+    assert!(
+        body["error"].as_str().unwrap().contains("past due since"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_takes_back_the_unspent_credits_of_a_purchase() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    let _none = stripe.subscriptions(vec![]).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    let mut session = fixture("checkout.session");
+    session["id"] = json!("cs_Test0001");
+    session["customer"] = json!(CUSTOMER);
+    session["mode"] = json!("payment");
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["payment_intent"] = json!("pi_Test0001");
+    session["created"] = json!(unix_now() - 60);
+    let mut line = fixture("line_item");
+    line["price"] = price(true, json!({"credits": "10"}));
+    line["quantity"] = json!(1);
+    session["line_items"] = list(vec![line]);
+    stripe
+        .get("/v1/checkout/sessions", list(vec![session.clone()]))
+        .await;
+    let mut charge = fixture("charge");
+    charge["id"] = json!("ch_Test0001");
+    charge["customer"] = json!(CUSTOMER);
+    charge["amount_refunded"] = json!(0);
+    charge["disputed"] = json!(false);
+    let paid = Mock::given(method("GET"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(vec![charge.clone()])))
+        .mount_as_scoped(&stripe.server)
+        .await;
+
+    app.deliver(&event(
+        "evt_paid",
+        "checkout.session.completed",
+        session.clone(),
+    ))
+    .await;
+    app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+    drop(paid);
+    charge["amount_refunded"] = charge["amount"].clone();
+    charge["refunded"] = json!(true);
+    Mock::given(method("GET"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(vec![charge.clone()])))
+        .mount(&stripe.server)
+        .await;
+    app.deliver(&event("evt_refund", "charge.refunded", charge))
+        .await;
+
+    app.wait_for_status(&key, 400, Duration::from_secs(2)).await;
+    let (_, body) = app.authorize_json("@acme/sdxl", &key).await;
+    assert!(
+        body["error"].as_str().unwrap().contains("was refunded"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn stripe_answering_500_then_200_is_retried_until_the_view_converges() {
+    assert_converges_after_a_failure(500).await;
+}
+
+#[tokio::test]
+async fn stripe_answering_429_is_retried_until_the_view_converges() {
+    assert_converges_after_a_failure(429).await;
+}
+
+async fn assert_converges_after_a_failure(status: u16) {
+    let stripe = FakeStripe::start().await;
+    let error = json!({"error": {"type": "api_error", "message": "try again"}});
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/customers/{CUSTOMER}")))
+        .respond_with(ResponseTemplate::new(status).set_body_json(error))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+
+    app.deliver(&event(
+        "evt_retry",
+        "customer.subscription.created",
+        subscription("active", 1),
+    ))
+    .await;
+
+    app.wait_for_status(&key, 200, Duration::from_secs(10))
+        .await;
+    let fetches = stripe
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == format!("/v1/customers/{CUSTOMER}"))
+        .count();
+    assert_eq!(fetches, 2, "one failed attempt, then one that succeeded");
+}
+
+async fn wait_processed(app: &TestApp, id: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let event = app.store.stripe_event(id).await.unwrap();
+        if event.as_ref().is_some_and(|e| e.processed_at.is_some()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{id} not processed: {event:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
