@@ -34,7 +34,7 @@ pub struct GrantRow {
 }
 
 /// A subscription item with its subscription's state and its plan's metadata.
-#[derive(Debug, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ItemRow {
     pub id: String,
     pub customer_id: String,

@@ -17,6 +17,10 @@ pub struct StripeApi {
 pub enum ApiError {
     #[error("Stripe has no {0}")]
     NotFound(String),
+    /// An answer that is not a Stripe error (a non-JSON error body): a server that does not
+    /// implement the endpoint, such as an emulator, or a proxy in between.
+    #[error("the Stripe API at this address does not answer {0} like Stripe")]
+    Unsupported(String),
     #[error("Stripe request {path} failed: {message}")]
     Failed { path: String, message: String },
 }
@@ -42,6 +46,7 @@ impl StripeApi {
             request.customize().send(&self.client).await;
         let value = response.map_err(|e| match e {
             stripe::StripeError::Stripe(_, 404) => ApiError::NotFound(path.to_owned()),
+            stripe::StripeError::JSONDeserialize(_) => ApiError::Unsupported(path.to_owned()),
             other => ApiError::Failed {
                 path: path.to_owned(),
                 message: other.to_string(),

@@ -144,7 +144,7 @@ impl Syncer {
             }
         }
 
-        // Stripe emulators without Checkout answer 404 here; a customer then has no purchases.
+        // Servers without Checkout (emulators) leave purchases as they are, with a warning.
         let sessions = match self
             .api
             .list(
@@ -154,7 +154,10 @@ impl Syncer {
             .await
         {
             Ok(sessions) => sessions,
-            Err(ApiError::NotFound(_)) => Vec::new(),
+            Err(e @ (ApiError::NotFound(_) | ApiError::Unsupported(_))) => {
+                tracing::warn!(customer = id, error = %e, "One-time purchases not refreshed");
+                Vec::new()
+            }
             Err(e) => return Err(e.into()),
         };
         for raw in &sessions {
@@ -252,8 +255,12 @@ impl Syncer {
         let mut seen_prices = HashSet::new();
         let prices = match self.api.list("/prices", json!({})).await {
             Ok(prices) => Some(prices),
-            // Emulators without Prices: prices are then learnt from subscriptions below.
-            Err(ApiError::NotFound(_)) => None,
+            // Servers without Prices (emulators): prices are learnt from subscriptions below,
+            // and none is marked inactive.
+            Err(e @ (ApiError::NotFound(_) | ApiError::Unsupported(_))) => {
+                tracing::warn!(error = %e, "Prices not listed");
+                None
+            }
             Err(e) => return Err(e.into()),
         };
         for raw in prices.iter().flatten() {

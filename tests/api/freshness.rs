@@ -7,10 +7,16 @@ use crate::helpers::{OWNER, TestApp, spawn_app};
 
 /// Runs the real `tollbooth` binary against the app's database.
 pub fn cli(app_db_url: &str, args: &[&str]) -> String {
+    cli_with(app_db_url, args, &[])
+}
+
+/// Runs the real `tollbooth` binary with more environment variables.
+pub fn cli_with(app_db_url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
         .args(args)
         .env("DATABASE_URL", app_db_url)
         .env("FXN_OWNER", OWNER)
+        .envs(env.iter().copied())
         .output()
         .expect("Failed to run tollbooth");
     assert!(

@@ -5,6 +5,7 @@ mod exactness;
 mod freshness;
 mod health;
 mod helpers;
+mod localstripe;
 mod malformed;
 mod process;
 mod stripe_fake;
