@@ -19,7 +19,7 @@ use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
 use crate::routes;
 use crate::store::{self, Store};
-use crate::stripe::{Syncer, worker};
+use crate::stripe::{Syncer, meters, worker};
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -190,6 +190,14 @@ impl Application {
                     stop.subscribe(),
                 )));
             }
+            stripe_tasks.push(tokio::spawn(meters::run(
+                syncer.api().clone(),
+                Arc::clone(&state.store),
+                self.settings
+                    .usage_flush_interval
+                    .max(Duration::from_secs(1)),
+                stop.subscribe(),
+            )));
             stripe_tasks.push(tokio::spawn(reconcile(
                 syncer,
                 Arc::clone(&state),

@@ -108,6 +108,7 @@ mod tests {
             source: Source::Grant { expires_at },
             limit,
             rate_limit: None,
+            meter: None,
         }
     }
 
@@ -128,6 +129,7 @@ mod tests {
             source: Source::Subscription(state),
             limit: Limit::Unlimited,
             rate_limit: None,
+            meter: None,
         }
     }
 
@@ -142,6 +144,7 @@ mod tests {
             },
             limit: credits.map_or(Limit::Unlimited, |total| Limit::Credits { total }),
             rate_limit: None,
+            meter: None,
         }
     }
 

@@ -15,6 +15,8 @@ pub struct Entitlement {
     pub limit: Limit,
     /// Predictions per minute for the customer while this entitlement is the one used.
     pub rate_limit: Option<u32>,
+    /// For a metered price: the event name of its Billing Meter, which use is reported to.
+    pub meter: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]

@@ -93,6 +93,7 @@ impl Gate {
                 charge.period.start,
                 &customer.id,
                 charge.cap,
+                entitlement.meter.as_ref(),
             ) {
                 self.usage
                     .record(&entry.key_id, &customer.id, tag.as_ref(), now);

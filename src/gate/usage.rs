@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use crate::store::{CounterDelta, HourlyDelta, UsageBatch, UsageRow};
+use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement id and the start of one of its periods.
 type CounterKey = (Arc<str>, i64);
@@ -22,6 +22,8 @@ pub struct UsageBook {
 
 struct Counter {
     customer_id: Arc<str>,
+    /// The Billing Meter event name, for use of a metered price.
+    meter: OnceLock<Arc<str>>,
     /// Best known total for the period: what the database held when last read plus what this
     /// process has counted since. Never decreases.
     used: AtomicU64,
@@ -54,8 +56,9 @@ impl UsageBook {
         period_start: i64,
         customer_id: &Arc<str>,
         cap: Option<u64>,
+        meter: Option<&Arc<str>>,
     ) -> bool {
-        let counter = self.counter(entitlement, period_start, customer_id);
+        let counter = self.counter(entitlement, period_start, customer_id, meter);
         let taken = match cap {
             None => {
                 counter.used.fetch_add(1, Ordering::AcqRel);
@@ -123,6 +126,7 @@ impl UsageBook {
     /// Takes everything counted since the last flush. Give it back with [`Self::restore`] if
     /// it could not be written.
     pub fn take_batch(&self, now: i64) -> UsageBatch {
+        let mut meters = Vec::new();
         let counters = self
             .counters
             .read()
@@ -130,6 +134,15 @@ impl UsageBook {
             .iter()
             .filter_map(|((entitlement, period_start), counter)| {
                 let n = counter.unflushed.swap(0, Ordering::AcqRel);
+                if n > 0
+                    && let Some(event_name) = counter.meter.get()
+                {
+                    meters.push(MeterDelta {
+                        customer_id: counter.customer_id.to_string(),
+                        event_name: event_name.to_string(),
+                        value: n as i64,
+                    });
+                }
                 (n > 0).then(|| CounterDelta {
                     entitlement: entitlement.to_string(),
                     period_start: *period_start,
@@ -162,16 +175,19 @@ impl UsageBook {
             counters,
             hourly,
             last_used,
+            meters,
         }
     }
 
-    /// Puts back a batch that failed to be written, so the next flush tries again.
+    /// Puts back a batch that failed to be written, so the next flush tries again (meter
+    /// reports are derived from the counters again then).
     pub fn restore(&self, batch: UsageBatch) {
         for delta in batch.counters {
             let counter = self.counter(
                 &Arc::from(delta.entitlement),
                 delta.period_start,
                 &Arc::from(delta.customer_id),
+                None,
             );
             counter
                 .unflushed
@@ -198,6 +214,7 @@ impl UsageBook {
                 &Arc::from(row.entitlement.as_str()),
                 row.period_start,
                 &Arc::from(row.customer_id.as_str()),
+                None,
             );
             let stored = row.used.max(0) as u64;
             let pending = counter.unflushed.load(Ordering::Acquire);
@@ -205,24 +222,37 @@ impl UsageBook {
         }
     }
 
+    /// The counter of an entitlement's period, created on first use. A counter first made
+    /// from the database learns its meter (if any) on its first counted use.
     fn counter(
         &self,
         entitlement: &Arc<str>,
         period_start: i64,
         customer_id: &Arc<str>,
+        meter: Option<&Arc<str>>,
     ) -> Arc<Counter> {
         let key = (Arc::clone(entitlement), period_start);
-        if let Some(counter) = self.counters.read().expect("usage lock poisoned").get(&key) {
-            return Arc::clone(counter);
+        let found = self
+            .counters
+            .read()
+            .expect("usage lock poisoned")
+            .get(&key)
+            .cloned();
+        let counter = found.unwrap_or_else(|| {
+            let mut counters = self.counters.write().expect("usage lock poisoned");
+            Arc::clone(counters.entry(key).or_insert_with(|| {
+                Arc::new(Counter {
+                    customer_id: Arc::clone(customer_id),
+                    meter: OnceLock::new(),
+                    used: AtomicU64::new(0),
+                    unflushed: AtomicU64::new(0),
+                })
+            }))
+        });
+        if let Some(meter) = meter {
+            counter.meter.get_or_init(|| Arc::clone(meter));
         }
-        let mut counters = self.counters.write().expect("usage lock poisoned");
-        Arc::clone(counters.entry(key).or_insert_with(|| {
-            Arc::new(Counter {
-                customer_id: Arc::clone(customer_id),
-                used: AtomicU64::new(0),
-                unflushed: AtomicU64::new(0),
-            })
-        }))
+        counter
     }
 }
 
@@ -244,7 +274,7 @@ mod tests {
                     s.spawn(move || {
                         let (e, c) = ids();
                         (0..100)
-                            .filter(|_| book.try_take(&e, 0, &c, Some(250)))
+                            .filter(|_| book.try_take(&e, 0, &c, Some(250), None))
                             .count()
                     })
                 })
@@ -262,7 +292,7 @@ mod tests {
         let book = UsageBook::default();
         let (e, c) = ids();
         for _ in 0..3 {
-            assert!(book.try_take(&e, 7, &c, None));
+            assert!(book.try_take(&e, 7, &c, None, None));
         }
         book.record(&Arc::from("key_1"), &c, "@acme/a", 3_700);
         let batch = book.take_batch(10);

@@ -109,6 +109,7 @@ fn from_grant(grant: GrantRow) -> Option<Entitlement> {
         },
         limit,
         rate_limit: None,
+        meter: None,
     })
 }
 
@@ -149,6 +150,10 @@ fn from_item(item: ItemRow) -> Entitlement {
         }),
         limit,
         rate_limit: rules.rate_limit,
+        meter: item
+            .meter_event_name
+            .filter(|_| metered)
+            .map(|name| Arc::from(name.as_str())),
     }
 }
 
@@ -177,5 +182,6 @@ fn from_purchase(purchase: PurchaseRow) -> Entitlement {
         },
         limit,
         rate_limit: rules.rate_limit,
+        meter: None,
     }
 }

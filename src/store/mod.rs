@@ -84,6 +84,16 @@ pub trait Store: Send + Sync {
         prices: &'a [String],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Billing Meter events not yet accepted by Stripe, oldest first.
+    fn unsent_meter_reports(&self, limit: i64) -> BoxFuture<'_, anyhow::Result<Vec<MeterReport>>>;
+    /// Records an attempt to send a meter event: sent when `error` is `None`.
+    fn meter_report_done<'a>(
+        &'a self,
+        id: &'a str,
+        error: Option<&'a str>,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+
     /// Stores a verified webhook event; returns false if its id was already stored.
     fn insert_event<'a>(&'a self, event: &'a NewEvent) -> BoxFuture<'a, anyhow::Result<bool>>;
     /// Unprocessed events whose next attempt is due, oldest first.

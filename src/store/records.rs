@@ -46,6 +46,7 @@ pub struct ItemRow {
     pub current_period_start: i64,
     pub current_period_end: i64,
     pub usage_type: Option<String>,
+    pub meter_event_name: Option<String>,
     pub product_metadata: Option<String>,
     pub price_metadata: Option<String>,
 }
@@ -78,6 +79,8 @@ pub struct UsageBatch {
     pub counters: Vec<CounterDelta>,
     pub hourly: Vec<HourlyDelta>,
     pub last_used: Vec<(String, i64)>,
+    /// Use of metered prices, to report to their Billing Meters.
+    pub meters: Vec<MeterDelta>,
 }
 
 impl UsageBatch {
@@ -92,6 +95,24 @@ pub struct CounterDelta {
     pub period_start: i64,
     pub customer_id: String,
     pub used: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterDelta {
+    pub customer_id: String,
+    pub event_name: String,
+    pub value: i64,
+}
+
+/// A Billing Meter event waiting in the outbox; `id` is its idempotent identifier.
+#[derive(Debug, Clone, FromRow)]
+pub struct MeterReport {
+    pub id: String,
+    pub customer_id: String,
+    pub event_name: String,
+    pub value: i64,
+    pub created_at: i64,
+    pub attempts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +217,9 @@ pub struct Price {
     pub recurring_interval: Option<String>,
     pub recurring_interval_count: Option<i64>,
     pub usage_type: Option<String>,
+    /// The Billing Meter of a metered price, and the event name it counts.
+    pub meter_id: Option<String>,
+    pub meter_event_name: Option<String>,
     pub nickname: Option<String>,
     pub metadata: String,
     pub updated_at: i64,

@@ -97,6 +97,7 @@ macro_rules! ledger_queries {
                     "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
                             s.canceled_at, s.ended_at, s.past_due_since, \
                             si.current_period_start, si.current_period_end, p.usage_type, \
+                            p.meter_event_name, \
                             pr.metadata AS product_metadata, p.metadata AS price_metadata \
                      FROM subscription_items si \
                      JOIN subscriptions s ON s.id = si.subscription_id \
@@ -186,6 +187,20 @@ macro_rules! ledger_queries {
                     .execute(&mut *tx)
                     .await
                     .context("Failed to write key activity")?;
+                }
+                for m in &batch.meters {
+                    sqlx::query(
+                        "INSERT INTO meter_reports (id, customer_id, event_name, value, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(format!("mr_{}", $crate::domain::random_base62(24)))
+                    .bind(&m.customer_id)
+                    .bind(&m.event_name)
+                    .bind(m.value)
+                    .bind(batch.at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to queue a meter report")?;
                 }
                 tx.commit().await.context("Failed to commit usage")?;
                 Ok(())
@@ -400,15 +415,17 @@ macro_rules! ledger_queries {
                 sqlx::query(
                     "INSERT INTO prices (id, product_id, active, currency, unit_amount, \
                         price_type, recurring_interval, recurring_interval_count, usage_type, \
-                        nickname, metadata, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                        nickname, metadata, updated_at, meter_id, meter_event_name) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                      ON CONFLICT (id) DO UPDATE SET product_id = excluded.product_id, \
                          active = excluded.active, currency = excluded.currency, \
                          unit_amount = excluded.unit_amount, price_type = excluded.price_type, \
                          recurring_interval = excluded.recurring_interval, \
                          recurring_interval_count = excluded.recurring_interval_count, \
                          usage_type = excluded.usage_type, nickname = excluded.nickname, \
-                         metadata = excluded.metadata, updated_at = excluded.updated_at \
+                         metadata = excluded.metadata, updated_at = excluded.updated_at, \
+                         meter_id = excluded.meter_id, \
+                         meter_event_name = excluded.meter_event_name \
                      WHERE prices.updated_at <= excluded.updated_at",
                 )
                 .bind(&price.id)
@@ -423,6 +440,8 @@ macro_rules! ledger_queries {
                 .bind(&price.nickname)
                 .bind(&price.metadata)
                 .bind(price.updated_at)
+                .bind(&price.meter_id)
+                .bind(&price.meter_event_name)
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a price")?;
@@ -565,6 +584,43 @@ macro_rules! ledger_queries {
                 .fetch_all(&self.pool)
                 .await
                 .context("Failed to read the webhook inbox")
+            })
+        }
+
+        fn unsent_meter_reports(
+            &self,
+            limit: i64,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::MeterReport>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, customer_id, event_name, value, created_at, attempts \
+                     FROM meter_reports WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to read the meter outbox")
+            })
+        }
+
+        fn meter_report_done<'a>(
+            &'a self,
+            id: &'a str,
+            error: Option<&'a str>,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE meter_reports SET attempts = attempts + 1, last_error = $1, \
+                        sent_at = CASE WHEN $1 IS NULL THEN $2 ELSE NULL END WHERE id = $3",
+                )
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .context("Failed to record a meter report")?;
+                Ok(())
             })
         }
 

@@ -42,6 +42,19 @@ impl StripeApi {
         if query.as_object().is_some_and(|q| !q.is_empty()) {
             request = request.query(query);
         }
+        self.send(path, request).await
+    }
+
+    /// `POST /v1{path}` with `form` (a JSON object, sent form-encoded).
+    pub async fn post(&self, path: &str, form: &Value) -> Result<Value, ApiError> {
+        self.send(
+            path,
+            RequestBuilder::new(StripeMethod::Post, path).form(form),
+        )
+        .await
+    }
+
+    async fn send(&self, path: &str, request: RequestBuilder) -> Result<Value, ApiError> {
         let response: Result<miniserde::json::Value, stripe::StripeError> =
             request.customize().send(&self.client).await;
         let value = response.map_err(|e| match e {

@@ -1,6 +1,7 @@
 //! Stripe: the API client, webhook signatures, and the sync that keeps the ledger in line.
 
 mod client;
+pub mod meters;
 pub mod objects;
 pub mod signature;
 mod sync;

@@ -64,6 +64,9 @@ pub fn price(v: &Value, stamp: i64) -> Option<Price> {
         ),
         (None, false) => (None, None, None),
     };
+    let meter_id = recurring
+        .and_then(|r| stripe_id(&r["meter"]))
+        .map(str::to_owned);
     let price_type = match text(&v["type"]) {
         Some(t) if t == "one_time" || t == "recurring" => t,
         _ if interval.is_some() => "recurring".to_owned(),
@@ -79,6 +82,8 @@ pub fn price(v: &Value, stamp: i64) -> Option<Price> {
         recurring_interval: interval,
         recurring_interval_count: interval_count,
         usage_type,
+        meter_id,
+        meter_event_name: None,
         nickname: text(&v["nickname"]),
         metadata: metadata(&v["metadata"]),
         updated_at: stamp / 1000,

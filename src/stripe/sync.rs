@@ -57,6 +57,10 @@ impl Syncer {
         Self { api, store }
     }
 
+    pub fn api(&self) -> &StripeApi {
+        &self.api
+    }
+
     /// Acts on one webhook event. Unknown types are accepted and ignored.
     pub async fn handle_event(&self, event_type: &str, payload: &Value) -> anyhow::Result<()> {
         let object = &payload["data"]["object"];
@@ -138,7 +142,7 @@ impl Syncer {
                 tracing::warn!(customer = id, "Skipping an unreadable subscription");
                 continue;
             };
-            self.ensure_catalog(&prices, &mut report).await?;
+            self.ensure_catalog(prices, &mut report).await?;
             if self.store.put_subscription(&subscription).await? {
                 report.subscriptions += 1;
             }
@@ -181,7 +185,7 @@ impl Syncer {
                     }
                 }
             }
-            self.ensure_catalog(&prices, &mut report).await?;
+            self.ensure_catalog(prices, &mut report).await?;
             self.store.put_purchase(&purchase).await?;
             report.purchases += 1;
         }
@@ -191,15 +195,28 @@ impl Syncer {
     /// Writes prices seen inside subscriptions and sessions, and their products.
     async fn ensure_catalog(
         &self,
-        prices: &[Price],
+        prices: Vec<Price>,
         report: &mut SyncReport,
     ) -> anyhow::Result<()> {
         for price in prices {
+            let price = self.with_meter(price).await?;
             self.refresh_product(&price.product_id).await?;
-            self.store.upsert_price(price).await?;
+            self.store.upsert_price(&price).await?;
             report.prices += 1;
         }
         Ok(())
+    }
+
+    /// A metered price with the event name of its Billing Meter, which use is reported to.
+    async fn with_meter(&self, mut price: Price) -> anyhow::Result<Price> {
+        if let Some(meter) = &price.meter_id {
+            let raw = self
+                .api
+                .get(&format!("/billing/meters/{meter}"), &json!({}))
+                .await?;
+            price.meter_event_name = raw["event_name"].as_str().map(str::to_owned);
+        }
+        Ok(price)
     }
 
     pub async fn refresh_product(&self, id: &str) -> anyhow::Result<bool> {
@@ -224,6 +241,7 @@ impl Syncer {
         match self.api.get(&format!("/{path}/{id}"), &json!({})).await {
             Ok(raw) if !objects::is_deleted(&raw) => {
                 let price = objects::price(&raw, stamp).context("unreadable price")?;
+                let price = self.with_meter(price).await?;
                 self.refresh_product(&price.product_id).await?;
                 self.store.upsert_price(&price).await?;
                 Ok(true)
@@ -265,17 +283,27 @@ impl Syncer {
         };
         for raw in prices.iter().flatten() {
             if let Some(price) = objects::price(raw, stamp) {
+                let price = self.with_meter(price).await?;
                 seen_prices.insert(price.id.clone());
                 self.store.upsert_price(&price).await?;
                 report.prices += 1;
             }
         }
-        let customers = self.api.list("/customers", json!({})).await?;
-        for (i, raw) in customers.iter().enumerate() {
-            progress(&format!("customers {}/{}", i + 1, customers.len()));
-            let Some(id) = stripe_id(&raw["id"]) else {
-                continue;
-            };
+        let listed = self.api.list("/customers", json!({})).await?;
+        let mut ids: Vec<String> = listed
+            .iter()
+            .filter_map(|raw| stripe_id(&raw["id"]).map(str::to_owned))
+            .collect();
+        // Customers known here that Stripe no longer lists were deleted there; refreshing them
+        // records that.
+        let seen: HashSet<String> = ids.iter().cloned().collect();
+        for local in self.store.list_customers().await? {
+            if local.id.starts_with("cus_") && !seen.contains(&local.id) {
+                ids.push(local.id);
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            progress(&format!("customers {}/{}", i + 1, ids.len()));
             let customer_report = self.refresh_customer(id).await?;
             report.customers += customer_report.customers;
             report.subscriptions += customer_report.subscriptions;

@@ -31,6 +31,8 @@ async fn catalog(app: &TestApp, product_metadata: &str, price_type: &str, price_
             recurring_interval: (price_type == "recurring").then(|| "month".into()),
             recurring_interval_count: (price_type == "recurring").then_some(1),
             usage_type: (price_type == "recurring").then(|| "licensed".into()),
+            meter_id: None,
+            meter_event_name: None,
             nickname: None,
             metadata: price_metadata.into(),
             updated_at: now,

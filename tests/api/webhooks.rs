@@ -418,3 +418,117 @@ async fn wait_processed(app: &TestApp, id: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+    std::str::from_utf8(body)
+        .unwrap()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+#[tokio::test]
+async fn metered_use_is_reported_to_the_billing_meter_exactly_once_despite_a_retry() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let mut metered = subscription("active", 1);
+    let item = &mut metered["items"]["data"][0];
+    item["price"]["recurring"]["usage_type"] = json!("metered");
+    item["price"]["recurring"]["meter"] = json!("mtr_Test0001");
+    item["price"]["metadata"] = json!({"quota": "1"});
+    let _subs = stripe.subscriptions(vec![metered.clone()]).await;
+    let mut meter = fixture("billing.meter");
+    meter["id"] = json!("mtr_Test0001");
+    meter["event_name"] = json!("predictions");
+    stripe.get("/v1/billing/meters/mtr_Test0001", meter).await;
+    let error = json!({"error": {"type": "api_error", "message": "try again"}});
+    Mock::given(method("POST"))
+        .and(path("/v1/billing/meter_events"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(error))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing/meter_events"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("billing.meter_event")))
+        .mount(&stripe.server)
+        .await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+
+    app.deliver(&event(
+        "evt_metered",
+        "customer.subscription.created",
+        metered,
+    ))
+    .await;
+    app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+    for _ in 0..3 {
+        let (status, body) = app.authorize_json("@acme/sdxl", &key).await;
+        assert_eq!(
+            status, 200,
+            "a metered price is billed per use, not capped: {body}"
+        );
+    }
+
+    let start = std::time::Instant::now();
+    let reported = loop {
+        let requests = stripe.server.received_requests().await.unwrap();
+        let posts: Vec<_> = requests
+            .iter()
+            .filter(|r| r.url.path() == "/v1/billing/meter_events")
+            .map(|r| form_fields(&r.body))
+            .collect();
+        let mut by_identifier = std::collections::HashMap::new();
+        for fields in &posts {
+            assert_eq!(fields["event_name"], "predictions");
+            assert_eq!(fields["payload[stripe_customer_id]"], CUSTOMER);
+            by_identifier.insert(
+                fields["identifier"].clone(),
+                fields["payload[value]"].clone(),
+            );
+        }
+        let total: i64 = by_identifier
+            .values()
+            .map(|v| v.parse::<i64>().unwrap())
+            .sum();
+        let drained = app.store.unsent_meter_reports(10).await.unwrap().is_empty();
+        if (total >= 4 && drained) || start.elapsed() > Duration::from_secs(15) {
+            break (total, posts.len(), by_identifier.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let (total, posts, identifiers) = reported;
+    assert_eq!(total, 4, "every allowed prediction is reported once");
+    assert!(
+        posts > identifiers,
+        "the failed attempt was retried with the same identifier"
+    );
+}
