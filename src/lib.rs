@@ -8,6 +8,7 @@ pub mod error;
 pub mod gate;
 pub mod issue;
 pub mod routes;
+pub mod session;
 pub mod startup;
 pub mod store;
 pub mod stripe;

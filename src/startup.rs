@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,9 +16,10 @@ use tokio::sync::{Notify, watch};
 use tracing_actix_web::{RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
-use crate::domain::random_base62;
+use crate::domain::{KeyPrefix, random_base62};
 use crate::gate::{Gate, GateRules, Links};
 use crate::routes;
+use crate::session::Sessions;
 use crate::store::{self, Store};
 use crate::stripe::{Syncer, meters, worker};
 
@@ -26,6 +28,13 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     pub store: Arc<dyn Store>,
     pub links: Links,
+    /// Present when Stripe is configured: the pages sell, the account links to billing.
+    pub syncer: Option<Syncer>,
+    pub sessions: Sessions,
+    pub public_url: String,
+    pub key_prefix: KeyPrefix,
+    /// `@owner's`, or `the owner's` when FXN_OWNER is unset, for page copy.
+    pub owner_label: String,
     /// Present when Stripe webhooks are configured.
     pub webhooks: Option<Webhooks>,
     authorize_token_hash: [u8; 32],
@@ -97,11 +106,27 @@ impl Application {
             }),
             _ => None,
         };
+        let session_secret = match &settings.session_secret {
+            Some(secret) => secret.clone(),
+            None => SecretString::from(
+                store
+                    .setting_or_insert("session_secret", &random_base62(43))
+                    .await?,
+            ),
+        };
         let state = web::Data::new(AppState {
             gate,
-            store,
             links,
             webhooks,
+            syncer: syncer.clone(),
+            sessions: Sessions::new(session_secret, &settings.public_url),
+            public_url: settings.public_url.clone(),
+            key_prefix: settings.key_prefix.clone(),
+            owner_label: settings
+                .owner
+                .as_ref()
+                .map_or_else(|| "the owner's".to_owned(), |o| format!("{o}'s")),
+            store,
             authorize_token_hash: Sha256::digest(authorize_token.expose_secret().as_bytes()).into(),
         });
 
@@ -111,6 +136,7 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(security_headers())
                 .wrap(TracingLogger::<RouteSpan>::new())
                 .app_data(app_state.clone())
                 .configure(routes::configure)
@@ -310,6 +336,20 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Sent with every response. Scripts and styles come only from this service; no page may be
+/// framed; no Referer leaves (welcome URLs carry a session id).
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
 }
 
 /// A span per request that records the matched route pattern, never the raw path: the

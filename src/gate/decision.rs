@@ -104,6 +104,7 @@ mod tests {
     fn grant(id: &str, predictors: &str, limit: Limit, expires_at: Option<i64>) -> Entitlement {
         Entitlement {
             id: Arc::from(id),
+            name: Arc::from("test plan"),
             predictors: Predictors::parse(predictors, None).unwrap(),
             source: Source::Grant { expires_at },
             limit,
@@ -125,6 +126,7 @@ mod tests {
         tweak(&mut state);
         Entitlement {
             id: Arc::from(id),
+            name: Arc::from("test plan"),
             predictors: Predictors::all(),
             source: Source::Subscription(state),
             limit: Limit::Unlimited,
@@ -136,6 +138,7 @@ mod tests {
     fn purchase(id: &str, credits: Option<u64>, refunded: bool, pass: Option<i64>) -> Entitlement {
         Entitlement {
             id: Arc::from(id),
+            name: Arc::from("test plan"),
             predictors: Predictors::all(),
             source: Source::Purchase {
                 pass_expires_at: pass,

@@ -10,6 +10,8 @@ use super::reason::DenyReason;
 pub struct Entitlement {
     /// The grant, subscription item or purchase id; also the key of its usage counter.
     pub id: Arc<str>,
+    /// What the customer calls it: the product's name, or the grant's note.
+    pub name: Arc<str>,
     pub predictors: Predictors,
     pub source: Source,
     pub limit: Limit,

@@ -19,7 +19,7 @@ pub use decision::{Charge, decide};
 pub use entitlement::{Entitlement, Limit, Period, QuotaPeriod, Source, Status, SubscriptionState};
 pub use reason::{DenyReason, Links};
 pub use usage::UsageBook;
-pub use view::View;
+pub use view::{CustomerView, View};
 
 /// The rules of the gate that come from configuration.
 #[derive(Debug, Clone)]
@@ -150,6 +150,28 @@ impl Gate {
             return Err(e);
         }
         Ok(written)
+    }
+
+    /// The key's id and customer, for signing in with it.
+    pub fn key_owner(&self, key: &AccessKey) -> Option<(String, String)> {
+        let view = self.view.load();
+        let entry = view.keys.get(&key.hash())?;
+        Some((entry.key_id.to_string(), entry.customer.id.to_string()))
+    }
+
+    /// A customer's entitlements as the hot path sees them.
+    pub fn customer(&self, id: &str) -> Option<Arc<CustomerView>> {
+        self.view.load().customers.get(id).cloned()
+    }
+
+    /// What an entitlement has used in its period at `now`, as counted here.
+    pub fn used(&self, entitlement: &Entitlement, now: i64) -> u64 {
+        self.usage
+            .used(&entitlement.id, entitlement.period(now).start)
+    }
+
+    pub fn past_due_grace(&self) -> i64 {
+        self.rules.past_due_grace
     }
 
     pub fn is_loaded(&self) -> bool {

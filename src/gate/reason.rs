@@ -1,4 +1,4 @@
-use crate::domain::{AccessKeyError, PredictorTagError, calendar};
+use crate::domain::{AccessKeyError, PredictorTagError, calendar, thousands};
 
 /// Why a prediction is refused. Each reason renders a message for the person who made the
 /// prediction (Function shows it to them): what is wrong and what to do.
@@ -97,6 +97,24 @@ impl DenyReason {
         }
     }
 
+    /// A few words for a status column (the account page).
+    pub fn short(&self) -> &'static str {
+        match self {
+            Self::GrantExpired { .. } | Self::PassExpired { .. } => "Expired",
+            Self::Canceled { .. } => "Canceled",
+            Self::PastDue { .. } => "Payment past due",
+            Self::Unpaid => "Unpaid",
+            Self::Incomplete => "Payment incomplete",
+            Self::Paused => "Paused",
+            Self::Refunded { .. } => "Refunded",
+            Self::Disputed { .. } => "Payment disputed",
+            Self::QuotaUsed { .. } => "Quota used up",
+            Self::CreditsUsed { .. } => "Credits used up",
+            Self::RateLimited { .. } => "Rate limited",
+            _ => "Not usable",
+        }
+    }
+
     pub fn message(&self, tag: &str, links: &Links) -> String {
         let buy = match &links.plans {
             Some(url) => format!("Buy access at {url}"),
@@ -191,29 +209,9 @@ impl DenyReason {
     }
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_are_separated() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn messages_link_to_the_pages_when_the_service_sells_plans() {

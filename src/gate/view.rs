@@ -13,6 +13,8 @@ use super::entitlement::{Entitlement, Limit, QuotaPeriod, Source, Status, Subscr
 pub struct View {
     pub version: i64,
     pub keys: HashMap<KeyHash, KeyEntry>,
+    /// Every customer with a key, for the account page.
+    pub customers: HashMap<String, Arc<CustomerView>>,
 }
 
 pub struct KeyEntry {
@@ -75,6 +77,7 @@ impl View {
         Self {
             version: rows.version,
             keys,
+            customers,
         }
     }
 }
@@ -102,6 +105,7 @@ fn from_grant(grant: GrantRow) -> Option<Entitlement> {
         (None, None) => Limit::Unlimited,
     };
     Some(Entitlement {
+        name: Arc::from(grant.note.as_deref().unwrap_or("Access given by the owner")),
         id: Arc::from(grant.id),
         predictors,
         source: Source::Grant {
@@ -137,6 +141,7 @@ fn from_item(item: ItemRow) -> Entitlement {
         _ => Limit::Unlimited,
     };
     Entitlement {
+        name: Arc::from(item.product_name.as_deref().unwrap_or("Subscription")),
         id: Arc::from(item.id),
         predictors: rules.predictors,
         source: Source::Subscription(SubscriptionState {
@@ -171,6 +176,7 @@ fn from_purchase(purchase: PurchaseRow) -> Entitlement {
         None => Limit::Unlimited,
     };
     Entitlement {
+        name: Arc::from(purchase.product_name.as_deref().unwrap_or("Purchase")),
         id: Arc::from(purchase.id),
         predictors: rules.predictors,
         source: Source::Purchase {

@@ -1,8 +1,14 @@
 //! Every route of the service, registered in one place.
 
+mod account;
+mod assets;
 mod authorize;
+mod checkout;
 mod health;
+pub mod page;
+mod pricing;
 mod webhook;
+mod welcome;
 
 use actix_web::{HttpResponse, web};
 
@@ -11,6 +17,20 @@ pub use authorize::MAX_BODY_BYTES;
 /// The URL map.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/authorize/{token}", web::post().to(authorize::authorize))
+        .route("/", web::get().to(pricing::pricing))
+        .route("/checkout", web::post().to(checkout::checkout))
+        .route("/welcome", web::get().to(welcome::welcome))
+        .route("/account", web::get().to(account::show))
+        .route("/account/sign-in", web::post().to(account::sign_in))
+        .route("/account/sign-out", web::post().to(account::sign_out))
+        .route("/account/keys", web::post().to(account::create_key))
+        .route(
+            "/account/keys/{id}/revoke",
+            web::post().to(account::revoke_key),
+        )
+        .route("/account/billing", web::post().to(account::billing))
+        .route("/static/style.css", web::get().to(assets::style))
+        .route("/static/copy.js", web::get().to(assets::copy_script))
         .service(
             web::resource("/stripe/webhook")
                 .app_data(web::PayloadConfig::new(webhook::MAX_EVENT_BYTES))
@@ -27,7 +47,5 @@ async fn not_found() -> HttpResponse {
 
 /// The one 404 answer, for unknown paths and for a wrong authorize token alike.
 pub fn not_found_response() -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .body("Not Found")
+    page::not_found()
 }

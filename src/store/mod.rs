@@ -84,6 +84,16 @@ pub trait Store: Send + Sync {
         prices: &'a [String],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Prices on sale, with their products, for the plans page.
+    fn catalog(&self) -> BoxFuture<'_, anyhow::Result<Vec<PlanRow>>>;
+    /// Stores the key of a Checkout Session unless that session already has one; returns
+    /// whether this key is the session's (and may be shown).
+    fn issue_key_for_session<'a>(
+        &'a self,
+        session_id: &'a str,
+        issue: &'a IssueKey,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+
     /// Billing Meter events not yet accepted by Stripe, oldest first.
     fn unsent_meter_reports(&self, limit: i64) -> BoxFuture<'_, anyhow::Result<Vec<MeterReport>>>;
     /// Records an attempt to send a meter event: sent when `error` is `None`.

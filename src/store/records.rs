@@ -26,6 +26,7 @@ pub struct KeyRow {
 pub struct GrantRow {
     pub id: String,
     pub customer_id: String,
+    pub note: Option<String>,
     pub predictors: String,
     pub quota: Option<i64>,
     pub quota_period: Option<String>,
@@ -47,6 +48,7 @@ pub struct ItemRow {
     pub current_period_end: i64,
     pub usage_type: Option<String>,
     pub meter_event_name: Option<String>,
+    pub product_name: Option<String>,
     pub product_metadata: Option<String>,
     pub price_metadata: Option<String>,
 }
@@ -60,6 +62,7 @@ pub struct PurchaseRow {
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
     pub disputed_at: Option<i64>,
+    pub product_name: Option<String>,
     pub product_metadata: Option<String>,
     pub price_metadata: Option<String>,
 }
@@ -283,4 +286,21 @@ pub struct InboxEvent {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub processed_at: Option<i64>,
+}
+
+/// A price on sale (active, of an active product), with what the plan page shows.
+#[derive(Debug, Clone, FromRow)]
+pub struct PlanRow {
+    pub price_id: String,
+    pub product_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub product_metadata: String,
+    pub price_metadata: String,
+    pub unit_amount: Option<i64>,
+    pub currency: String,
+    pub price_type: String,
+    pub recurring_interval: Option<String>,
+    pub recurring_interval_count: Option<i64>,
+    pub usage_type: Option<String>,
 }

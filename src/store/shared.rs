@@ -87,7 +87,8 @@ macro_rules! ledger_queries {
                 .await
                 .context("Failed to load access keys")?;
                 let grants = sqlx::query_as::<_, GrantRow>(
-                    "SELECT id, customer_id, predictors, quota, quota_period, credits, expires_at \
+                    "SELECT id, customer_id, note, predictors, quota, quota_period, credits, \
+                            expires_at \
                      FROM grants WHERE revoked_at IS NULL ORDER BY created_at, id",
                 )
                 .fetch_all(&mut *tx)
@@ -97,7 +98,7 @@ macro_rules! ledger_queries {
                     "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
                             s.canceled_at, s.ended_at, s.past_due_since, \
                             si.current_period_start, si.current_period_end, p.usage_type, \
-                            p.meter_event_name, \
+                            p.meter_event_name, pr.name AS product_name, \
                             pr.metadata AS product_metadata, p.metadata AS price_metadata \
                      FROM subscription_items si \
                      JOIN subscriptions s ON s.id = si.subscription_id \
@@ -112,7 +113,8 @@ macro_rules! ledger_queries {
                 .context("Failed to load subscriptions")?;
                 let purchases = sqlx::query_as::<_, PurchaseRow>(
                     "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
-                            pu.disputed_at, pr.metadata AS product_metadata, \
+                            pu.disputed_at, pr.name AS product_name, \
+                            pr.metadata AS product_metadata, \
                             p.metadata AS price_metadata \
                      FROM purchases pu \
                      LEFT JOIN prices p ON p.id = pu.price_id \
@@ -621,6 +623,70 @@ macro_rules! ledger_queries {
                 .await
                 .context("Failed to record a meter report")?;
                 Ok(())
+            })
+        }
+
+        fn catalog(
+            &self,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::PlanRow>>> {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT p.id AS price_id, p.product_id, pr.name, pr.description, \
+                            pr.metadata AS product_metadata, p.metadata AS price_metadata, \
+                            p.unit_amount, p.currency, p.price_type, p.recurring_interval, \
+                            p.recurring_interval_count, p.usage_type \
+                     FROM prices p JOIN products pr ON pr.id = p.product_id \
+                     WHERE p.active AND pr.active \
+                     ORDER BY pr.name, p.unit_amount, p.id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .context("Failed to read the catalog")
+            })
+        }
+
+        fn issue_key_for_session<'a>(
+            &'a self,
+            session_id: &'a str,
+            issue: &'a $crate::store::IssueKey,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<bool>> {
+            Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                let key = &issue.key;
+                sqlx::query(
+                    "INSERT INTO access_keys \
+                        (id, customer_id, key_hash, display_prefix, name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.id)
+                .bind(&key.customer_id)
+                .bind(&key.key_hash)
+                .bind(&key.display_prefix)
+                .bind(&key.name)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to store the access key")?;
+                let claimed = sqlx::query(
+                    "INSERT INTO checkout_keys (session_id, customer_id, key_id, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+                )
+                .bind(session_id)
+                .bind(&key.customer_id)
+                .bind(&key.id)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .context("Failed to bind the key to its checkout session")?
+                .rows_affected()
+                    > 0;
+                if !claimed {
+                    tx.rollback().await.context("Failed to drop the second key")?;
+                    return Ok(false);
+                }
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit the checkout key")?;
+                Ok(true)
             })
         }
 
