@@ -20,8 +20,10 @@ pub struct Settings {
     /// `AUTHORIZE_TOKEN`: the secret path segment of the authorize URL; generated and kept in
     /// the database when unset.
     pub authorize_token: Option<SecretString>,
-    /// `PUBLIC_URL`: where people reach this service (default `http://localhost:{PORT}`).
+    /// `PUBLIC_URL`: where people reach this service (default `http://localhost:{PORT}`, with
+    /// the port actually bound when `PORT=0` asks for any free one).
     pub public_url: String,
+    pub public_url_is_default: bool,
     /// `KEY_PREFIX` (default `tb`).
     pub key_prefix: KeyPrefix,
     /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` (comma-separated to roll secrets),
@@ -92,6 +94,7 @@ impl Settings {
             .map_err(|e| fail("FXN_OWNER", e.to_string()))?;
         let key_prefix = KeyPrefix::parse(&get("KEY_PREFIX").unwrap_or_else(|| "tb".into()))
             .map_err(|e| fail("KEY_PREFIX", e))?;
+        let public_url_is_default = get("PUBLIC_URL").is_none();
         let public_url = get("PUBLIC_URL")
             .unwrap_or_else(|| format!("http://localhost:{port}"))
             .trim_end_matches('/')
@@ -129,6 +132,7 @@ impl Settings {
             owner,
             authorize_token: secret("AUTHORIZE_TOKEN"),
             public_url,
+            public_url_is_default,
             key_prefix,
             stripe_secret_key: secret("STRIPE_SECRET_KEY"),
             stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET")

@@ -33,7 +33,7 @@ pub struct AppState {
     pub sessions: Sessions,
     pub public_url: String,
     pub key_prefix: KeyPrefix,
-    /// `@owner's`, or `the owner's` when FXN_OWNER is unset, for page copy.
+    /// `@owner`, or `the owner` when FXN_OWNER is unset, for page copy.
     pub owner_label: String,
     /// Present when Stripe webhooks are configured.
     pub webhooks: Option<Webhooks>,
@@ -77,6 +77,13 @@ impl Application {
     /// Opens and migrates the database, loads the ledger view and binds the port; the server
     /// starts answering when [`Self::run_until_stopped`] is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let mut settings = settings;
+        if settings.public_url_is_default {
+            settings.public_url = format!("http://localhost:{port}");
+        }
         let store = store::connect(&settings.database_url).await?;
         store.migrate().await?;
         let (authorize_token, token_source) = authorize_token(&settings, store.as_ref()).await?;
@@ -125,14 +132,11 @@ impl Application {
             owner_label: settings
                 .owner
                 .as_ref()
-                .map_or_else(|| "the owner's".to_owned(), |o| format!("{o}'s")),
+                .map_or_else(|| "the owner".to_owned(), |o| o.to_string()),
             store,
             authorize_token_hash: Sha256::digest(authorize_token.expose_secret().as_bytes()).into(),
         });
 
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
-        let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()

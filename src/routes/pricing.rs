@@ -61,7 +61,7 @@ fn card(row: PlanRow, owner_label: &str) -> PlanCard {
     };
     let mut includes = Vec::new();
     includes.push(if rules.predictors == Predictors::all() {
-        format!("All {owner_label} predictors")
+        format!("All predictors of {owner_label}")
     } else {
         format!(
             "Predictors: {}",

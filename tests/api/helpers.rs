@@ -145,6 +145,7 @@ pub struct Issue {
     pub quota: Option<(u64, QuotaPeriodArg)>,
     pub credits: Option<u64>,
     pub expires: Option<&'static str>,
+    pub name: Option<&'static str>,
     pub no_grant: bool,
 }
 
@@ -208,7 +209,7 @@ impl TestApp {
             &self.settings.key_prefix,
             IssueRequest {
                 customer,
-                name: None,
+                name: issue.name.map(str::to_owned),
                 grant,
             },
             unix_now(),

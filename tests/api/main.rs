@@ -2,11 +2,13 @@
 
 mod authorize;
 mod exactness;
+mod fake_checkout;
 mod freshness;
 mod health;
 mod helpers;
 mod localstripe;
 mod malformed;
+mod pages;
 mod process;
 mod stripe_fake;
 mod subscriptions;
