@@ -1,0 +1,204 @@
+//! A customer in headless Chromium: buys a plan, gets the key once, uses it, manages keys.
+//! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs this with
+//! `--ignored`. Screenshots of every page go to `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::assert_allowed;
+use crate::pages::shop;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+    prefix: &'static str,
+}
+
+impl Browser {
+    async fn start(prefix: &'static str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver must be installed (Debian: chromium-driver)");
+        let profile = tempfile::tempdir().unwrap().keep();
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--no-first-run", "--disable-dev-shm-usage", "--window-size=1100,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }
+        });
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities.as_object().unwrap().clone());
+        let url = format!("http://127.0.0.1:{port}");
+        let mut attempts = 0;
+        let client = loop {
+            match builder.connect(&url).await {
+                Ok(client) => break client,
+                Err(e) if attempts < 100 => {
+                    attempts += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("could not start a Chromium session: {e}"),
+            }
+        };
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Self {
+            client,
+            driver,
+            shots,
+            prefix,
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{}-{name}.png", self.prefix)), png).unwrap();
+    }
+
+    /// Waits (at most 10 s) for an element to appear.
+    async fn find(&self, locator: Locator<'_>) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(locator)
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => {
+                self.shot("failed").await;
+                panic!("{locator:?} did not appear: {e}\n{}", self.source().await)
+            }
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(Locator::Css(css)).await.click().await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(Locator::Css(css)).await.text().await.unwrap()
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs this"]
+async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser() {
+    let shop = shop("Pro").await;
+    let engine = if std::env::var("TEST_DATABASE_URL").is_ok() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let browser = Browser::start(engine).await;
+    let b = &browser;
+
+    // The plans page, also at phone width.
+    b.client
+        .goto(&format!("{}/", shop.app.address))
+        .await
+        .unwrap();
+    assert!(b.text("h1").await.contains("Plans"));
+    b.shot("01-plans").await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.shot("01-plans-phone").await;
+    b.client.set_window_size(1100, 900).await.unwrap();
+
+    // Buy: off to (fake) Stripe Checkout, pay, back on the welcome page with the key.
+    b.click("form[action='/checkout'] button").await;
+    b.find(Locator::Id("pay")).await;
+    b.shot("02-checkout").await;
+    b.click("#pay").await;
+    let key = b.text("#new-key").await;
+    assert!(key.starts_with("tb_"), "{key}");
+    assert!(b.source().await.contains("Function(access_key="));
+    b.shot("03-welcome").await;
+    assert_allowed(&shop.app, "@acme/sdxl", &key).await;
+
+    // A reload never shows the key again.
+    b.client.refresh().await.unwrap();
+    let again = b.source().await;
+    assert!(!again.contains(&key) && again.contains("already been shown"));
+    b.shot("04-welcome-reloaded").await;
+
+    // Sign in to the account with the key.
+    b.client
+        .goto(&format!("{}/account", shop.app.address))
+        .await
+        .unwrap();
+    b.shot("05-sign-in").await;
+    b.find(Locator::Id("key"))
+        .await
+        .send_keys(&key)
+        .await
+        .unwrap();
+    b.click("form[action='/account/sign-in'] button").await;
+    assert_eq!(b.text("h1").await, "Your account");
+    assert!(b.source().await.contains("Renews"));
+    b.shot("06-account").await;
+
+    // Create a named key: shown once.
+    b.find(Locator::Id("name"))
+        .await
+        .send_keys("laptop")
+        .await
+        .unwrap();
+    b.click("form[action='/account/keys'] button").await;
+    let laptop_key = b.text("#new-key").await;
+    assert!(laptop_key.starts_with("tb_") && laptop_key != key);
+    assert_allowed(&shop.app, "@acme/sdxl", &laptop_key).await;
+    b.shot("07-new-key").await;
+
+    // Revoke it.
+    b.find(Locator::XPath(
+        "//tr[td[normalize-space()='laptop']]//button",
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.find(Locator::Css("form[action='/account/keys']")).await;
+    assert!(
+        !b.source().await.contains(">laptop<"),
+        "the revoked key is gone from the list"
+    );
+    let (status, _) = shop.app.authorize_json("@acme/sdxl", &laptop_key).await;
+    assert_eq!(status, 400);
+    b.shot("08-revoked").await;
+
+    // Sign out.
+    b.click("form[action='/account/sign-out'] button").await;
+    b.find(Locator::Id("key")).await;
+    b.shot("09-signed-out").await;
+
+    browser.stop().await;
+}
