@@ -253,13 +253,16 @@ impl Application {
     }
 }
 
-/// Picks up changes made by other processes (the CLI, other instances) within one interval.
+/// Picks up changes made by other processes (the CLI, other instances): at once when the
+/// engine signals them (PostgreSQL `NOTIFY`), and within one poll interval in any case.
 async fn poll_ledger(state: Arc<AppState>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal = state.store.change_signal();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = async { signal.as_ref().expect("guarded").notified().await }, if signal.is_some() => {}
             _ = stopped.changed() => return,
         }
         match state.gate.refresh(state.store.as_ref(), unix_now()).await {
@@ -295,10 +298,15 @@ async fn reconcile(
     }
 }
 
-/// Writes counted use behind the hot path, once per interval.
+/// Writes counted use behind the hot path once per interval, and reads back what other
+/// instances wrote, so a quota shared by several instances is overshot by at most what they
+/// allow in about two intervals (README, "Several machines").
 async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    /// Read back a little further than the last read: other instances' clocks and commits lag.
+    const OVERLAP: i64 = 5;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read = unix_now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -306,6 +314,14 @@ async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::
         }
         if let Err(e) = state.gate.flush(state.store.as_ref(), unix_now()).await {
             tracing::warn!(error = ?e, "Failed to flush usage; will retry");
+        }
+        let now = unix_now();
+        match state.store.usage_since(last_read - OVERLAP).await {
+            Ok(rows) => {
+                state.gate.merge_usage(&rows);
+                last_read = now;
+            }
+            Err(e) => tracing::warn!(error = ?e, "Failed to read other instances' usage"),
         }
     }
 }

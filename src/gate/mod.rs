@@ -138,6 +138,11 @@ impl Gate {
         Ok(())
     }
 
+    /// Folds in counters other instances wrote, so quotas and credits hold across instances.
+    pub fn merge_usage(&self, rows: &[crate::store::UsageRow]) {
+        self.usage.merge(rows);
+    }
+
     /// Writes counted use; on failure the counts are kept for the next attempt.
     pub async fn flush(&self, store: &dyn Store, now: i64) -> anyhow::Result<usize> {
         let batch: UsageBatch = self.usage.take_batch(now);

@@ -106,8 +106,20 @@ pub trait Store: Send + Sync {
 
     /// Stores a verified webhook event; returns false if its id was already stored.
     fn insert_event<'a>(&'a self, event: &'a NewEvent) -> BoxFuture<'a, anyhow::Result<bool>>;
-    /// Unprocessed events whose next attempt is due, oldest first.
-    fn due_events(&self, now: i64, limit: i64) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    /// Claims unprocessed events whose next attempt is due and that no other instance holds,
+    /// for `lease` seconds; oldest first. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets
+    /// instances claim side by side without waiting on each other.
+    fn claim_events(
+        &self,
+        now: i64,
+        lease: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    /// Usage counters written since `since` (by any instance), to fold into this one's view.
+    fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
+    /// Rings when another process changed the ledger, where the engine can tell (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` means polling alone.
+    fn change_signal(&self) -> Option<Arc<tokio::sync::Notify>>;
     fn stripe_event<'a>(&'a self, id: &'a str)
     -> BoxFuture<'a, anyhow::Result<Option<InboxEvent>>>;
     /// Unprocessed events that have failed at least once, with their last error.

@@ -1,5 +1,9 @@
 use anyhow::Context as _;
-use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, Postgres};
+use tokio::sync::Notify;
 
 use super::Store;
 use super::shared::{ledger_helpers, ledger_queries};
@@ -7,16 +11,28 @@ use super::shared::{ledger_helpers, ledger_queries};
 /// The store for several machines: one PostgreSQL database shared by every instance.
 pub struct PgStore {
     pool: PgPool,
+    signal: OnceLock<Arc<Notify>>,
 }
 
 impl PgStore {
+    const CLAIM_EVENTS: &'static str = "UPDATE stripe_events SET claimed_until = $2 \
+         WHERE id IN (SELECT id FROM stripe_events \
+             WHERE processed_at IS NULL AND next_attempt_at <= $1 \
+               AND (claimed_until IS NULL OR claimed_until < $1) \
+             ORDER BY created, received_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, event_type, created, payload, received_at, attempts, last_error, \
+             processed_at";
+
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect(url)
             .await
             .context("Failed to connect to PostgreSQL")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            signal: OnceLock::new(),
+        })
     }
 
     async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, Postgres>> {
@@ -35,11 +51,23 @@ impl PgStore {
     }
 }
 
-ledger_helpers!(Postgres);
+/// The channel every instance listens on; a notification means "the ledger changed".
+const CHANNEL: &str = "tollbooth_ledger";
+
+ledger_helpers!(Postgres, Some("SELECT pg_notify('tollbooth_ledger', '')"));
 
 impl Store for PgStore {
     fn engine(&self) -> &'static str {
         "postgres"
+    }
+
+    fn change_signal(&self) -> Option<Arc<Notify>> {
+        let signal = self.signal.get_or_init(|| {
+            let signal = Arc::new(Notify::new());
+            tokio::spawn(listen(self.pool.clone(), Arc::clone(&signal)));
+            signal
+        });
+        Some(Arc::clone(signal))
     }
 
     fn migrate(&self) -> super::BoxFuture<'_, anyhow::Result<()>> {
@@ -53,4 +81,27 @@ impl Store for PgStore {
     }
 
     ledger_queries!();
+}
+
+/// Rings `signal` for every notification on the channel, and once after each (re)connection
+/// so nothing sent while disconnected is missed. Ends when the pool is closed.
+async fn listen(pool: PgPool, signal: Arc<Notify>) {
+    while !pool.is_closed() {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(CHANNEL).await {
+                Ok(()) => {
+                    signal.notify_one();
+                    while listener.recv().await.is_ok() {
+                        signal.notify_one();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Failed to LISTEN for ledger changes"),
+            },
+            Err(e) if !pool.is_closed() => {
+                tracing::warn!(error = %e, "Failed to connect to LISTEN for ledger changes");
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -570,22 +570,40 @@ macro_rules! ledger_queries {
             })
         }
 
-        fn due_events(
+        fn claim_events(
             &self,
             now: i64,
+            lease: i64,
             limit: i64,
         ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::InboxEvent>>> {
             Box::pin(async move {
+                let mut tx = self.begin_write().await?;
+                let mut events: Vec<$crate::store::InboxEvent> = sqlx::query_as(Self::CLAIM_EVENTS)
+                    .bind(now)
+                    .bind(now + lease)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .context("Failed to claim webhook events")?;
+                tx.commit().await.context("Failed to commit webhook claims")?;
+                events.sort_by(|a, b| (a.created, a.received_at, &a.id).cmp(&(b.created, b.received_at, &b.id)));
+                Ok(events)
+            })
+        }
+
+        fn usage_since(
+            &self,
+            since: i64,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::UsageRow>>> {
+            Box::pin(async move {
                 sqlx::query_as(
-                    "SELECT id, event_type, created, payload, received_at, attempts, last_error, processed_at \
-                     FROM stripe_events WHERE processed_at IS NULL AND next_attempt_at <= $1 \
-                     ORDER BY created, received_at, id LIMIT $2",
+                    "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
+                     WHERE updated_at >= $1",
                 )
-                .bind(now)
-                .bind(limit)
+                .bind(since)
                 .fetch_all(&self.pool)
                 .await
-                .context("Failed to read the webhook inbox")
+                .context("Failed to read recent usage")
             })
         }
 
@@ -729,7 +747,7 @@ macro_rules! ledger_queries {
             Box::pin(async move {
                 sqlx::query(
                     "UPDATE stripe_events SET processed_at = $1, attempts = attempts + 1, \
-                        last_error = NULL WHERE id = $2",
+                        last_error = NULL, claimed_until = NULL WHERE id = $2",
                 )
                 .bind(now)
                 .bind(id)
@@ -749,7 +767,7 @@ macro_rules! ledger_queries {
             Box::pin(async move {
                 sqlx::query(
                     "UPDATE stripe_events SET attempts = attempts + 1, last_error = $1, \
-                        next_attempt_at = $2 WHERE id = $3",
+                        next_attempt_at = $2, claimed_until = NULL WHERE id = $3",
                 )
                 .bind(error)
                 .bind(retry_at)
@@ -827,12 +845,21 @@ macro_rules! ledger_queries {
 
 /// Free functions used inside a transaction, expanded once per engine with its `Database`.
 macro_rules! ledger_helpers {
-    ($db:ty) => {
+    ($db:ty, $notify:expr) => {
+        /// Bumps the version and, where the engine can (`$notify`), tells other processes at
+        /// commit.
         async fn bump_version(tx: &mut sqlx::Transaction<'static, $db>) -> anyhow::Result<()> {
             sqlx::query("UPDATE ledger_state SET version = version + 1 WHERE id = 1")
                 .execute(&mut **tx)
                 .await
                 .context("Failed to bump the ledger version")?;
+            let notify: Option<&'static str> = $notify;
+            if let Some(sql) = notify {
+                sqlx::query(sql)
+                    .execute(&mut **tx)
+                    .await
+                    .context("Failed to notify other instances")?;
+            }
             Ok(())
         }
 

@@ -17,6 +17,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// SQLite has one writer at a time (`BEGIN IMMEDIATE`), so a plain update claims.
+    const CLAIM_EVENTS: &'static str = "UPDATE stripe_events SET claimed_until = $2 \
+         WHERE id IN (SELECT id FROM stripe_events \
+             WHERE processed_at IS NULL AND next_attempt_at <= $1 \
+               AND (claimed_until IS NULL OR claimed_until < $1) \
+             ORDER BY created, received_at, id LIMIT $3) \
+         RETURNING id, event_type, created, payload, received_at, attempts, last_error, \
+             processed_at";
+
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url)
@@ -55,7 +64,7 @@ impl SqliteStore {
     }
 }
 
-ledger_helpers!(Sqlite);
+ledger_helpers!(Sqlite, None);
 
 impl Store for SqliteStore {
     fn engine(&self) -> &'static str {
@@ -69,6 +78,10 @@ impl Store for SqliteStore {
                 .await
                 .context("Failed to migrate the SQLite database")
         })
+    }
+
+    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
 
     ledger_queries!();

@@ -11,6 +11,9 @@ use crate::gate::Gate;
 use crate::startup::unix_now;
 use crate::store::{InboxEvent, Store};
 
+/// How long an instance holds the events it claimed; a crashed instance's claims lapse then.
+const CLAIM_LEASE: i64 = 120;
+
 /// Seconds before the next attempt after `attempts` failures: 2, 4, 8 … up to an hour.
 pub fn backoff(attempts: i64) -> i64 {
     2_i64
@@ -32,7 +35,7 @@ pub async fn run(
             _ = stopped.changed() => return,
         }
         loop {
-            let events = match store.due_events(unix_now(), 50).await {
+            let events = match store.claim_events(unix_now(), CLAIM_LEASE, 50).await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = ?e, "Failed to read the webhook inbox");

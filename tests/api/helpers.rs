@@ -241,6 +241,15 @@ impl TestApp {
         self.db
     }
 
+    /// A second instance of the service on the same database, as on a second machine.
+    pub async fn another_instance(&self) -> TestApp {
+        let db = TestDatabase {
+            url: self.db.url.clone(),
+            _dir: None,
+        };
+        start(db, self.settings.clone()).await
+    }
+
     /// A graceful stop followed by a start on the same database.
     pub async fn restart(self) -> TestApp {
         let settings = self.settings.clone();

@@ -7,6 +7,7 @@ mod fake_checkout;
 mod freshness;
 mod health;
 mod helpers;
+mod instances;
 mod localstripe;
 mod malformed;
 mod pages;
