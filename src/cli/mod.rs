@@ -4,6 +4,7 @@ mod customers;
 mod keys;
 mod serve;
 mod stripe;
+mod transfer;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -43,6 +44,11 @@ enum Command {
     Sync,
     /// Webhook events that failed and are being retried, with their last error.
     Events,
+    /// Write the whole ledger as JSON Lines to standard output (it holds the authorize token
+    /// and key hashes: keep it private).
+    Export,
+    /// Read an export (a file, or - for standard input) into a new, empty database.
+    Import { file: String },
     /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
     AuthorizeUrl,
 }
@@ -108,6 +114,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Sync => {
             let store = open(&settings).await?;
             let result = stripe::sync(Arc::clone(&store), &settings).await;
+            store.close().await;
+            result
+        }
+        Command::Export => {
+            let store = open(&settings).await?;
+            let result = transfer::export(store.as_ref()).await;
+            store.close().await;
+            result
+        }
+        Command::Import { file } => {
+            let store = open(&settings).await?;
+            let result = transfer::import(store.as_ref(), &file).await;
             store.close().await;
             result
         }

@@ -5,6 +5,7 @@ mod postgres;
 mod records;
 mod shared;
 mod sqlite;
+pub mod transfer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -103,6 +104,14 @@ pub trait Store: Send + Sync {
         error: Option<&'a str>,
         now: i64,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Every row of every ledger table (`transfer::TABLES`), for `tollbooth export`.
+    fn export(&self) -> BoxFuture<'_, anyhow::Result<Vec<transfer::TableRows>>>;
+    /// Writes exported rows into this (empty) ledger in one transaction.
+    fn import<'a>(
+        &'a self,
+        tables: &'a [transfer::TableRows],
+    ) -> BoxFuture<'a, anyhow::Result<usize>>;
 
     /// Stores a verified webhook event; returns false if its id was already stored.
     fn insert_event<'a>(&'a self, event: &'a NewEvent) -> BoxFuture<'a, anyhow::Result<bool>>;

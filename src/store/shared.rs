@@ -708,6 +708,94 @@ macro_rules! ledger_queries {
             })
         }
 
+        fn export(
+            &self,
+        ) -> $crate::store::BoxFuture<'_, anyhow::Result<Vec<$crate::store::transfer::TableRows>>>
+        {
+            Box::pin(async move {
+                use sqlx::Row as _;
+                use $crate::store::transfer::{select_sql, Kind, TABLES};
+                let mut tx = self.begin_read().await?;
+                let mut out = Vec::new();
+                for (table, columns) in TABLES {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(select_sql(table, columns)))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .with_context(|| format!("Failed to read {table}"))?;
+                    let mut values = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let mut value = Vec::with_capacity(columns.len());
+                        for (i, (_, kind)) in columns.iter().enumerate() {
+                            value.push(match kind {
+                                Kind::Int => serde_json::json!(row.try_get::<Option<i64>, _>(i)?),
+                                Kind::Text => serde_json::json!(row.try_get::<Option<String>, _>(i)?),
+                                Kind::Bool => serde_json::json!(row.try_get::<Option<bool>, _>(i)?),
+                            });
+                        }
+                        values.push(value);
+                    }
+                    out.push((*table, values));
+                }
+                tx.commit().await.context("Failed to end the export read")?;
+                Ok(out)
+            })
+        }
+
+        fn import<'a>(
+            &'a self,
+            tables: &'a [$crate::store::transfer::TableRows],
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<usize>> {
+            Box::pin(async move {
+                use $crate::store::transfer::{insert_sql, Kind, TABLES};
+                let mut tx = self.begin_write().await?;
+                let existing: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM customers) + (SELECT COUNT(*) FROM products)",
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .context("Failed to check that the ledger is empty")?;
+                anyhow::ensure!(existing == 0, "the target ledger is not empty; import only into a new database");
+                // The generated settings (authorize token, session secret) come from the export.
+                sqlx::query("DELETE FROM settings")
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to clear settings")?;
+                let mut count = 0;
+                for (table, columns) in TABLES {
+                    let sql = insert_sql(table, columns);
+                    for (name, rows) in tables.iter().filter(|(name, _)| name == table) {
+                        for row in rows {
+                            anyhow::ensure!(row.len() == columns.len(), "a {name} row has {} values, not {}", row.len(), columns.len());
+                            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                            for ((column, kind), value) in columns.iter().zip(row) {
+                                query = match kind {
+                                    Kind::Int => query.bind(value.as_i64()),
+                                    Kind::Text => query.bind(value.as_str().map(str::to_owned)),
+                                    Kind::Bool => query.bind(value.as_bool()),
+                                };
+                                anyhow::ensure!(
+                                    value.is_null() || match kind {
+                                        Kind::Int => value.is_i64(),
+                                        Kind::Text => value.is_string(),
+                                        Kind::Bool => value.is_boolean(),
+                                    },
+                                    "{name}.{column} has an unexpected value {value}"
+                                );
+                            }
+                            query
+                                .execute(&mut *tx)
+                                .await
+                                .with_context(|| format!("Failed to import a {name} row"))?;
+                            count += 1;
+                        }
+                    }
+                }
+                bump_version(&mut tx).await?;
+                tx.commit().await.context("Failed to commit the import")?;
+                Ok(count)
+            })
+        }
+
         fn stripe_event<'a>(
             &'a self,
             id: &'a str,

@@ -5,7 +5,7 @@ use actix_web::dev::ServerHandle;
 use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tollbooth::config::Settings;
-use tollbooth::domain::{Predictors, calendar, random_base62};
+use tollbooth::domain::{KeyPrefix, Predictors, calendar, random_base62};
 use tollbooth::gate::Gate;
 use tollbooth::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
 use tollbooth::startup::{Application, unix_now};
@@ -114,6 +114,12 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     start(db, settings).await
 }
 
+/// The service on an existing database, with the test settings.
+pub async fn start_on(db: TestDatabase) -> TestApp {
+    let settings = test_settings(&db.url, &[]);
+    start(db, settings).await
+}
+
 async fn start(db: TestDatabase, settings: Settings) -> TestApp {
     LazyLock::force(&TRACING);
     let app = Application::build(settings.clone())
@@ -193,35 +199,9 @@ impl TestApp {
     /// Issues a key as the CLI does, and applies it at once (as the server does for its own
     /// writes).
     pub async fn issue(&self, issue: Issue) -> IssuedForTest {
-        let customer = match (&issue.customer, issue.email) {
-            (Some(id), _) => CustomerRef::Id(id.clone()),
-            (None, email) => CustomerRef::Email(email.unwrap_or("ada@example.com").to_owned()),
-        };
-        let grant = (!issue.no_grant).then(|| GrantSpec {
-            predictors: Predictors::parse(issue.grant.unwrap_or("@acme/*"), None).unwrap(),
-            quota: issue.quota,
-            credits: issue.credits,
-            last_day: issue.expires.map(|d| calendar::parse_date(d).unwrap()),
-            note: None,
-        });
-        let issued = issue_key(
-            self.store.as_ref(),
-            &self.settings.key_prefix,
-            IssueRequest {
-                customer,
-                name: issue.name.map(str::to_owned),
-                grant,
-            },
-            unix_now(),
-        )
-        .await
-        .expect("Failed to issue a key");
+        let issued = issue_with(&self.store, issue).await;
         self.refresh().await;
-        IssuedForTest {
-            key: issued.key.as_ref().to_owned(),
-            key_id: issued.key_id,
-            customer_id: issued.customer_id,
-        }
+        issued
     }
 
     pub async fn refresh(&self) {
@@ -279,4 +259,36 @@ pub async fn assert_allowed(app: &TestApp, tag: &str, key: &str) {
         "an allow must not carry an error key: {body}"
     );
     assert_eq!(body["authorized"], true);
+}
+
+/// Issues a key as the CLI does, straight into a store.
+pub async fn issue_with(store: &Arc<dyn Store>, issue: Issue) -> IssuedForTest {
+    let customer = match (&issue.customer, issue.email) {
+        (Some(id), _) => CustomerRef::Id(id.clone()),
+        (None, email) => CustomerRef::Email(email.unwrap_or("ada@example.com").to_owned()),
+    };
+    let grant = (!issue.no_grant).then(|| GrantSpec {
+        predictors: Predictors::parse(issue.grant.unwrap_or("@acme/*"), None).unwrap(),
+        quota: issue.quota,
+        credits: issue.credits,
+        last_day: issue.expires.map(|d| calendar::parse_date(d).unwrap()),
+        note: None,
+    });
+    let issued = issue_key(
+        store.as_ref(),
+        &KeyPrefix::parse("tb").unwrap(),
+        IssueRequest {
+            customer,
+            name: issue.name.map(str::to_owned),
+            grant,
+        },
+        unix_now(),
+    )
+    .await
+    .expect("Failed to issue a key");
+    IssuedForTest {
+        key: issued.key.as_ref().to_owned(),
+        key_id: issued.key_id,
+        customer_id: issued.customer_id,
+    }
 }

@@ -14,4 +14,5 @@ mod pages;
 mod process;
 mod stripe_fake;
 mod subscriptions;
+mod transfer;
 mod webhooks;

@@ -1,0 +1,200 @@
+//! The ledger's tables as data, for `tollbooth export` and `import` (moving from SQLite to
+//! PostgreSQL, or between machines). One line of JSON per row: `{"table": …, "row": [...]}`.
+
+/// How a column is read and bound: the same on both engines.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Int,
+    Text,
+    Bool,
+}
+
+use Kind::{Bool, Int, Text};
+
+/// Every table the ledger keeps, parents before children, with its columns. The ledger
+/// version is not copied: an import bumps it.
+pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
+    ("settings", &[("name", Text), ("value", Text)]),
+    (
+        "customers",
+        &[
+            ("id", Text),
+            ("email", Text),
+            ("name", Text),
+            ("created_at", Int),
+            ("deleted_at", Int),
+        ],
+    ),
+    (
+        "access_keys",
+        &[
+            ("id", Text),
+            ("customer_id", Text),
+            ("key_hash", Text),
+            ("display_prefix", Text),
+            ("name", Text),
+            ("created_at", Int),
+            ("revoked_at", Int),
+        ],
+    ),
+    ("key_activity", &[("key_id", Text), ("last_used_at", Int)]),
+    (
+        "grants",
+        &[
+            ("id", Text),
+            ("customer_id", Text),
+            ("predictors", Text),
+            ("quota", Int),
+            ("quota_period", Text),
+            ("credits", Int),
+            ("expires_at", Int),
+            ("note", Text),
+            ("created_at", Int),
+            ("revoked_at", Int),
+        ],
+    ),
+    (
+        "products",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("description", Text),
+            ("active", Bool),
+            ("metadata", Text),
+            ("updated_at", Int),
+        ],
+    ),
+    (
+        "prices",
+        &[
+            ("id", Text),
+            ("product_id", Text),
+            ("active", Bool),
+            ("currency", Text),
+            ("unit_amount", Int),
+            ("price_type", Text),
+            ("recurring_interval", Text),
+            ("recurring_interval_count", Int),
+            ("usage_type", Text),
+            ("nickname", Text),
+            ("metadata", Text),
+            ("updated_at", Int),
+            ("meter_id", Text),
+            ("meter_event_name", Text),
+        ],
+    ),
+    (
+        "subscriptions",
+        &[
+            ("id", Text),
+            ("customer_id", Text),
+            ("status", Text),
+            ("cancel_at_period_end", Bool),
+            ("cancel_at", Int),
+            ("canceled_at", Int),
+            ("ended_at", Int),
+            ("past_due_since", Int),
+            ("created", Int),
+            ("stripe_updated", Int),
+        ],
+    ),
+    (
+        "subscription_items",
+        &[
+            ("id", Text),
+            ("subscription_id", Text),
+            ("price_id", Text),
+            ("quantity", Int),
+            ("current_period_start", Int),
+            ("current_period_end", Int),
+        ],
+    ),
+    (
+        "purchases",
+        &[
+            ("id", Text),
+            ("customer_id", Text),
+            ("price_id", Text),
+            ("quantity", Int),
+            ("payment_intent", Text),
+            ("paid_at", Int),
+            ("refunded_at", Int),
+            ("disputed_at", Int),
+        ],
+    ),
+    (
+        "usage_counters",
+        &[
+            ("entitlement", Text),
+            ("period_start", Int),
+            ("customer_id", Text),
+            ("used", Int),
+            ("updated_at", Int),
+        ],
+    ),
+    (
+        "usage_hourly",
+        &[
+            ("hour", Int),
+            ("tag", Text),
+            ("key_id", Text),
+            ("customer_id", Text),
+            ("count", Int),
+        ],
+    ),
+    (
+        "stripe_events",
+        &[
+            ("id", Text),
+            ("event_type", Text),
+            ("created", Int),
+            ("payload", Text),
+            ("received_at", Int),
+            ("processed_at", Int),
+            ("attempts", Int),
+            ("next_attempt_at", Int),
+            ("last_error", Text),
+            ("claimed_until", Int),
+        ],
+    ),
+    (
+        "meter_reports",
+        &[
+            ("id", Text),
+            ("customer_id", Text),
+            ("event_name", Text),
+            ("value", Int),
+            ("created_at", Int),
+            ("sent_at", Int),
+            ("attempts", Int),
+            ("last_error", Text),
+        ],
+    ),
+    (
+        "checkout_keys",
+        &[
+            ("session_id", Text),
+            ("customer_id", Text),
+            ("key_id", Text),
+            ("created_at", Int),
+        ],
+    ),
+];
+
+pub fn select_sql(table: &str, columns: &[(&str, Kind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    format!("SELECT {} FROM {table} ORDER BY 1", names.join(", "))
+}
+
+pub fn insert_sql(table: &str, columns: &[(&str, Kind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        names.join(", "),
+        params.join(", ")
+    )
+}
+
+/// `(table, rows)` read from a store, each row a JSON array in column order.
+pub type TableRows = (&'static str, Vec<Vec<serde_json::Value>>);
