@@ -91,9 +91,9 @@ impl Application {
             owner: settings.owner.clone(),
             past_due_grace: settings.past_due_grace.as_secs() as i64,
         }));
-        gate.reload(store.as_ref(), unix_now())
-            .await
-            .context("Failed to load the ledger")?;
+        // The whole ledger is loaded in the background (`poll_ledger`'s first round), so the
+        // service answers at once after a start: until then the gate reads each key's
+        // customer from the database.
         let links = if settings.stripe_secret_key.is_some() {
             Links {
                 plans: Some(format!("{}/", settings.public_url)),

@@ -50,7 +50,6 @@ fn print_summary(app: &Application) {
          \x20 owner      {owner}\n\
          \x20 authorize  {shown_url}\n\
          \x20            ({token_note}; paste it into Function as your authorizationUrl)\n\
-         \x20 keys       {keys} active\n\
          \x20 stripe     {stripe}\n\
          \x20 admin      {admin}",
         version = env!("CARGO_PKG_VERSION"),
@@ -58,7 +57,6 @@ fn print_summary(app: &Application) {
         port = app.port(),
         db = s.database_display(),
         engine = app.store().engine(),
-        keys = app.gate().key_count(),
     );
 }
 

@@ -57,6 +57,35 @@ impl Gate {
     /// are checked first, then the key's form and checksum, and only then is anything looked
     /// up. Exact under concurrency: a quota or credit balance is never overspent here.
     pub fn authorize(&self, tag: &str, access_key: &str, now: i64) -> Result<Allowed, DenyReason> {
+        let (tag, key) = self.parse(tag, access_key)?;
+        self.decide_in(&self.view.load(), &tag, &key, now)
+    }
+
+    /// The same decision before the whole ledger is in memory (just after start): the key's
+    /// customer is read from the database for this one request. Counts go to the same
+    /// counters, so exactness holds across the switch to the full view.
+    pub async fn authorize_cold(
+        &self,
+        store: &dyn Store,
+        tag: &str,
+        access_key: &str,
+        now: i64,
+    ) -> anyhow::Result<Result<Allowed, DenyReason>> {
+        let (tag, key) = match self.parse(tag, access_key) {
+            Ok(parsed) => parsed,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let rows = store
+            .load_customer_of_key(&key.hash().to_hex(), now)
+            .await?;
+        self.usage.merge(&rows.usage);
+        let view = View::build(rows);
+        Ok(self.decide_in(&view, &tag, &key, now))
+    }
+
+    /// Tag and owner first, then the key's form and checksum: nothing is looked up for input
+    /// that cannot be right.
+    fn parse(&self, tag: &str, access_key: &str) -> Result<(PredictorTag, AccessKey), DenyReason> {
         let tag = PredictorTag::parse(tag).map_err(DenyReason::Tag)?;
         if let Some(owner) = &self.rules.owner
             && !owner.is(tag.owner())
@@ -66,8 +95,16 @@ impl Gate {
             });
         }
         let key = AccessKey::parse(access_key).map_err(DenyReason::Key)?;
-        let tag = &tag;
-        let view = self.view.load();
+        Ok((tag, key))
+    }
+
+    fn decide_in(
+        &self,
+        view: &View,
+        tag: &PredictorTag,
+        key: &AccessKey,
+        now: i64,
+    ) -> Result<Allowed, DenyReason> {
         let entry = view.keys.get(&key.hash()).ok_or(DenyReason::UnknownKey)?;
         let customer = &entry.customer;
         let mut rate_checked = false;

@@ -53,10 +53,16 @@ pub async fn authorize(
     let input: AuthorizeBody =
         serde_json::from_slice(&body).map_err(|_| AppError::Rejected(diagnose(&body, &state)))?;
 
-    match state
-        .gate
-        .authorize(&input.tag, &input.access_key, unix_now())
-    {
+    let now = unix_now();
+    let decision = if state.gate.is_loaded() {
+        state.gate.authorize(&input.tag, &input.access_key, now)
+    } else {
+        state
+            .gate
+            .authorize_cold(state.store.as_ref(), &input.tag, &input.access_key, now)
+            .await?
+    };
+    match decision {
         Ok(_) => {
             tracing::Span::current().record("outcome", "allow");
             tracing::debug!("Prediction allowed");

@@ -40,6 +40,13 @@ pub trait Store: Send + Sync {
     fn ledger_version(&self) -> BoxFuture<'_, anyhow::Result<i64>>;
     /// Everything the gate needs, in one consistent read.
     fn load_ledger(&self, now: i64) -> BoxFuture<'_, anyhow::Result<LedgerRows>>;
+    /// The rows of the one customer who holds the (active) key with this hash: what the gate
+    /// needs to answer for that key before the whole ledger is loaded.
+    fn load_customer_of_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>>;
     /// Adds counted use; usage writes do not bump the ledger version.
     fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>>;
 

@@ -6,7 +6,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, Postgres};
 use tokio::sync::Notify;
 
 use super::Store;
-use super::shared::{ledger_helpers, ledger_queries};
+use super::shared::{ledger_helpers, ledger_queries, read_ledger};
 
 /// The store for several machines: one PostgreSQL database shared by every instance.
 pub struct PgStore {

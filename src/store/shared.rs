@@ -68,72 +68,35 @@ macro_rules! ledger_queries {
             &self,
             now: i64,
         ) -> $crate::store::BoxFuture<'_, anyhow::Result<$crate::store::LedgerRows>> {
+            Box::pin(async move { read_ledger!(self, now, "", "", "", "", "") })
+        }
+
+        fn load_customer_of_key<'a>(
+            &'a self,
+            key_hash: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<$crate::store::LedgerRows>> {
             Box::pin(async move {
-                use $crate::store::{GrantRow, ItemRow, KeyRow, PurchaseRow, UsageRow};
-                // Ended subscriptions are kept for a year so a denial can say when they ended.
-                let ended_after = now - 366 * 86_400;
-                let usage_after = now - 62 * 86_400;
-                let mut tx = self.begin_read().await?;
-                let version = sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("Failed to read the ledger version")?;
-                let keys = sqlx::query_as::<_, KeyRow>(
-                    "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
-                     JOIN customers c ON c.id = k.customer_id \
-                     WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
+                let customer: Option<String> = sqlx::query_scalar(
+                    "SELECT customer_id FROM access_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 )
-                .fetch_all(&mut *tx)
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
                 .await
-                .context("Failed to load access keys")?;
-                let grants = sqlx::query_as::<_, GrantRow>(
-                    "SELECT id, customer_id, note, predictors, quota, quota_period, credits, \
-                            expires_at \
-                     FROM grants WHERE revoked_at IS NULL ORDER BY created_at, id",
+                .context("Failed to look a key up")?;
+                let Some(customer) = customer else {
+                    return Ok($crate::store::LedgerRows::default());
+                };
+                read_ledger!(
+                    self,
+                    now,
+                    " AND k.customer_id = $1",
+                    " AND customer_id = $1",
+                    " AND s.customer_id = $2",
+                    " WHERE pu.customer_id = $1",
+                    " AND customer_id = $2",
+                    &customer
                 )
-                .fetch_all(&mut *tx)
-                .await
-                .context("Failed to load grants")?;
-                let items = sqlx::query_as::<_, ItemRow>(
-                    "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
-                            s.canceled_at, s.ended_at, s.past_due_since, \
-                            si.current_period_start, si.current_period_end, p.usage_type, \
-                            p.meter_event_name, pr.name AS product_name, \
-                            pr.metadata AS product_metadata, p.metadata AS price_metadata \
-                     FROM subscription_items si \
-                     JOIN subscriptions s ON s.id = si.subscription_id \
-                     LEFT JOIN prices p ON p.id = si.price_id \
-                     LEFT JOIN products pr ON pr.id = p.product_id \
-                     WHERE s.ended_at IS NULL OR s.ended_at > $1 \
-                     ORDER BY s.created, si.id",
-                )
-                .bind(ended_after)
-                .fetch_all(&mut *tx)
-                .await
-                .context("Failed to load subscriptions")?;
-                let purchases = sqlx::query_as::<_, PurchaseRow>(
-                    "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
-                            pu.disputed_at, pr.name AS product_name, \
-                            pr.metadata AS product_metadata, \
-                            p.metadata AS price_metadata \
-                     FROM purchases pu \
-                     LEFT JOIN prices p ON p.id = pu.price_id \
-                     LEFT JOIN products pr ON pr.id = p.product_id \
-                     ORDER BY pu.paid_at, pu.id",
-                )
-                .fetch_all(&mut *tx)
-                .await
-                .context("Failed to load purchases")?;
-                let usage = sqlx::query_as::<_, UsageRow>(
-                    "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
-                     WHERE period_start = 0 OR period_start > $1",
-                )
-                .bind(usage_after)
-                .fetch_all(&mut *tx)
-                .await
-                .context("Failed to load usage counters")?;
-                tx.commit().await.context("Failed to end the ledger read")?;
-                Ok($crate::store::LedgerRows { version, keys, grants, items, purchases, usage })
             })
         }
 
@@ -931,6 +894,88 @@ macro_rules! ledger_queries {
     };
 }
 
+/// Reads the rows the gate needs in one consistent snapshot: all of them, or, with a filter for
+/// each query and the customer to bind last, one customer's (the start-up path).
+macro_rules! read_ledger {
+    ($self:ident, $now:expr, $keys:literal, $grants:literal, $items:literal, $purchases:literal,
+     $usage:literal $(, $customer:expr)?) => {{
+        use $crate::store::{GrantRow, ItemRow, KeyRow, PurchaseRow, UsageRow};
+        // Ended subscriptions are kept for a year so a denial can say when they ended.
+        let ended_after = $now - 366 * 86_400;
+        let usage_after = $now - 62 * 86_400;
+        let mut tx = $self.begin_read().await?;
+        let version = sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .context("Failed to read the ledger version")?;
+        let keys = sqlx::query_as::<_, KeyRow>(concat!(
+            "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
+             JOIN customers c ON c.id = k.customer_id \
+             WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
+            $keys
+        ))
+        $(.bind($customer))?
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to load access keys")?;
+        let grants = sqlx::query_as::<_, GrantRow>(concat!(
+            "SELECT id, customer_id, note, predictors, quota, quota_period, credits, expires_at \
+             FROM grants WHERE revoked_at IS NULL",
+            $grants,
+            " ORDER BY created_at, id"
+        ))
+        $(.bind($customer))?
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to load grants")?;
+        let items = sqlx::query_as::<_, ItemRow>(concat!(
+            "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
+                    s.canceled_at, s.ended_at, s.past_due_since, \
+                    si.current_period_start, si.current_period_end, p.usage_type, \
+                    p.meter_event_name, pr.name AS product_name, \
+                    pr.metadata AS product_metadata, p.metadata AS price_metadata \
+             FROM subscription_items si \
+             JOIN subscriptions s ON s.id = si.subscription_id \
+             LEFT JOIN prices p ON p.id = si.price_id \
+             LEFT JOIN products pr ON pr.id = p.product_id \
+             WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
+            $items,
+            " ORDER BY s.created, si.id"
+        ))
+        .bind(ended_after)
+        $(.bind($customer))?
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to load subscriptions")?;
+        let purchases = sqlx::query_as::<_, PurchaseRow>(concat!(
+            "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
+                    pu.disputed_at, pr.name AS product_name, \
+                    pr.metadata AS product_metadata, p.metadata AS price_metadata \
+             FROM purchases pu \
+             LEFT JOIN prices p ON p.id = pu.price_id \
+             LEFT JOIN products pr ON pr.id = p.product_id",
+            $purchases,
+            " ORDER BY pu.paid_at, pu.id"
+        ))
+        $(.bind($customer))?
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to load purchases")?;
+        let usage = sqlx::query_as::<_, UsageRow>(concat!(
+            "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
+             WHERE (period_start = 0 OR period_start > $1)",
+            $usage
+        ))
+        .bind(usage_after)
+        $(.bind($customer))?
+        .fetch_all(&mut *tx)
+        .await
+        .context("Failed to load usage counters")?;
+        tx.commit().await.context("Failed to end the ledger read")?;
+        Ok($crate::store::LedgerRows { version, keys, grants, items, purchases, usage })
+    }};
+}
+
 /// Free functions used inside a transaction, expanded once per engine with its `Database`.
 macro_rules! ledger_helpers {
     ($db:ty, $notify:expr) => {
@@ -972,4 +1017,4 @@ macro_rules! ledger_helpers {
     };
 }
 
-pub(super) use {ledger_helpers, ledger_queries};
+pub(super) use {ledger_helpers, ledger_queries, read_ledger};

@@ -8,7 +8,7 @@ use sqlx::sqlite::{
 };
 
 use super::Store;
-use super::shared::{ledger_helpers, ledger_queries};
+use super::shared::{ledger_helpers, ledger_queries, read_ledger};
 
 /// The default store: one file next to the binary (or on a Fly volume), in WAL mode so the
 /// CLI and the server can use it at the same time.

@@ -2,6 +2,7 @@
 
 mod authorize;
 mod browser;
+mod cold_start;
 mod exactness;
 mod fake_checkout;
 mod freshness;
