@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The authorize benchmark, side by side in one run on this machine:
+#   (a) the floor: a minimal actix-web server that parses the same body and answers 200;
+#   (b) tollbooth's authorize route on SQLite;  (c) the same on PostgreSQL;
+# same load generator (wrk, loopback), same server worker count, keys drawn at random from a
+# seeded ledger, usage counting on. Also start-up to the first 200 and memory per key.
+# Writes bench/results/<date>.md and prints it.
+#
+#   bench/run.sh                      # 100,000 customers, 10 s per measurement
+#   CUSTOMERS=20000 DURATION=5 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CUSTOMERS=${CUSTOMERS:-100000}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+WORKERS=${WORKERS:-1}
+PG_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_BENCH_URL="${PG_URL%/*}/tollbooth_bench"
+TOKEN=benchmark-authorize-token-0123456789
+OUT=target/bench
+RESULTS=bench/results/$(date -u +%Y-%m-%d).md
+mkdir -p "$OUT" bench/results
+
+command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
+cargo build --release --quiet --bin tollbooth --example floor --example seed
+BIN=target/release/tollbooth
+
+echo "Seeding $CUSTOMERS customers…"
+target/release/examples/seed "$CUSTOMERS" "$OUT"
+rm -f "$OUT"/bench.db*
+DATABASE_URL="sqlite://$OUT/bench.db" $BIN import "$OUT/ledger.jsonl"
+psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS tollbooth_bench WITH (FORCE)" -c "CREATE DATABASE tollbooth_bench"
+DATABASE_URL="$PG_BENCH_URL" $BIN import "$OUT/ledger.jsonl"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SERVER_PID=
+start() { # start NAME ENV... -- COMMAND...
+  local port; port=$(free_port)
+  env PORT="$port" HOST=127.0.0.1 WORKERS="$WORKERS" AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme \
+      RUST_LOG=warn "$@" > "$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
+  URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 300); do
+    curl -fs "$URL/healthz" > /dev/null 2>&1 && break
+    curl -fs -o /dev/null -X POST "$URL/authorize/$TOKEN" -H 'content-type: application/json' \
+      -d '{"tag":"@acme/x","accessKey":"x"}' -w '' 2>/dev/null && break
+    sleep 0.1
+  done
+  # Wait until the whole ledger is in memory (the floor has no /readyz).
+  for _ in $(seq 1 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")
+    [ "$code" = 200 ] || [ "$code" = 404 ] && break
+    sleep 0.1
+  done
+}
+stop() { kill "$SERVER_PID" 2> /dev/null || true; wait "$SERVER_PID" 2> /dev/null || true; }
+trap stop EXIT
+
+load() { # load URL DELAY_MS SECONDS -> the RESULT json
+  BENCH_KEYS="$OUT/keys.txt" BENCH_PATH="/authorize/$TOKEN" BENCH_DELAY_MS="$2" \
+    wrk -t1 -c"$CONNECTIONS" -d"${3}s" -s bench/authorize.lua "$1" | sed -n 's/^RESULT //p'
+}
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+declare -A FLAT PACED
+targets=(floor sqlite postgres)
+run_target() { # run_target NAME DELAY_MS -> RESULT json
+  case "$1" in
+    floor) start target/release/examples/floor ;;
+    sqlite) start DATABASE_URL="sqlite://$OUT/bench.db" $BIN ;;
+    postgres) start DATABASE_URL="$PG_BENCH_URL" $BIN ;;
+  esac
+  load "$URL" "$2" 3 > /dev/null   # warm-up
+  load "$URL" "$2" "$DURATION"
+  stop
+}
+
+for t in "${targets[@]}"; do
+  echo "Flat out: $t…"
+  FLAT[$t]=$(run_target "$t" 0)
+done
+floor_rps=$(field "${FLAT[floor]}" rps)
+# Half the floor's throughput: each connection waits DELAY ms between requests.
+delay=$(python3 -c "print(max(1, round($CONNECTIONS * 1000 / ($floor_rps / 2))))")
+for t in "${targets[@]}"; do
+  echo "At half the floor's rate: $t…"
+  PACED[$t]=$(run_target "$t" "$delay")
+done
+
+echo "Start-up and memory…"
+startup_sqlite=$(python3 bench/startup.py $BIN "sqlite://$OUT/bench.db" "$OUT/keys.txt" 5)
+startup_pg=$(python3 bench/startup.py $BIN "$PG_BENCH_URL" "$OUT/keys.txt" 5)
+rm -f "$OUT"/empty.db*
+DATABASE_URL="sqlite://$OUT/empty.db" $BIN migrate > /dev/null
+head -n1 "$OUT/keys.txt" > "$OUT/one-key.txt"
+start DATABASE_URL="sqlite://$OUT/empty.db" $BIN
+sleep 1
+rss_empty=$(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)
+stop
+start DATABASE_URL="sqlite://$OUT/bench.db" $BIN
+load "$URL" 0 3 > /dev/null
+rss_full=$(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)
+stop
+
+{
+  echo "# Authorize benchmark, $(date -u +%Y-%m-%d)"
+  echo
+  echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`"
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk 1 thread, $CONNECTIONS connections; servers with $WORKERS worker; loopback."
+  echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; usage counted and flushed every second."
+  echo
+  echo "## Throughput, flat out ($DURATION s)"
+  echo
+  echo "| target | requests/s | ratio to floor | p50 | p99 | p99.9 | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for t in "${targets[@]}"; do
+    r=${FLAT[$t]}
+    echo "| $t | $(field "$r" rps) | $(python3 -c "print(f'{$(field "$r" rps)/$floor_rps:.2f}')") | $(field "$r" p50_us) µs | $(field "$r" p99_us) µs | $(field "$r" p999_us) µs | $(field "$r" non_2xx) |"
+  done
+  echo
+  echo "## Latency at half the floor's throughput (each connection paced at $delay ms)"
+  echo
+  echo "| target | requests/s | p50 | p99 | p99.9 |"
+  echo "|---|---:|---:|---:|---:|"
+  for t in "${targets[@]}"; do
+    r=${PACED[$t]}
+    echo "| $t | $(field "$r" rps) | $(field "$r" p50_us) µs | $(field "$r" p99_us) µs | $(field "$r" p999_us) µs |"
+  done
+  echo
+  echo "## Start-up and memory"
+  echo
+  echo "| measure | value |"
+  echo "|---|---:|"
+  echo "| process start to first correct 200, SQLite (median of 5, max) | $(field "$startup_sqlite" first_200_ms_median) ms, $(field "$startup_sqlite" first_200_ms_max) ms |"
+  echo "| process start to first correct 200, PostgreSQL (median of 5, max) | $(field "$startup_pg" first_200_ms_median) ms, $(field "$startup_pg" first_200_ms_max) ms |"
+  echo "| resident memory, empty ledger | $rss_empty KiB |"
+  echo "| resident memory, $CUSTOMERS keys loaded and under load | $rss_full KiB |"
+  echo "| growth per key | $(python3 -c "print(round(($rss_full - $rss_empty) * 1024 / $CUSTOMERS))") bytes |"
+} > "$RESULTS"
+cat "$RESULTS"
