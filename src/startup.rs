@@ -306,16 +306,26 @@ async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::
     const OVERLAP: i64 = 5;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => break,
         }
         if let Err(e) = state.gate.flush(state.store.as_ref(), unix_now()).await {
             tracing::warn!(error = ?e, "Failed to flush usage; will retry");
         }
         let now = unix_now();
+        // Alone, this instance's counts are the whole truth: nothing to read back.
+        match state.store.heartbeat(&instance, now).await {
+            Ok(0) => {
+                last_read = now;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "Failed to record this instance's heartbeat"),
+        }
         match state.store.usage_since(last_read - OVERLAP).await {
             Ok(rows) => {
                 state.gate.merge_usage(&rows);
@@ -323,6 +333,9 @@ async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::
             }
             Err(e) => tracing::warn!(error = ?e, "Failed to read other instances' usage"),
         }
+    }
+    if let Err(e) = state.store.leave(&instance).await {
+        tracing::warn!(error = ?e, "Failed to remove this instance's heartbeat");
     }
 }
 

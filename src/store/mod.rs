@@ -131,6 +131,11 @@ pub trait Store: Send + Sync {
         lease: i64,
         limit: i64,
     ) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
+    /// Says this instance is alive; returns how many other instances were alive in the last
+    /// ten seconds.
+    fn heartbeat<'a>(&'a self, instance: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// Says this instance has stopped.
+    fn leave<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Usage counters written since `since` (by any instance), to fold into this one's view.
     fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
     /// Rings when another process changed the ledger, where the engine can tell (PostgreSQL
@@ -157,6 +162,25 @@ pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     } else {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     }
+}
+
+/// `INSERT INTO {target} VALUES ($1, …), (…) ON CONFLICT {conflict}` for `rows` rows of
+/// `columns` values: one statement per chunk of a batch instead of one per row.
+pub(crate) fn upsert_sql(target: &str, columns: usize, rows: usize, conflict: &str) -> String {
+    let mut sql = format!("INSERT INTO {target} VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT ");
+    sql.push_str(conflict);
+    sql
 }
 
 /// True when a write failed on a unique constraint, on either engine.

@@ -105,53 +105,61 @@ macro_rules! ledger_queries {
             batch: &'a $crate::store::UsageBatch,
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
+                use $crate::store::upsert_sql;
+                const CHUNK: usize = 400;
                 let mut tx = self.begin_write().await?;
-                for c in &batch.counters {
-                    sqlx::query(
-                        "INSERT INTO usage_counters \
-                            (entitlement, period_start, customer_id, used, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (entitlement, period_start) DO UPDATE \
+                for chunk in batch.counters.chunks(CHUNK) {
+                    let sql = upsert_sql(
+                        "usage_counters (entitlement, period_start, customer_id, used, updated_at)",
+                        5,
+                        chunk.len(),
+                        "(entitlement, period_start) DO UPDATE \
                          SET used = usage_counters.used + excluded.used, \
                              updated_at = excluded.updated_at",
-                    )
-                    .bind(&c.entitlement)
-                    .bind(c.period_start)
-                    .bind(&c.customer_id)
-                    .bind(c.used)
-                    .bind(batch.at)
-                    .execute(&mut *tx)
-                    .await
-                    .context("Failed to write usage counters")?;
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for c in chunk {
+                        query = query
+                            .bind(&c.entitlement)
+                            .bind(c.period_start)
+                            .bind(&c.customer_id)
+                            .bind(c.used)
+                            .bind(batch.at);
+                    }
+                    query.execute(&mut *tx).await.context("Failed to write usage counters")?;
                 }
-                for h in &batch.hourly {
-                    sqlx::query(
-                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
-                         VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (hour, tag, key_id) DO UPDATE \
-                         SET count = usage_hourly.count + excluded.count",
-                    )
-                    .bind(h.hour)
-                    .bind(&h.tag)
-                    .bind(&h.key_id)
-                    .bind(&h.customer_id)
-                    .bind(h.count)
-                    .execute(&mut *tx)
-                    .await
-                    .context("Failed to write hourly usage")?;
+                for chunk in batch.hourly.chunks(CHUNK) {
+                    let sql = upsert_sql(
+                        "usage_hourly (hour, tag, key_id, customer_id, count)",
+                        5,
+                        chunk.len(),
+                        "(hour, tag, key_id) DO UPDATE SET count = usage_hourly.count + excluded.count",
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for h in chunk {
+                        query = query
+                            .bind(h.hour)
+                            .bind(&h.tag)
+                            .bind(&h.key_id)
+                            .bind(&h.customer_id)
+                            .bind(h.count);
+                    }
+                    query.execute(&mut *tx).await.context("Failed to write hourly usage")?;
                 }
-                for (key_id, at) in &batch.last_used {
-                    sqlx::query(
-                        "INSERT INTO key_activity (key_id, last_used_at) VALUES ($1, $2) \
-                         ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
+                for chunk in batch.last_used.chunks(CHUNK) {
+                    let sql = upsert_sql(
+                        "key_activity (key_id, last_used_at)",
+                        2,
+                        chunk.len(),
+                        "(key_id) DO UPDATE SET last_used_at = CASE \
                              WHEN excluded.last_used_at > key_activity.last_used_at \
                              THEN excluded.last_used_at ELSE key_activity.last_used_at END",
-                    )
-                    .bind(key_id)
-                    .bind(*at)
-                    .execute(&mut *tx)
-                    .await
-                    .context("Failed to write key activity")?;
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (key_id, at) in chunk {
+                        query = query.bind(key_id).bind(*at);
+                    }
+                    query.execute(&mut *tx).await.context("Failed to write key activity")?;
                 }
                 for m in &batch.meters {
                     sqlx::query(
@@ -168,6 +176,43 @@ macro_rules! ledger_queries {
                     .context("Failed to queue a meter report")?;
                 }
                 tx.commit().await.context("Failed to commit usage")?;
+                Ok(())
+            })
+        }
+
+        fn heartbeat<'a>(
+            &'a self,
+            instance: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<i64>> {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO instances (id, seen_at) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+                )
+                .bind(instance)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .context("Failed to record this instance's heartbeat")?;
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM instances WHERE id <> $1 AND seen_at >= $2",
+                )
+                .bind(instance)
+                .bind(now - 10)
+                .fetch_one(&self.pool)
+                .await
+                .context("Failed to count other instances")
+            })
+        }
+
+        fn leave<'a>(&'a self, instance: &'a str) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM instances WHERE id = $1")
+                    .bind(instance)
+                    .execute(&self.pool)
+                    .await
+                    .context("Failed to remove this instance's heartbeat")?;
                 Ok(())
             })
         }

@@ -170,6 +170,7 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("last_error", Text),
         ],
     ),
+    ("instances", &[("id", Text), ("seen_at", Int)]),
     (
         "checkout_keys",
         &[
