@@ -6,14 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
-use tracing_actix_web::{RootSpanBuilder, TracingLogger};
+use tracing::Instrument as _;
 
 use crate::config::Settings;
 use crate::domain::{KeyPrefix, random_base62};
@@ -141,7 +141,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(security_headers())
-                .wrap(TracingLogger::<RouteSpan>::new())
+                .wrap(from_fn(request_span))
                 .app_data(app_state.clone())
                 .configure(routes::configure)
         })
@@ -242,7 +242,10 @@ impl Application {
         for task in stripe_tasks {
             let _ = task.await;
         }
-        let flushed = state.gate.flush(state.store.as_ref(), unix_now()).await;
+        let flushed = state
+            .gate
+            .flush(state.store.as_ref(), unix_now(), true)
+            .await;
         match &flushed {
             Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
             Err(e) => tracing::error!(error = ?e, "Failed to flush usage at shutdown"),
@@ -306,14 +309,23 @@ async fn flush_usage(state: Arc<AppState>, every: Duration, mut stopped: watch::
     const OVERLAP: i64 = 5;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Activity (reports, last used) is written every this many flushes.
+    const ACTIVITY_EVERY: u64 = 10;
     let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
+    let mut round = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stopped.changed() => break,
         }
-        if let Err(e) = state.gate.flush(state.store.as_ref(), unix_now()).await {
+        round += 1;
+        let with_activity = round.is_multiple_of(ACTIVITY_EVERY);
+        if let Err(e) = state
+            .gate
+            .flush(state.store.as_ref(), unix_now(), with_activity)
+            .await
+        {
             tracing::warn!(error = ?e, "Failed to flush usage; will retry");
         }
         let now = unix_now();
@@ -386,34 +398,29 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-/// A span per request that records the matched route pattern, never the raw path: the
-/// authorize path carries the secret token.
-pub struct RouteSpan;
-
-impl RootSpanBuilder for RouteSpan {
-    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            route = %route,
-            status = tracing::field::Empty,
-        )
+/// A span per request naming the matched route pattern, never the raw path (the authorize path
+/// carries the secret token), with the response status. Built only when INFO is enabled.
+async fn request_span(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return next.call(request).await;
     }
-
-    fn on_request_end<B: MessageBody>(
-        span: tracing::Span,
-        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        match outcome {
-            Ok(response) => {
-                span.record("status", response.status().as_u16());
-            }
-            Err(error) => {
-                span.record("status", error.as_response_error().status_code().as_u16());
-            }
-        }
-    }
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let response = next.call(request).instrument(span.clone()).await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    span.record("status", status.as_u16());
+    response
 }

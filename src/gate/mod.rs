@@ -180,9 +180,16 @@ impl Gate {
         self.usage.merge(rows);
     }
 
-    /// Writes counted use; on failure the counts are kept for the next attempt.
-    pub async fn flush(&self, store: &dyn Store, now: i64) -> anyhow::Result<usize> {
-        let batch: UsageBatch = self.usage.take_batch(now);
+    /// Writes counted use; on failure the counts are kept for the next attempt. The per-hour
+    /// activity (reports, last used) is written only `with_activity`: it needs no exactness,
+    /// so it can go less often than the counters that quotas and credits rest on.
+    pub async fn flush(
+        &self,
+        store: &dyn Store,
+        now: i64,
+        with_activity: bool,
+    ) -> anyhow::Result<usize> {
+        let batch: UsageBatch = self.usage.take_batch(now, with_activity);
         if batch.is_empty() {
             return Ok(0);
         }

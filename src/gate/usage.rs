@@ -123,9 +123,9 @@ impl UsageBook {
         *last = (*last).max(now);
     }
 
-    /// Takes everything counted since the last flush. Give it back with [`Self::restore`] if
-    /// it could not be written.
-    pub fn take_batch(&self, now: i64) -> UsageBatch {
+    /// Takes everything counted since the last flush (the per-hour activity only when
+    /// `with_activity`). Give it back with [`Self::restore`] if it could not be written.
+    pub fn take_batch(&self, now: i64, with_activity: bool) -> UsageBatch {
         let mut meters = Vec::new();
         let counters = self
             .counters
@@ -151,7 +151,11 @@ impl UsageBook {
                 })
             })
             .collect();
-        let activity = std::mem::take(&mut *self.activity.lock().expect("activity lock poisoned"));
+        let activity = if with_activity {
+            std::mem::take(&mut *self.activity.lock().expect("activity lock poisoned"))
+        } else {
+            Activity::default()
+        };
         let hourly = activity
             .hourly
             .into_iter()
@@ -282,7 +286,7 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(allowed, 250);
-        let batch = book.take_batch(0);
+        let batch = book.take_batch(0, true);
         assert_eq!(batch.counters.len(), 1);
         assert_eq!(batch.counters[0].used, 250);
     }
@@ -295,10 +299,13 @@ mod tests {
             assert!(book.try_take(&e, 7, &c, None, None));
         }
         book.record(&Arc::from("key_1"), &c, "@acme/a", 3_700);
-        let batch = book.take_batch(10);
-        assert!(book.take_batch(11).is_empty(), "a batch is taken once");
+        let batch = book.take_batch(10, true);
+        assert!(
+            book.take_batch(11, true).is_empty(),
+            "a batch is taken once"
+        );
         book.restore(batch.clone());
-        assert_eq!(book.take_batch(12).counters, batch.counters);
+        assert_eq!(book.take_batch(12, true).counters, batch.counters);
         let row = |used| UsageRow {
             entitlement: "g1".into(),
             period_start: 7,

@@ -29,7 +29,7 @@ async fn an_exported_sqlite_ledger_imports_into_a_new_database_and_answers_the_s
     gate.reload(store.as_ref(), unix_now()).await.unwrap();
     // One credit spent and flushed before the move.
     gate.authorize("@acme/a", &issued.key, unix_now()).unwrap();
-    gate.flush(store.as_ref(), unix_now()).await.unwrap();
+    gate.flush(store.as_ref(), unix_now(), true).await.unwrap();
     store.close().await;
 
     let export = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
