@@ -173,3 +173,17 @@ async fn a_webhook_delivered_to_two_instances_is_processed_once() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn instances_starting_together_on_a_new_database_both_come_up() {
+    let db = crate::helpers::TestDatabase::fresh().await;
+    let settings = crate::helpers::test_settings(&db.url, &[]);
+
+    let (a, b) = tokio::join!(
+        tollbooth::startup::Application::build(settings.clone()),
+        tollbooth::startup::Application::build(settings)
+    );
+
+    assert!(a.is_ok(), "{:?}", a.err());
+    assert!(b.is_ok(), "{:?}", b.err());
+}
