@@ -71,12 +71,24 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    /// SQLite has no advisory lock: two processes migrating a new file at once race, and the
+    /// loser finds a table the winner just created. Trying again sees what the winner applied.
     fn migrate(&self) -> super::BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            sqlx::migrate!("./migrations/sqlite")
-                .run(&self.pool)
-                .await
-                .context("Failed to migrate the SQLite database")
+            let mut attempt = 0;
+            loop {
+                match sqlx::migrate!("./migrations/sqlite").run(&self.pool).await {
+                    Ok(()) => return Ok(()),
+                    Err(
+                        sqlx::migrate::MigrateError::Execute(_)
+                        | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                    ) if attempt < 20 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    Err(e) => return Err(e).context("Failed to migrate the SQLite database"),
+                }
+            }
         })
     }
 
