@@ -292,21 +292,7 @@ macro_rules! ledger_queries {
                 if let Some(customer) = &issue.new_customer {
                     insert_customer(&mut tx, customer).await?;
                 }
-                let key = &issue.key;
-                sqlx::query(
-                    "INSERT INTO access_keys \
-                        (id, customer_id, key_hash, display_prefix, name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&key.id)
-                .bind(&key.customer_id)
-                .bind(&key.key_hash)
-                .bind(&key.display_prefix)
-                .bind(&key.name)
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await
-                .context("Failed to store the access key")?;
+                insert_key(&mut tx, &issue.key).await?;
                 if let Some(g) = &issue.grant {
                     sqlx::query(
                         "INSERT INTO grants (id, customer_id, predictors, quota, quota_period, \
@@ -678,29 +664,15 @@ macro_rules! ledger_queries {
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<bool>> {
             Box::pin(async move {
                 let mut tx = self.begin_write().await?;
-                let key = &issue.key;
-                sqlx::query(
-                    "INSERT INTO access_keys \
-                        (id, customer_id, key_hash, display_prefix, name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&key.id)
-                .bind(&key.customer_id)
-                .bind(&key.key_hash)
-                .bind(&key.display_prefix)
-                .bind(&key.name)
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await
-                .context("Failed to store the access key")?;
+                insert_key(&mut tx, &issue.key).await?;
                 let claimed = sqlx::query(
                     "INSERT INTO checkout_keys (session_id, customer_id, key_id, created_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
                 )
                 .bind(session_id)
-                .bind(&key.customer_id)
-                .bind(&key.id)
-                .bind(key.created_at)
+                .bind(&issue.key.customer_id)
+                .bind(&issue.key.id)
+                .bind(issue.key.created_at)
                 .execute(&mut *tx)
                 .await
                 .context("Failed to bind the key to its checkout session")?
@@ -1038,6 +1010,27 @@ macro_rules! ledger_helpers {
                     .await
                     .context("Failed to notify other instances")?;
             }
+            Ok(())
+        }
+
+        async fn insert_key(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            key: &$crate::store::NewKey,
+        ) -> anyhow::Result<()> {
+            sqlx::query(
+                "INSERT INTO access_keys \
+                    (id, customer_id, key_hash, display_prefix, name, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&key.id)
+            .bind(&key.customer_id)
+            .bind(&key.key_hash)
+            .bind(&key.display_prefix)
+            .bind(&key.name)
+            .bind(key.created_at)
+            .execute(&mut **tx)
+            .await
+            .context("Failed to store the access key")?;
             Ok(())
         }
 

@@ -154,13 +154,8 @@ async fn a_webhook_delivered_to_two_instances_is_processed_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let fetches = stripe
-        .server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == format!("/v1/customers/{CUSTOMER}"))
-        .count();
+        .requests_to(&format!("/v1/customers/{CUSTOMER}"))
+        .await;
     assert_eq!(fetches, 1, "one instance processed it, once");
     assert_eq!(
         a.store

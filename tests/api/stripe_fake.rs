@@ -152,6 +152,12 @@ impl FakeStripe {
             .await
     }
 
+    /// How many requests this fake Stripe received for `at`.
+    pub async fn requests_to(&self, at: &str) -> usize {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests.iter().filter(|r| r.url.path() == at).count()
+    }
+
     pub async fn get(&self, at: &str, body: Value) {
         Mock::given(method("GET"))
             .and(path(at))

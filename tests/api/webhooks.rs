@@ -216,13 +216,8 @@ async fn a_duplicate_delivery_is_processed_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let customer_fetches = stripe
-        .server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == format!("/v1/customers/{CUSTOMER}"))
-        .count();
+        .requests_to(&format!("/v1/customers/{CUSTOMER}"))
+        .await;
     assert_eq!(customer_fetches, 1);
     assert_eq!(
         app.store
@@ -394,13 +389,8 @@ async fn assert_converges_after_a_failure(status: u16) {
     app.wait_for_status(&key, 200, Duration::from_secs(10))
         .await;
     let fetches = stripe
-        .server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == format!("/v1/customers/{CUSTOMER}"))
-        .count();
+        .requests_to(&format!("/v1/customers/{CUSTOMER}"))
+        .await;
     assert_eq!(fetches, 2, "one failed attempt, then one that succeeded");
 }
 
