@@ -242,10 +242,7 @@ impl Application {
         for task in stripe_tasks {
             let _ = task.await;
         }
-        let flushed = state
-            .gate
-            .flush(state.store.as_ref(), unix_now(), true)
-            .await;
+        let flushed = final_flush(&state).await;
         match &flushed {
             Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
             Err(e) => tracing::error!(error = ?e, "Failed to flush usage at shutdown"),
@@ -253,6 +250,27 @@ impl Application {
         state.store.close().await;
         served.context("The HTTP server failed")?;
         flushed.map(|_| ())
+    }
+}
+
+/// The last flush, after the HTTP workers have stopped. Handlers run on the workers' own
+/// runtimes, and pooled PostgreSQL connections they opened die with them; a failed attempt
+/// discards such a connection, so a few attempts reach one opened here.
+async fn final_flush(state: &AppState) -> anyhow::Result<usize> {
+    let mut attempt = 0;
+    loop {
+        match state
+            .gate
+            .flush(state.store.as_ref(), unix_now(), true)
+            .await
+        {
+            Err(e) if attempt < 10 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "Shutdown flush failed; trying another connection");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result,
+        }
     }
 }
 
