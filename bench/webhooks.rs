@@ -1,0 +1,168 @@
+//! Webhook receipt to updated view, at a fixed event rate, on a seeded ledger.
+//!
+//! cargo run --release --example webhooks -- <ledger sqlite file> [events] [per second]
+//!
+//! Copies the ledger, starts the service with a local fake Stripe (wiremock) that answers every
+//! re-fetch with a new active subscription for the customer, delivers signed
+//! `customer.subscription.created` events for grant-only customers at the given rate, and
+//! measures, for each, the time from the acknowledged delivery until the gate's in-memory view
+//! holds the new subscription item. Prints one JSON line.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tollbooth::config::Settings;
+use tollbooth::startup::{unix_now, Application};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const SECRET: &str = "whsec_bench_webhooks";
+
+fn list(data: Vec<Value>) -> Value {
+    json!({"object": "list", "data": data, "has_more": false})
+}
+
+fn customer_of(request: &Request) -> String {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "customer")
+        .map(|(_, v)| v.into_owned())
+        .or_else(|| request.url.path().rsplit('/').next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn subscription(customer: &str) -> Value {
+    let now = unix_now();
+    json!({
+        "id": format!("sub_new_{customer}"), "object": "subscription", "customer": customer,
+        "status": "active", "created": now, "cancel_at_period_end": false,
+        "items": {"object": "list", "has_more": false, "data": [{
+            "id": format!("si_new_{customer}"), "object": "subscription_item", "quantity": 1,
+            "current_period_start": now, "current_period_end": now + 30 * 86_400,
+            "price": {"id": "price_pro", "object": "price", "product": "prod_pro", "active": true,
+                      "currency": "usd", "unit_amount": 2000, "type": "recurring",
+                      "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+                      "metadata": {}}
+        }]}
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let ledger = args.next().unwrap_or_else(|| "target/bench/bench.db".into());
+    let events: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000);
+    let rate: f64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200.0);
+
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("webhooks.db");
+    std::fs::copy(&ledger, &db)?;
+    let stripe = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/customers/"))
+        .respond_with(|r: &Request| {
+            let id = customer_of(r);
+            ResponseTemplate::new(200).set_body_json(json!({"id": id, "object": "customer", "created": 0}))
+        })
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/subscriptions$"))
+        .respond_with(|r: &Request| {
+            ResponseTemplate::new(200).set_body_json(list(vec![subscription(&customer_of(r))]))
+        })
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/checkout/sessions$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(vec![])))
+        .mount(&stripe)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v1/products/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "prod_pro", "object": "product", "name": "prod_pro", "active": true, "metadata": {}}),
+        ))
+        .mount(&stripe)
+        .await;
+
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+        ("AUTHORIZE_TOKEN", "benchmark-authorize-token-0123456789".into()),
+        ("STRIPE_SECRET_KEY", "sk_test_bench".into()),
+        ("STRIPE_WEBHOOK_SECRET", SECRET.into()),
+        ("STRIPE_API_BASE", stripe.uri()),
+        ("RECONCILE_EVERY", "1d".into()),
+    ]);
+    let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
+    let app = Application::build(settings).await?;
+    let url = format!("http://127.0.0.1:{}/stripe/webhook", app.port());
+    let gate = app.gate();
+    tokio::spawn(app.run_until_stopped());
+    while !gate.is_loaded() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut lags = Vec::with_capacity(events);
+    let mut sent = 0;
+    while lags.len() < events {
+        let due = (start.elapsed().as_secs_f64() * rate) as usize;
+        while sent < events && sent < due {
+            // Grant-only customers of the seeded ledger (every fifth, from the fourth).
+            let customer = format!("cus_bench{:07}", sent * 5 + 3);
+            let event = json!({
+                "id": format!("evt_bench_{sent}"), "object": "event", "created": unix_now(),
+                "type": "customer.subscription.created",
+                "data": {"object": subscription(&customer)},
+            })
+            .to_string();
+            let t = unix_now();
+            let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
+            mac.update(format!("{t}.{event}").as_bytes());
+            let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("Stripe-Signature", format!("t={t},v1={signature}"))
+                .body(event)
+                .send()
+                .await?;
+            anyhow::ensure!(response.status().is_success(), "delivery refused: {}", response.status());
+            pending.push((customer, Instant::now()));
+            sent += 1;
+        }
+        pending.retain(|(customer, acknowledged)| {
+            let item = format!("si_new_{customer}");
+            let seen = gate
+                .customer(customer)
+                .is_some_and(|c| c.entitlements.iter().any(|e| *e.id == *item));
+            if seen {
+                lags.push(acknowledged.elapsed());
+            }
+            !seen
+        });
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "gave up: {} seen", lags.len());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    lags.sort();
+    let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    println!(
+        "{}",
+        json!({
+            "events": events, "rate_per_s": rate, "keys": gate.key_count(),
+            "lag_p50_ms": ms(lags[lags.len() / 2]), "lag_p99_ms": ms(lags[lags.len() * 99 / 100]),
+            "lag_max_ms": ms(*lags.last().unwrap()),
+            "all_visible_after_s": (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        })
+    );
+    Ok(())
+}
