@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tollbooth::config::Settings;
-use tollbooth::startup::{unix_now, Application};
+use tollbooth::startup::{Application, unix_now};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -54,7 +54,9 @@ fn subscription(customer: &str) -> Value {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let ledger = args.next().unwrap_or_else(|| "target/bench/bench.db".into());
+    let ledger = args
+        .next()
+        .unwrap_or_else(|| "target/bench/bench.db".into());
     let events: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000);
     let rate: f64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200.0);
 
@@ -66,7 +68,8 @@ async fn main() -> anyhow::Result<()> {
         .and(path_regex("^/v1/customers/"))
         .respond_with(|r: &Request| {
             let id = customer_of(r);
-            ResponseTemplate::new(200).set_body_json(json!({"id": id, "object": "customer", "created": 0}))
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": id, "object": "customer", "created": 0}))
         })
         .mount(&stripe)
         .await;
@@ -94,7 +97,10 @@ async fn main() -> anyhow::Result<()> {
         ("DATABASE_URL", format!("sqlite://{}", db.display())),
         ("HOST", "127.0.0.1".into()),
         ("PORT", "0".into()),
-        ("AUTHORIZE_TOKEN", "benchmark-authorize-token-0123456789".into()),
+        (
+            "AUTHORIZE_TOKEN",
+            "benchmark-authorize-token-0123456789".into(),
+        ),
         ("STRIPE_SECRET_KEY", "sk_test_bench".into()),
         ("STRIPE_WEBHOOK_SECRET", SECRET.into()),
         ("STRIPE_API_BASE", stripe.uri()),
@@ -128,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
             let t = unix_now();
             let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
             mac.update(format!("{t}.{event}").as_bytes());
-            let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let signature: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let response = client
                 .post(&url)
                 .header("content-type", "application/json")
@@ -136,7 +147,11 @@ async fn main() -> anyhow::Result<()> {
                 .body(event)
                 .send()
                 .await?;
-            anyhow::ensure!(response.status().is_success(), "delivery refused: {}", response.status());
+            anyhow::ensure!(
+                response.status().is_success(),
+                "delivery refused: {}",
+                response.status()
+            );
             pending.push((customer, Instant::now()));
             sent += 1;
         }
@@ -150,7 +165,11 @@ async fn main() -> anyhow::Result<()> {
             }
             !seen
         });
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "gave up: {} seen", lags.len());
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "gave up: {} seen",
+            lags.len()
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     lags.sort();
