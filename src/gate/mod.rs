@@ -41,6 +41,7 @@ pub struct Gate {
     view: ArcSwap<View>,
     loaded: AtomicBool,
     usage: UsageBook,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Gate {
@@ -50,6 +51,7 @@ impl Gate {
             view: ArcSwap::from_pointee(View::default()),
             loaded: AtomicBool::new(false),
             usage: UsageBook::default(),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -144,7 +146,13 @@ impl Gate {
     }
 
     /// Reloads the view if the ledger changed since it was built; returns whether it did.
+    /// Reloads run one at a time, and the version is checked again once it is this caller's
+    /// turn, so a burst of changes costs back-to-back reloads, not one per caller at once.
     pub async fn refresh(&self, store: &dyn Store, now: i64) -> anyhow::Result<bool> {
+        if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
+            return Ok(false);
+        }
+        let _turn = self.reloading.lock().await;
         if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
             return Ok(false);
         }

@@ -48,9 +48,14 @@ pub async fn run(
             for event in &events {
                 process(&syncer, store.as_ref(), event).await;
             }
-            if let Err(e) = gate.refresh(store.as_ref(), unix_now()).await {
-                tracing::warn!(error = ?e, "Failed to refresh the view after webhook events");
-            }
+            // The view reloads beside the worker, which goes on with the next events; reloads
+            // run one at a time, so a burst costs back-to-back reloads.
+            let (gate, store) = (Arc::clone(&gate), Arc::clone(&store));
+            tokio::spawn(async move {
+                if let Err(e) = gate.refresh(store.as_ref(), unix_now()).await {
+                    tracing::warn!(error = ?e, "Failed to refresh the view after webhook events");
+                }
+            });
         }
     }
 }
