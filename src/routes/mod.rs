@@ -12,8 +12,6 @@ mod welcome;
 
 use actix_web::{HttpResponse, web};
 
-pub use authorize::MAX_BODY_BYTES;
-
 /// The URL map.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/authorize/{token}", web::post().to(authorize::authorize))

@@ -182,13 +182,3 @@ pub(crate) fn upsert_sql(target: &str, columns: usize, rows: usize, conflict: &s
     sql.push_str(conflict);
     sql
 }
-
-/// True when a write failed on a unique constraint, on either engine.
-pub fn is_unique_violation(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .is_some_and(|e| e.is_unique_violation())
-    })
-}

@@ -114,6 +114,16 @@ impl Syncer {
     /// Re-reads a customer, all their subscriptions (any status, with items and per-item
     /// periods) and their paid one-time purchases with refunds and disputes, and writes them.
     pub async fn refresh_customer(&self, id: &str) -> anyhow::Result<SyncReport> {
+        self.refresh_customer_with(id, &mut HashSet::new()).await
+    }
+
+    /// `refresh_customer`, skipping the products in `fresh` (already read in this sync) and
+    /// adding the ones it reads, so each product is fetched once per sync.
+    async fn refresh_customer_with(
+        &self,
+        id: &str,
+        fresh: &mut HashSet<String>,
+    ) -> anyhow::Result<SyncReport> {
         let stamp = now_ms();
         let mut report = SyncReport::default();
         let customer = match self.api.get(&format!("/customers/{id}"), &json!({})).await {
@@ -142,7 +152,7 @@ impl Syncer {
                 tracing::warn!(customer = id, "Skipping an unreadable subscription");
                 continue;
             };
-            self.ensure_catalog(prices, &mut report).await?;
+            self.ensure_catalog(prices, &mut report, fresh).await?;
             if self.store.put_subscription(&subscription).await? {
                 report.subscriptions += 1;
             }
@@ -185,7 +195,7 @@ impl Syncer {
                     }
                 }
             }
-            self.ensure_catalog(prices, &mut report).await?;
+            self.ensure_catalog(prices, &mut report, fresh).await?;
             self.store.put_purchase(&purchase).await?;
             report.purchases += 1;
         }
@@ -197,10 +207,13 @@ impl Syncer {
         &self,
         prices: Vec<Price>,
         report: &mut SyncReport,
+        fresh: &mut HashSet<String>,
     ) -> anyhow::Result<()> {
         for price in prices {
             let price = self.with_meter(price).await?;
-            self.refresh_product(&price.product_id).await?;
+            if fresh.insert(price.product_id.clone()) {
+                self.refresh_product(&price.product_id).await?;
+            }
             self.store.upsert_price(&price).await?;
             report.prices += 1;
         }
@@ -304,7 +317,7 @@ impl Syncer {
         }
         for (i, id) in ids.iter().enumerate() {
             progress(&format!("customers {}/{}", i + 1, ids.len()));
-            let customer_report = self.refresh_customer(id).await?;
+            let customer_report = self.refresh_customer_with(id, &mut seen_products).await?;
             report.customers += customer_report.customers;
             report.subscriptions += customer_report.subscriptions;
             report.purchases += customer_report.purchases;
