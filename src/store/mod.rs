@@ -163,22 +163,3 @@ pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     }
 }
-
-/// `INSERT INTO {target} VALUES ($1, …), (…) ON CONFLICT {conflict}` for `rows` rows of
-/// `columns` values: one statement per chunk of a batch instead of one per row.
-pub(crate) fn upsert_sql(target: &str, columns: usize, rows: usize, conflict: &str) -> String {
-    let mut sql = format!("INSERT INTO {target} VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * columns + column + 1));
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT ");
-    sql.push_str(conflict);
-    sql
-}

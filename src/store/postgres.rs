@@ -80,7 +80,7 @@ impl Store for PgStore {
         })
     }
 
-    ledger_queries!();
+    ledger_queries!("jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)");
 }
 
 /// Rings `signal` for every notification on the channel, and once after each (re)connection

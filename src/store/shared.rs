@@ -2,9 +2,11 @@
 //! `CASE` mean the same on SQLite and PostgreSQL, and the column types decode to the same Rust
 //! types. They are written once here and expanded inside each engine's `impl Store`, next to
 //! the few methods that differ (connecting, migrating, starting a write transaction).
+//! `$json_rows` is the one phrase that differs: how a JSON array parameter becomes rows
+//! (`j.value`), so a batch of any size is one statement with one parameter.
 
 macro_rules! ledger_queries {
-    () => {
+    ($json_rows:literal) => {
         fn ping(&self) -> $crate::store::BoxFuture<'_, anyhow::Result<()>> {
             Box::pin(async move {
                 sqlx::query("SELECT 1")
@@ -105,61 +107,63 @@ macro_rules! ledger_queries {
             batch: &'a $crate::store::UsageBatch,
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
-                use $crate::store::upsert_sql;
-                const CHUNK: usize = 400;
+                // Each table's rows travel as one JSON array in one parameter: one statement
+                // per table however large the batch, and nothing to re-prepare per size.
                 let mut tx = self.begin_write().await?;
-                for chunk in batch.counters.chunks(CHUNK) {
-                    let sql = upsert_sql(
-                        "usage_counters (entitlement, period_start, customer_id, used, updated_at)",
-                        5,
-                        chunk.len(),
-                        "(entitlement, period_start) DO UPDATE \
+                if !batch.counters.is_empty() {
+                    let rows: Vec<_> = batch
+                        .counters
+                        .iter()
+                        .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
+                        .collect();
+                    sqlx::query(concat!(
+                        "INSERT INTO usage_counters \
+                            (entitlement, period_start, customer_id, used, updated_at) \
+                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), j.value ->> 2, \
+                                CAST(j.value ->> 3 AS BIGINT), $2 \
+                         FROM ", $json_rows, " WHERE true \
+                         ON CONFLICT (entitlement, period_start) DO UPDATE \
                          SET used = usage_counters.used + excluded.used, \
-                             updated_at = excluded.updated_at",
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for c in chunk {
-                        query = query
-                            .bind(&c.entitlement)
-                            .bind(c.period_start)
-                            .bind(&c.customer_id)
-                            .bind(c.used)
-                            .bind(batch.at);
-                    }
-                    query.execute(&mut *tx).await.context("Failed to write usage counters")?;
+                             updated_at = excluded.updated_at"
+                    ))
+                    .bind(serde_json::to_string(&rows)?)
+                    .bind(batch.at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write usage counters")?;
                 }
-                for chunk in batch.hourly.chunks(CHUNK) {
-                    let sql = upsert_sql(
-                        "usage_hourly (hour, tag, key_id, customer_id, count)",
-                        5,
-                        chunk.len(),
-                        "(hour, tag, key_id) DO UPDATE SET count = usage_hourly.count + excluded.count",
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for h in chunk {
-                        query = query
-                            .bind(h.hour)
-                            .bind(&h.tag)
-                            .bind(&h.key_id)
-                            .bind(&h.customer_id)
-                            .bind(h.count);
-                    }
-                    query.execute(&mut *tx).await.context("Failed to write hourly usage")?;
+                if !batch.hourly.is_empty() {
+                    let rows: Vec<_> = batch
+                        .hourly
+                        .iter()
+                        .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
+                        .collect();
+                    sqlx::query(concat!(
+                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
+                         SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                                j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
+                         FROM ", $json_rows, " WHERE true \
+                         ON CONFLICT (hour, tag, key_id) \
+                         DO UPDATE SET count = usage_hourly.count + excluded.count"
+                    ))
+                    .bind(serde_json::to_string(&rows)?)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write hourly usage")?;
                 }
-                for chunk in batch.last_used.chunks(CHUNK) {
-                    let sql = upsert_sql(
-                        "key_activity (key_id, last_used_at)",
-                        2,
-                        chunk.len(),
-                        "(key_id) DO UPDATE SET last_used_at = CASE \
+                if !batch.last_used.is_empty() {
+                    sqlx::query(concat!(
+                        "INSERT INTO key_activity (key_id, last_used_at) \
+                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT) \
+                         FROM ", $json_rows, " WHERE true \
+                         ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
                              WHEN excluded.last_used_at > key_activity.last_used_at \
-                             THEN excluded.last_used_at ELSE key_activity.last_used_at END",
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (key_id, at) in chunk {
-                        query = query.bind(key_id).bind(*at);
-                    }
-                    query.execute(&mut *tx).await.context("Failed to write key activity")?;
+                             THEN excluded.last_used_at ELSE key_activity.last_used_at END"
+                    ))
+                    .bind(serde_json::to_string(&batch.last_used)?)
+                    .execute(&mut *tx)
+                    .await
+                    .context("Failed to write key activity")?;
                 }
                 for m in &batch.meters {
                     sqlx::query(

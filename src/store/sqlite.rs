@@ -96,5 +96,5 @@ impl Store for SqliteStore {
         None
     }
 
-    ledger_queries!();
+    ledger_queries!("json_each($1) AS j");
 }
