@@ -1,7 +1,9 @@
 //! `POST /authorize/{token}`: Function's authorization call, on the path of every prediction.
+//! Any other method or path under `/authorize` gets the same 404 as a wrong token.
 
 use std::borrow::Cow;
 
+use actix_web::http::Method;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -27,11 +29,17 @@ struct AuthorizeBody<'a> {
 #[tracing::instrument(name = "authorize", skip_all, fields(outcome))]
 pub async fn authorize(
     request: HttpRequest,
-    token: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if !state.authorize_token_matches(&token) {
+    let token = request
+        .match_info()
+        .unprocessed()
+        .strip_prefix('/')
+        .filter(|token| !token.is_empty() && !token.contains('/'));
+    if request.method() != Method::POST
+        || !token.is_some_and(|token| state.authorize_token_matches(token))
+    {
         return Err(AppError::NotFound);
     }
     if !is_json(&request) {

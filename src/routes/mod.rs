@@ -14,7 +14,9 @@ use actix_web::{HttpResponse, web};
 
 /// The URL map.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/authorize/{token}", web::post().to(authorize::authorize))
+    // First, and matched by a plain prefix: every prediction passes through here, and a
+    // `{token}` segment would cost a regular-expression match per request.
+    cfg.service(web::scope("/authorize").default_service(web::to(authorize::authorize)))
         .route("/", web::get().to(pricing::pricing))
         .route("/checkout", web::post().to(checkout::checkout))
         .route("/welcome", web::get().to(welcome::welcome))

@@ -217,4 +217,14 @@ async fn a_wrong_or_missing_token_is_a_plain_404_like_any_unknown_path() {
         assert_eq!(response.status(), unknown_status, "{path}");
         assert_eq!(response.text().await.unwrap(), unknown_body, "{path}");
     }
+    let beyond = format!("{}/extra", app.authorize_url());
+    let response = app
+        .post_raw(&beyond, Some("application/json"), body.clone().into())
+        .await;
+    assert_eq!(response.status(), unknown_status, "a path below the token");
+
+    // The right token with another method says nothing more than a wrong one.
+    let response = app.client.get(app.authorize_url()).send().await.unwrap();
+    assert_eq!(response.status(), unknown_status, "GET with the right token");
+    assert_eq!(response.text().await.unwrap(), unknown_body);
 }
