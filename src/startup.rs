@@ -427,6 +427,7 @@ async fn request_span(
     }
     let route = request
         .match_pattern()
+        .or_else(|| routes::authorize_pattern(request.path()))
         .unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!(
         "request",

@@ -41,6 +41,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// The authorize route's pattern for logs (a prefix scope has none of its own); the path
+/// itself carries the secret token and is never logged.
+pub fn authorize_pattern(path: &str) -> Option<String> {
+    (path == "/authorize" || path.starts_with("/authorize/")).then(|| "/authorize/{token}".into())
+}
+
 async fn not_found() -> HttpResponse {
     not_found_response()
 }

@@ -225,6 +225,10 @@ async fn a_wrong_or_missing_token_is_a_plain_404_like_any_unknown_path() {
 
     // The right token with another method says nothing more than a wrong one.
     let response = app.client.get(app.authorize_url()).send().await.unwrap();
-    assert_eq!(response.status(), unknown_status, "GET with the right token");
+    assert_eq!(
+        response.status(),
+        unknown_status,
+        "GET with the right token"
+    );
     assert_eq!(response.text().await.unwrap(), unknown_body);
 }
