@@ -36,6 +36,9 @@ pub struct Allowed {
     pub customer_id: Arc<str>,
 }
 
+/// Beyond this many changed customers, reading the whole ledger is as cheap as patching.
+const PATCH_AT_MOST: usize = 1_000;
+
 pub struct Gate {
     rules: GateRules,
     view: ArcSwap<View>,
@@ -145,18 +148,52 @@ impl Gate {
         }
     }
 
-    /// Reloads the view if the ledger changed since it was built; returns whether it did.
-    /// Reloads run one at a time, and the version is checked again once it is this caller's
-    /// turn, so a burst of changes costs back-to-back reloads, not one per caller at once.
+    /// Brings the view up to the ledger's version; returns whether it changed. Usually only
+    /// the customers changed since the view was built are read again and patched in; the whole
+    /// ledger is read at the start, after a catalog change, or when too much changed.
+    /// Refreshes run one at a time, and the version is checked again once it is this caller's
+    /// turn, so a burst of changes costs back-to-back refreshes, not one per caller at once.
     pub async fn refresh(&self, store: &dyn Store, now: i64) -> anyhow::Result<bool> {
         if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
             return Ok(false);
         }
         let _turn = self.reloading.lock().await;
-        if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
-            return Ok(false);
+        if !self.is_loaded() {
+            self.reload(store, now).await?;
+            return Ok(true);
         }
-        self.reload(store, now).await?;
+        let current = self.view.load_full();
+        let Some(changes) = store.ledger_changes(current.version).await? else {
+            self.reload(store, now).await?;
+            return Ok(true);
+        };
+        let Some(last) = changes.last().map(|c| c.version) else {
+            return Ok(false);
+        };
+        let mut customers: Vec<String> = Vec::new();
+        for change in changes {
+            match change.customer_id {
+                None => {
+                    self.reload(store, now).await?;
+                    return Ok(true);
+                }
+                Some(id) if !customers.contains(&id) => customers.push(id),
+                Some(_) => {}
+            }
+            if customers.len() > PATCH_AT_MOST {
+                self.reload(store, now).await?;
+                return Ok(true);
+            }
+        }
+        let mut changed = Vec::with_capacity(customers.len());
+        for id in customers {
+            let rows = store.load_customer(&id, now).await?;
+            self.usage.merge(&rows.usage);
+            changed.push((id, rows));
+        }
+        let view = current.patched(last, changed);
+        tracing::debug!(version = view.version, "Ledger view patched");
+        self.swap_in(Arc::new(view));
         Ok(true)
     }
 
@@ -170,8 +207,14 @@ impl Gate {
             keys = view.keys.len(),
             "Ledger view loaded"
         );
-        // Two reloads may race (the poller and a write of this process); the view must never
-        // go back to an older version of the ledger.
+        self.swap_in(view);
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Two reloads may race (the poller and a write of this process); the view must never go
+    /// back to an older version of the ledger.
+    fn swap_in(&self, view: Arc<View>) {
         self.view.rcu(|current| {
             if view.version >= current.version {
                 Arc::clone(&view)
@@ -179,8 +222,6 @@ impl Gate {
                 Arc::clone(current)
             }
         });
-        self.loaded.store(true, Ordering::Release);
-        Ok(())
     }
 
     /// Folds in counters other instances wrote, so quotas and credits hold across instances.

@@ -1,7 +1,8 @@
 //! The in-memory view of the ledger that the hot path reads: keys by hash, each pointing at
-//! its customer's entitlements. Built whole from a [`LedgerRows`] read and swapped in at once.
+//! its customer's entitlements. Built whole from a [`LedgerRows`] read, or patched from the
+//! last one with a few customers' rows; either way a new view is swapped in at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{KeyHash, PlanRules, Predictors};
@@ -14,9 +15,10 @@ pub struct View {
     pub version: i64,
     pub keys: HashMap<KeyHash, KeyEntry>,
     /// Every customer with a key, for the account page.
-    pub customers: HashMap<String, Arc<CustomerView>>,
+    pub customers: HashMap<Arc<str>, Arc<CustomerView>>,
 }
 
+#[derive(Clone)]
 pub struct KeyEntry {
     pub key_id: Arc<str>,
     pub customer: Arc<CustomerView>,
@@ -50,22 +52,24 @@ impl View {
                 .or_default()
                 .push(from_purchase(purchase));
         }
-        let mut customers: HashMap<String, Arc<CustomerView>> = HashMap::new();
+        let mut customers: HashMap<Arc<str>, Arc<CustomerView>> = HashMap::new();
         let mut keys = HashMap::with_capacity(rows.keys.len());
         for key in rows.keys {
             let Some(hash) = KeyHash::from_hex(&key.key_hash) else {
                 tracing::warn!(key_id = %key.id, "Skipping a key whose stored hash is not valid");
                 continue;
             };
-            let customer = customers
-                .entry(key.customer_id.clone())
-                .or_insert_with(|| {
-                    Arc::new(CustomerView {
+            let customer = match customers.get(key.customer_id.as_str()) {
+                Some(customer) => Arc::clone(customer),
+                None => {
+                    let customer = Arc::new(CustomerView {
                         id: Arc::from(key.customer_id.as_str()),
                         entitlements: by_customer.remove(&key.customer_id).unwrap_or_default(),
-                    })
-                })
-                .clone();
+                    });
+                    customers.insert(Arc::clone(&customer.id), Arc::clone(&customer));
+                    customer
+                }
+            };
             keys.insert(
                 hash,
                 KeyEntry {
@@ -76,6 +80,26 @@ impl View {
         }
         Self {
             version: rows.version,
+            keys,
+            customers,
+        }
+    }
+
+    /// This view with the named customers replaced by their rows as now stored (a customer
+    /// left without rows, say whose last key was revoked, drops out), at `version`.
+    pub fn patched(&self, version: i64, changed: Vec<(String, LedgerRows)>) -> Self {
+        let ids: HashSet<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
+        let mut keys = self.keys.clone();
+        keys.retain(|_, entry| !ids.contains(&*entry.customer.id));
+        let mut customers = self.customers.clone();
+        customers.retain(|id, _| !ids.contains(&**id));
+        for (_, rows) in changed {
+            let part = Self::build(rows);
+            keys.extend(part.keys);
+            customers.extend(part.customers);
+        }
+        Self {
+            version,
             keys,
             customers,
         }
@@ -189,5 +213,106 @@ fn from_purchase(purchase: PurchaseRow) -> Entitlement {
         limit,
         rate_limit: rules.rate_limit,
         meter: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyRow;
+
+    fn hash(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    /// Customer `c` with keys `keys` and one grant named after the customer and `note`.
+    fn rows(c: &str, keys: &[u8], note: &str) -> LedgerRows {
+        LedgerRows {
+            keys: keys
+                .iter()
+                .map(|&n| KeyRow {
+                    id: format!("key_{n}"),
+                    customer_id: c.into(),
+                    key_hash: hash(n),
+                })
+                .collect(),
+            grants: vec![GrantRow {
+                id: format!("g_{c}"),
+                customer_id: c.into(),
+                note: Some(note.into()),
+                predictors: "*".into(),
+                quota: None,
+                quota_period: None,
+                credits: None,
+                expires_at: None,
+            }],
+            ..LedgerRows::default()
+        }
+    }
+
+    fn merged(parts: Vec<LedgerRows>, version: i64) -> LedgerRows {
+        let mut all = LedgerRows {
+            version,
+            ..LedgerRows::default()
+        };
+        for part in parts {
+            all.keys.extend(part.keys);
+            all.grants.extend(part.grants);
+        }
+        all
+    }
+
+    /// Keys with their customer and that customer's first entitlement's name.
+    fn summary(view: &View) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = view
+            .keys
+            .iter()
+            .map(|(hash, entry)| {
+                (
+                    hash.to_hex(),
+                    entry.customer.id.to_string(),
+                    entry.customer.entitlements[0].name.to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_patched_view_equals_one_built_whole_from_the_same_rows() {
+        let before = View::build(merged(
+            vec![rows("a", &[1], "old"), rows("b", &[2, 3], "old")],
+            5,
+        ));
+        // a is gone (deleted, or its last key revoked), b lost key 2 and changed its grant,
+        // c is new; d was untouched.
+        let before = before.patched(6, vec![("d".into(), rows("d", &[9], "same"))]);
+        let patched = before.patched(
+            9,
+            vec![
+                ("a".into(), LedgerRows::default()),
+                ("b".into(), rows("b", &[3, 4], "new")),
+                ("c".into(), rows("c", &[5], "new")),
+            ],
+        );
+        let whole = View::build(merged(
+            vec![
+                rows("b", &[3, 4], "new"),
+                rows("c", &[5], "new"),
+                rows("d", &[9], "same"),
+            ],
+            9,
+        ));
+        assert_eq!(patched.version, 9);
+        assert_eq!(summary(&patched), summary(&whole));
+        let mut ids: Vec<_> = patched.customers.keys().map(|id| id.to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["b", "c", "d"]);
+        assert_eq!(
+            before.keys.len(),
+            4,
+            "the view patched from is left as it was"
+        );
     }
 }

@@ -22,6 +22,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// Every write that changes who may predict bumps the ledger version in the same transaction,
 /// which is how running processes learn that their in-memory view is stale.
+/// How many versions of [`LedgerChange`] are kept; a gate further behind reloads everything.
+pub const CHANGES_KEPT: i64 = 10_000;
+
+/// A version of the ledger and the customer it changed (`None`: possibly many).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LedgerChange {
+    pub version: i64,
+    pub customer_id: Option<String>,
+}
+
 pub trait Store: Send + Sync {
     /// `"sqlite"` or `"postgres"`, for the start-up summary and `/readyz`.
     fn engine(&self) -> &'static str;
@@ -45,6 +55,19 @@ pub trait Store: Send + Sync {
     fn load_customer_of_key<'a>(
         &'a self,
         key_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>>;
+    /// The customer each version after `after` changed, oldest first (`None`: possibly many),
+    /// or `None` when changes that far back are no longer kept.
+    fn ledger_changes(
+        &self,
+        after: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Option<Vec<LedgerChange>>>>;
+    /// One customer's rows, as [`Self::load_ledger`] reads them for everyone (empty if the
+    /// customer has no active key or was deleted).
+    fn load_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
         now: i64,
     ) -> BoxFuture<'a, anyhow::Result<LedgerRows>>;
     /// Adds counted use; usage writes do not bump the ledger version.

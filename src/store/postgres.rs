@@ -54,7 +54,11 @@ impl PgStore {
 /// The channel every instance listens on; a notification means "the ledger changed".
 const CHANNEL: &str = "tollbooth_ledger";
 
-ledger_helpers!(Postgres, Some("SELECT pg_notify('tollbooth_ledger', '')"));
+ledger_helpers!(
+    PgStore,
+    Postgres,
+    Some("SELECT pg_notify('tollbooth_ledger', '')")
+);
 
 impl Store for PgStore {
     fn engine(&self) -> &'static str {

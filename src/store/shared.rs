@@ -73,6 +73,45 @@ macro_rules! ledger_queries {
             Box::pin(async move { read_ledger!(self, now, "", "", "", "", "") })
         }
 
+        fn ledger_changes(
+            &self,
+            after: i64,
+        ) -> $crate::store::BoxFuture<
+            '_,
+            anyhow::Result<Option<Vec<$crate::store::LedgerChange>>>,
+        > {
+            Box::pin(async move {
+                let mut tx = self.begin_read().await?;
+                let version: i64 =
+                    sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .context("Failed to read the ledger version")?;
+                let changes: Vec<$crate::store::LedgerChange> = sqlx::query_as(
+                    "SELECT version, customer_id FROM ledger_changes \
+                     WHERE version > $1 AND version <= $2 ORDER BY version",
+                )
+                .bind(after)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await
+                .context("Failed to read the ledger changes")?;
+                tx.commit().await.context("Failed to end the changes read")?;
+                // Every version has its change row, so a full run is exactly this long.
+                let complete = changes.len() as i64 == version - after
+                    && changes.first().is_none_or(|c| c.version == after + 1);
+                Ok(complete.then_some(changes))
+            })
+        }
+
+        fn load_customer<'a>(
+            &'a self,
+            customer_id: &'a str,
+            now: i64,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<$crate::store::LedgerRows>> {
+            Box::pin(async move { read_customer(self, customer_id, now).await })
+        }
+
         fn load_customer_of_key<'a>(
             &'a self,
             key_hash: &'a str,
@@ -86,19 +125,10 @@ macro_rules! ledger_queries {
                 .fetch_optional(&self.pool)
                 .await
                 .context("Failed to look a key up")?;
-                let Some(customer) = customer else {
-                    return Ok($crate::store::LedgerRows::default());
-                };
-                read_ledger!(
-                    self,
-                    now,
-                    " AND k.customer_id = $1",
-                    " AND customer_id = $1",
-                    " AND s.customer_id = $2",
-                    " WHERE pu.customer_id = $1",
-                    " AND customer_id = $2",
-                    &customer
-                )
+                match customer {
+                    Some(customer) => read_customer(self, &customer, now).await,
+                    None => Ok($crate::store::LedgerRows::default()),
+                }
             })
         }
 
@@ -281,7 +311,7 @@ macro_rules! ledger_queries {
             Box::pin(async move {
                 let mut tx = self.begin_write().await?;
                 insert_customer(&mut tx, customer).await?;
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, Some(&customer.id)).await?;
                 tx.commit().await.context("Failed to commit the customer")?;
                 Ok(())
             })
@@ -316,7 +346,7 @@ macro_rules! ledger_queries {
                     .await
                     .context("Failed to store the grant")?;
                 }
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, Some(&issue.key.customer_id)).await?;
                 tx.commit().await.context("Failed to commit the new key")?;
                 Ok(())
             })
@@ -350,8 +380,9 @@ macro_rules! ledger_queries {
             Box::pin(async move {
                 use $crate::store::RevokeOutcome;
                 let mut tx = self.begin_write().await?;
-                let found: Vec<(String, Option<i64>)> = sqlx::query_as(
-                    "SELECT id, revoked_at FROM access_keys WHERE id = $1 OR display_prefix = $1",
+                let found: Vec<(String, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT id, revoked_at, customer_id FROM access_keys \
+                     WHERE id = $1 OR display_prefix = $1",
                 )
                 .bind(selector)
                 .fetch_all(&mut *tx)
@@ -359,18 +390,18 @@ macro_rules! ledger_queries {
                 .context("Failed to find the key to revoke")?;
                 let outcome = match found.as_slice() {
                     [] => RevokeOutcome::NotFound,
-                    [(id, Some(_))] => RevokeOutcome::AlreadyRevoked { id: id.clone() },
-                    [(id, None)] => {
+                    [(id, Some(_), _)] => RevokeOutcome::AlreadyRevoked { id: id.clone() },
+                    [(id, None, customer)] => {
                         sqlx::query("UPDATE access_keys SET revoked_at = $1 WHERE id = $2")
                             .bind(now)
                             .bind(id)
                             .execute(&mut *tx)
                             .await
                             .context("Failed to revoke the key")?;
-                        bump_version(&mut tx).await?;
+                        bump_version(&mut tx, Some(customer)).await?;
                         RevokeOutcome::Revoked { id: id.clone() }
                     }
-                    many => RevokeOutcome::Ambiguous(many.iter().map(|(id, _)| id.clone()).collect()),
+                    many => RevokeOutcome::Ambiguous(many.iter().map(|(id, _, _)| id.clone()).collect()),
                 };
                 tx.commit().await.context("Failed to commit the revocation")?;
                 Ok(outcome)
@@ -382,7 +413,15 @@ macro_rules! ledger_queries {
             product: &'a $crate::store::Product,
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
+                // Only what the gate reads (name, metadata) changing is a ledger change: a
+                // re-fetch of an unchanged product must not make every gate reload.
+                const READ: &str = "SELECT name, metadata FROM products WHERE id = $1";
                 let mut tx = self.begin_write().await?;
+                let before: Option<(Option<String>, Option<String>)> = sqlx::query_as(READ)
+                    .bind(&product.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("Failed to read a product")?;
                 sqlx::query(
                     "INSERT INTO products (id, name, description, active, metadata, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) \
@@ -400,7 +439,14 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a product")?;
-                bump_version(&mut tx).await?;
+                let after: Option<(Option<String>, Option<String>)> = sqlx::query_as(READ)
+                    .bind(&product.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("Failed to read a product")?;
+                if before != after {
+                    bump_version(&mut tx, None).await?;
+                }
                 tx.commit().await.context("Failed to commit a product")?;
                 Ok(())
             })
@@ -411,7 +457,16 @@ macro_rules! ledger_queries {
             price: &'a $crate::store::Price,
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
+                // As for products: only a change of what the gate reads reloads it.
+                const READ: &str = "SELECT product_id, usage_type, metadata, meter_event_name \
+                                    FROM prices WHERE id = $1";
+                type Read = Option<(Option<String>, Option<String>, Option<String>, Option<String>)>;
                 let mut tx = self.begin_write().await?;
+                let before: Read = sqlx::query_as(READ)
+                    .bind(&price.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("Failed to read a price")?;
                 sqlx::query(
                     "INSERT INTO prices (id, product_id, active, currency, unit_amount, \
                         price_type, recurring_interval, recurring_interval_count, usage_type, \
@@ -445,7 +500,14 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a price")?;
-                bump_version(&mut tx).await?;
+                let after: Read = sqlx::query_as(READ)
+                    .bind(&price.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("Failed to read a price")?;
+                if before != after {
+                    bump_version(&mut tx, None).await?;
+                }
                 tx.commit().await.context("Failed to commit a price")?;
                 Ok(())
             })
@@ -508,7 +570,7 @@ macro_rules! ledger_queries {
                         .await
                         .context("Failed to store a subscription item")?;
                     }
-                    bump_version(&mut tx).await?;
+                    bump_version(&mut tx, Some(&sub.customer_id)).await?;
                 }
                 tx.commit().await.context("Failed to commit a subscription")?;
                 Ok(written)
@@ -539,7 +601,7 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a purchase")?;
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, Some(&purchase.customer_id)).await?;
                 tx.commit().await.context("Failed to commit a purchase")?;
                 Ok(())
             })
@@ -686,7 +748,7 @@ macro_rules! ledger_queries {
                     tx.rollback().await.context("Failed to drop the second key")?;
                     return Ok(false);
                 }
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, Some(&issue.key.customer_id)).await?;
                 tx.commit().await.context("Failed to commit the checkout key")?;
                 Ok(true)
             })
@@ -774,7 +836,7 @@ macro_rules! ledger_queries {
                         }
                     }
                 }
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, None).await?;
                 tx.commit().await.context("Failed to commit the import")?;
                 Ok(count)
             })
@@ -864,7 +926,7 @@ macro_rules! ledger_queries {
                     .execute(&mut *tx)
                     .await
                     .context("Failed to mark a customer deleted")?;
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, Some(id)).await?;
                 tx.commit().await.context("Failed to commit a customer deletion")?;
                 Ok(())
             })
@@ -907,7 +969,7 @@ macro_rules! ledger_queries {
                         .await
                         .context("Failed to deactivate a price")?;
                 }
-                bump_version(&mut tx).await?;
+                bump_version(&mut tx, None).await?;
                 tx.commit().await.context("Failed to commit catalog changes")?;
                 Ok(())
             })
@@ -999,14 +1061,50 @@ macro_rules! read_ledger {
 
 /// Free functions used inside a transaction, expanded once per engine with its `Database`.
 macro_rules! ledger_helpers {
-    ($db:ty, $notify:expr) => {
-        /// Bumps the version and, where the engine can (`$notify`), tells other processes at
-        /// commit.
-        async fn bump_version(tx: &mut sqlx::Transaction<'static, $db>) -> anyhow::Result<()> {
-            sqlx::query("UPDATE ledger_state SET version = version + 1 WHERE id = 1")
+    ($store:ty, $db:ty, $notify:expr) => {
+        /// One customer's rows, read the way the whole ledger is.
+        async fn read_customer(
+            this: &$store,
+            customer: &str,
+            now: i64,
+        ) -> anyhow::Result<$crate::store::LedgerRows> {
+            read_ledger!(
+                this,
+                now,
+                " AND k.customer_id = $1",
+                " AND customer_id = $1",
+                " AND s.customer_id = $2",
+                " WHERE pu.customer_id = $1",
+                " AND customer_id = $2",
+                customer
+            )
+        }
+
+        /// Bumps the version, records which customer it changed (`None`: possibly many,
+        /// such as the catalog) and, where the engine can (`$notify`), tells other processes
+        /// at commit. Changes are kept for a window of versions; a gate further behind
+        /// reloads everything.
+        async fn bump_version(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            customer: Option<&str>,
+        ) -> anyhow::Result<()> {
+            let version: i64 = sqlx::query_scalar(
+                "UPDATE ledger_state SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut **tx)
+            .await
+            .context("Failed to bump the ledger version")?;
+            sqlx::query("INSERT INTO ledger_changes (version, customer_id) VALUES ($1, $2)")
+                .bind(version)
+                .bind(customer)
                 .execute(&mut **tx)
                 .await
-                .context("Failed to bump the ledger version")?;
+                .context("Failed to record a ledger change")?;
+            sqlx::query("DELETE FROM ledger_changes WHERE version <= $1")
+                .bind(version - $crate::store::CHANGES_KEPT)
+                .execute(&mut **tx)
+                .await
+                .context("Failed to trim the ledger changes")?;
             let notify: Option<&'static str> = $notify;
             if let Some(sql) = notify {
                 sqlx::query(sql)

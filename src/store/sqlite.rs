@@ -67,7 +67,7 @@ impl SqliteStore {
     }
 }
 
-ledger_helpers!(Sqlite, None);
+ledger_helpers!(SqliteStore, Sqlite, None);
 
 impl Store for SqliteStore {
     fn engine(&self) -> &'static str {

@@ -10,8 +10,8 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{Issue, TestApp};
 use crate::stripe_fake::{
-    CUSTOMER, FakeStripe, WEBHOOK_SECRET, event, fixture, list, price, sign, spawn_app_with_stripe,
-    subscription,
+    CUSTOMER, FakeStripe, PRODUCT, WEBHOOK_SECRET, event, fixture, list, price, product, sign,
+    spawn_app_with_stripe, subscription,
 };
 
 async fn key_for_customer(app: &TestApp) -> String {
@@ -164,6 +164,42 @@ async fn a_subscription_event_opens_access_within_a_second_and_deletion_closes_i
         body["error"].as_str().unwrap().contains("canceled on"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_plan_change_in_the_catalog_reaches_every_subscriber_within_a_second() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+    app.deliver(&event(
+        "evt_sub",
+        "customer.subscription.created",
+        subscription("active", 1),
+    ))
+    .await;
+    app.wait_for_status(&key, 200, Duration::from_secs(2)).await;
+
+    // The owner narrows the plan to one predictor in the Stripe dashboard.
+    let narrowed = product(json!({"predictors": "@acme/whisper"}));
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/products/{PRODUCT}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&narrowed))
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    app.deliver(&event("evt_product", "product.updated", narrowed))
+        .await;
+    let narrowed_after = app.wait_for_status(&key, 400, Duration::from_secs(2)).await;
+
+    assert!(
+        narrowed_after < Duration::from_secs(1),
+        "applied after {narrowed_after:?}"
+    );
+    let (status, _) = app.authorize_json("@acme/whisper", &key).await;
+    assert_eq!(status, 200, "the predictor still in the plan");
 }
 
 #[tokio::test]
