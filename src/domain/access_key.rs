@@ -88,8 +88,17 @@ impl fmt::Debug for AccessKey {
 
 /// SHA-256 of a key. Keys are long and random, so a plain hash is enough (no salt, no KDF),
 /// and lookups by hash are exact.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyHash([u8; 32]);
+
+/// A SHA-256 digest is already uniform: eight of its bytes are plenty to hash a map key.
+impl std::hash::Hash for KeyHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
 
 impl KeyHash {
     pub fn to_hex(&self) -> String {

@@ -21,6 +21,9 @@ pub use reason::{DenyReason, Links};
 pub use usage::UsageBook;
 pub use view::{CustomerView, View};
 
+/// The hash map of the hot path (foldhash, seeded per process).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+
 /// The rules of the gate that come from configuration.
 #[derive(Debug, Clone)]
 pub struct GateRules {

@@ -1,10 +1,10 @@
 //! Use counted in memory and written behind in batches, so the hot path never waits on the
 //! database. A crash loses at most what was counted since the last flush (one interval).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use super::FastMap as HashMap;
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement id and the start of one of its periods.
@@ -112,7 +112,7 @@ impl UsageBook {
         let (_, tags) = activity
             .hourly
             .entry((Arc::clone(key_id), hour))
-            .or_insert_with(|| (Arc::clone(customer_id), HashMap::new()));
+            .or_insert_with(|| (Arc::clone(customer_id), HashMap::default()));
         match tags.get_mut(tag) {
             Some(count) => *count += 1,
             None => {
@@ -202,7 +202,7 @@ impl UsageBook {
             let (_, tags) = activity
                 .hourly
                 .entry((Arc::from(h.key_id), h.hour))
-                .or_insert_with(|| (Arc::from(h.customer_id), HashMap::new()));
+                .or_insert_with(|| (Arc::from(h.customer_id), HashMap::default()));
             *tags.entry(h.tag.into()).or_insert(0) += h.count as u64;
         }
         for (key_id, at) in batch.last_used {

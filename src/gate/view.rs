@@ -3,6 +3,8 @@
 //! last one with a few customers' rows; either way a new view is swapped in at once.
 
 use std::collections::{HashMap, HashSet};
+
+use super::FastMap;
 use std::sync::Arc;
 
 use crate::domain::{KeyHash, PlanRules, Predictors};
@@ -13,9 +15,9 @@ use super::entitlement::{Entitlement, Limit, QuotaPeriod, Source, Status, Subscr
 #[derive(Default)]
 pub struct View {
     pub version: i64,
-    pub keys: HashMap<KeyHash, KeyEntry>,
+    pub keys: FastMap<KeyHash, KeyEntry>,
     /// Every customer with a key, for the account page.
-    pub customers: HashMap<Arc<str>, Arc<CustomerView>>,
+    pub customers: FastMap<Arc<str>, Arc<CustomerView>>,
 }
 
 #[derive(Clone)]
@@ -52,8 +54,8 @@ impl View {
                 .or_default()
                 .push(from_purchase(purchase));
         }
-        let mut customers: HashMap<Arc<str>, Arc<CustomerView>> = HashMap::new();
-        let mut keys = HashMap::with_capacity(rows.keys.len());
+        let mut customers: FastMap<Arc<str>, Arc<CustomerView>> = FastMap::default();
+        let mut keys = FastMap::with_capacity_and_hasher(rows.keys.len(), Default::default());
         for key in rows.keys {
             let Some(hash) = KeyHash::from_hex(&key.key_hash) else {
                 tracing::warn!(key_id = %key.id, "Skipping a key whose stored hash is not valid");
@@ -64,7 +66,14 @@ impl View {
                 None => {
                     let customer = Arc::new(CustomerView {
                         id: Arc::from(key.customer_id.as_str()),
-                        entitlements: by_customer.remove(&key.customer_id).unwrap_or_default(),
+                        entitlements: by_customer
+                            .remove(&key.customer_id)
+                            .map(|mut entitlements| {
+                                // Most customers hold one or two; a pushed Vec reserves four.
+                                entitlements.shrink_to_fit();
+                                entitlements
+                            })
+                            .unwrap_or_default(),
                     });
                     customers.insert(Arc::clone(&customer.id), Arc::clone(&customer));
                     customer

@@ -838,6 +838,12 @@ macro_rules! ledger_queries {
                 }
                 bump_version(&mut tx, None).await?;
                 tx.commit().await.context("Failed to commit the import")?;
+                // Fresh statistics, so the planner uses the indexes on the new rows at once
+                // (PostgreSQL's autovacuum would get to it only later).
+                sqlx::query("ANALYZE")
+                    .execute(&self.pool)
+                    .await
+                    .context("Failed to analyze the imported tables")?;
                 Ok(count)
             })
         }
