@@ -1,9 +1,14 @@
 # Multi-stage build; both stages on Debian bookworm so the binary's glibc matches.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
+# Compiled in: the pages' templates and their stylesheet and script.
+COPY templates ./templates
+COPY static ./static
+# Cargo.toml names the benchmark programs in bench/; they are not built here.
+COPY bench ./bench
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
