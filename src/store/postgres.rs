@@ -24,12 +24,8 @@ impl PgStore {
              processed_at";
 
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        // A few connections are opened in the background from the start: at start-up the
-        // ledger load, the LISTEN task and the first requests each need one, and a new
-        // connection costs a round of TLS when the server offers it.
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .min_connections(3)
             .connect(url)
             .await
             .context("Failed to connect to PostgreSQL")?;
