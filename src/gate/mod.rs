@@ -173,16 +173,13 @@ impl Gate {
         let Some(last) = changes.last().map(|c| c.version) else {
             return Ok(false);
         };
-        let mut customers: Vec<String> = Vec::new();
+        let mut customers = std::collections::HashSet::new();
         for change in changes {
-            match change.customer_id {
-                None => {
-                    self.reload(store, now).await?;
-                    return Ok(true);
-                }
-                Some(id) if !customers.contains(&id) => customers.push(id),
-                Some(_) => {}
-            }
+            let Some(id) = change.customer_id else {
+                self.reload(store, now).await?;
+                return Ok(true);
+            };
+            customers.insert(id);
             if customers.len() > PATCH_AT_MOST {
                 self.reload(store, now).await?;
                 return Ok(true);

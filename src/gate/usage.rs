@@ -4,20 +4,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use super::FastMap as HashMap;
+use super::FastMap;
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement id and the start of one of its periods.
 type CounterKey = (Arc<str>, i64);
 /// Per key and hour: the customer, and the count per tag.
-type HourSlot = (Arc<str>, HashMap<Box<str>, u64>);
+type HourSlot = (Arc<str>, FastMap<Box<str>, u64>);
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
 pub struct UsageBook {
-    counters: RwLock<HashMap<CounterKey, Arc<Counter>>>,
+    counters: RwLock<FastMap<CounterKey, Arc<Counter>>>,
     activity: Mutex<Activity>,
-    windows: RwLock<HashMap<Arc<str>, Arc<RateWindow>>>,
+    windows: RwLock<FastMap<Arc<str>, Arc<RateWindow>>>,
 }
 
 struct Counter {
@@ -33,8 +33,8 @@ struct Counter {
 
 #[derive(Default)]
 struct Activity {
-    hourly: HashMap<(Arc<str>, i64), HourSlot>,
-    last_used: HashMap<Arc<str>, i64>,
+    hourly: FastMap<(Arc<str>, i64), HourSlot>,
+    last_used: FastMap<Arc<str>, i64>,
 }
 
 /// Predictions in the current minute, packed as `minute << 32 | count` for a lock-free update.
@@ -112,7 +112,7 @@ impl UsageBook {
         let (_, tags) = activity
             .hourly
             .entry((Arc::clone(key_id), hour))
-            .or_insert_with(|| (Arc::clone(customer_id), HashMap::default()));
+            .or_insert_with(|| (Arc::clone(customer_id), FastMap::default()));
         match tags.get_mut(tag) {
             Some(count) => *count += 1,
             None => {
@@ -202,7 +202,7 @@ impl UsageBook {
             let (_, tags) = activity
                 .hourly
                 .entry((Arc::from(h.key_id), h.hour))
-                .or_insert_with(|| (Arc::from(h.customer_id), HashMap::default()));
+                .or_insert_with(|| (Arc::from(h.customer_id), FastMap::default()));
             *tags.entry(h.tag.into()).or_insert(0) += h.count as u64;
         }
         for (key_id, at) in batch.last_used {

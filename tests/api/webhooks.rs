@@ -33,6 +33,16 @@ async fn key_for_customer(app: &TestApp) -> String {
     .key
 }
 
+/// A fake Stripe that knows the customer and the product, the app, and a key of the customer.
+async fn customer_with_a_key() -> (FakeStripe, TestApp, String) {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = key_for_customer(&app).await;
+    (stripe, app, key)
+}
+
 #[tokio::test]
 async fn a_bad_missing_stale_or_malformed_signature_is_refused_and_nothing_is_stored() {
     let stripe = FakeStripe::start().await;
@@ -130,11 +140,7 @@ async fn an_unknown_event_type_is_stored_and_acknowledged() {
 
 #[tokio::test]
 async fn a_subscription_event_opens_access_within_a_second_and_deletion_closes_it() {
-    let stripe = FakeStripe::start().await;
-    stripe.customer_basics(json!({})).await;
-    stripe.no_sessions().await;
-    let app = spawn_app_with_stripe(&stripe).await;
-    let key = key_for_customer(&app).await;
+    let (stripe, app, key) = customer_with_a_key().await;
     let active = stripe.subscriptions(vec![subscription("active", 1)]).await;
 
     app.deliver(&event(
@@ -168,11 +174,7 @@ async fn a_subscription_event_opens_access_within_a_second_and_deletion_closes_i
 
 #[tokio::test]
 async fn a_plan_change_in_the_catalog_reaches_every_subscriber_within_a_second() {
-    let stripe = FakeStripe::start().await;
-    stripe.customer_basics(json!({})).await;
-    stripe.no_sessions().await;
-    let app = spawn_app_with_stripe(&stripe).await;
-    let key = key_for_customer(&app).await;
+    let (stripe, app, key) = customer_with_a_key().await;
     let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
     app.deliver(&event(
         "evt_sub",
@@ -204,11 +206,7 @@ async fn a_plan_change_in_the_catalog_reaches_every_subscriber_within_a_second()
 
 #[tokio::test]
 async fn an_old_update_arriving_after_the_deletion_never_reopens_access() {
-    let stripe = FakeStripe::start().await;
-    stripe.customer_basics(json!({})).await;
-    stripe.no_sessions().await;
-    let app = spawn_app_with_stripe(&stripe).await;
-    let key = key_for_customer(&app).await;
+    let (stripe, app, key) = customer_with_a_key().await;
     let _canceled = stripe
         .subscriptions(vec![subscription("canceled", 1)])
         .await;
@@ -268,11 +266,7 @@ async fn a_duplicate_delivery_is_processed_once() {
 
 #[tokio::test]
 async fn events_of_the_same_second_all_end_at_stripes_current_state() {
-    let stripe = FakeStripe::start().await;
-    stripe.customer_basics(json!({})).await;
-    stripe.no_sessions().await;
-    let app = spawn_app_with_stripe(&stripe).await;
-    let key = key_for_customer(&app).await;
+    let (stripe, app, key) = customer_with_a_key().await;
     let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
     let second = unix_now();
 
@@ -294,11 +288,7 @@ async fn events_of_the_same_second_all_end_at_stripes_current_state() {
 
 #[tokio::test]
 async fn past_due_is_allowed_within_the_grace_period_and_refused_beyond_it() {
-    let stripe = FakeStripe::start().await;
-    stripe.customer_basics(json!({})).await;
-    stripe.no_sessions().await;
-    let app = spawn_app_with_stripe(&stripe).await;
-    let key = key_for_customer(&app).await;
+    let (stripe, app, key) = customer_with_a_key().await;
 
     let recent = stripe
         .subscriptions(vec![subscription("past_due", 1)])
