@@ -26,9 +26,28 @@ impl PgStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .connect(url)
-            .await
-            .context("Failed to connect to PostgreSQL")?;
+            .connect_lazy(url)
+            .context("The PostgreSQL DATABASE_URL is not valid")?;
+        // Start-up needs several connections at once (migrations, the first lookups, the full
+        // load, LISTEN, the heartbeat). Opened together, their set-up round trips overlap
+        // instead of queueing: with TLS each one costs tens of milliseconds of waiting.
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..WARM {
+            let pool = pool.clone();
+            opening.spawn(async move { pool.acquire().await });
+        }
+        // Held until all are open, so each acquire opens a connection of its own.
+        let mut held = Vec::with_capacity(WARM);
+        while let Some(opened) = opening.join_next().await {
+            held.push(opened?.context("Failed to connect to PostgreSQL")?);
+        }
+        drop(held);
+        // A released connection is pinged before it is idle again; an acquire meanwhile would
+        // open yet another. Wait (briefly) until all are back.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while pool.num_idle() < WARM && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         Ok(Self {
             pool,
             signal: OnceLock::new(),
@@ -50,6 +69,9 @@ impl PgStore {
             .context("Failed to start a read transaction")
     }
 }
+
+/// Connections opened together at start: enough for start-up's concurrent users.
+const WARM: usize = 4;
 
 /// The channel every instance listens on; a notification means "the ledger changed".
 const CHANNEL: &str = "tollbooth_ledger";

@@ -118,17 +118,24 @@ macro_rules! ledger_queries {
             now: i64,
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<$crate::store::LedgerRows>> {
             Box::pin(async move {
-                let customer: Option<String> = sqlx::query_scalar(
-                    "SELECT customer_id FROM access_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                // The key's customer is found inside the same snapshot, on one connection: at
+                // start-up every other connection may be busy, and opening one can cost more
+                // than the whole lookup.
+                read_ledger!(
+                    self,
+                    now,
+                    " AND k.customer_id = (SELECT customer_id FROM access_keys \
+                         WHERE key_hash = $1 AND revoked_at IS NULL)",
+                    " AND customer_id = (SELECT customer_id FROM access_keys \
+                         WHERE key_hash = $1 AND revoked_at IS NULL)",
+                    " AND s.customer_id = (SELECT customer_id FROM access_keys \
+                         WHERE key_hash = $2 AND revoked_at IS NULL)",
+                    " WHERE pu.customer_id = (SELECT customer_id FROM access_keys \
+                         WHERE key_hash = $1 AND revoked_at IS NULL)",
+                    " AND customer_id = (SELECT customer_id FROM access_keys \
+                         WHERE key_hash = $2 AND revoked_at IS NULL)",
+                    key_hash
                 )
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .context("Failed to look a key up")?;
-                match customer {
-                    Some(customer) => read_customer(self, &customer, now).await,
-                    None => Ok($crate::store::LedgerRows::default()),
-                }
             })
         }
 

@@ -57,6 +57,19 @@ async fn a_gate_that_has_not_loaded_yet_answers_from_the_database_and_counts_exa
         )
         .await
         .unwrap();
+    let revoked = issue_with(
+        &store,
+        Issue {
+            email: Some("y@example.com"),
+            ..Issue::default()
+        },
+    )
+    .await;
+    store.revoke_key(&revoked.key_id, now).await.unwrap();
+    let after_revoke = gate
+        .authorize_cold(store.as_ref(), "@acme/a", &revoked.key, now)
+        .await
+        .unwrap();
     gate.reload(store.as_ref(), now).await.unwrap();
     let third = gate.authorize("@acme/a", &issued.key, now);
     let fourth = gate.authorize("@acme/a", &issued.key, now);
@@ -67,6 +80,7 @@ async fn a_gate_that_has_not_loaded_yet_answers_from_the_database_and_counts_exa
         unknown.unwrap_err(),
         DenyReason::Key(_) | DenyReason::UnknownKey
     ));
+    assert_eq!(after_revoke.unwrap_err(), DenyReason::UnknownKey);
     assert!(
         third.is_ok(),
         "the third credit is still there after the full load"
