@@ -6,13 +6,14 @@
 # seeded ledger, usage counting on. Also start-up to the first 200 and memory per key.
 # Writes bench/results/<date>.md and prints it.
 #
-#   bench/run.sh                      # 100,000 customers, 10 s per measurement
-#   CUSTOMERS=20000 DURATION=5 bench/run.sh
+#   bench/run.sh                      # 100,000 customers, 60 s per measurement
+#   CUSTOMERS=20000 DURATION=10 bench/run.sh  # quicker, but may miss the activity write
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CUSTOMERS=${CUSTOMERS:-100000}
-DURATION=${DURATION:-10}
+# 60 s windows: each includes one of the once-a-minute activity writes.
+DURATION=${DURATION:-60}
 CONNECTIONS=${CONNECTIONS:-64}
 WORKERS=${WORKERS:-1}
 PG_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}

@@ -7,7 +7,7 @@ use super::{Owner, PredictorTag};
 /// characters (`@owner/*`, `@owner/sdxl-*`). `*` alone means all of the owner's predictors.
 ///
 /// Matching ignores ASCII case, as Function does for usernames.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Predictors(Vec<String>);
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

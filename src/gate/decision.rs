@@ -92,6 +92,7 @@ mod tests {
     use super::*;
     use crate::domain::{Predictors, calendar};
     use crate::gate::entitlement::{QuotaPeriod, Source, Status, SubscriptionState};
+    use crate::gate::id::Id;
 
     const NOW: i64 = 1_795_996_800 + 12 * 3_600; // 2026-11-30 12:00 UTC
     const DAY: i64 = calendar::DAY;
@@ -103,9 +104,9 @@ mod tests {
 
     fn grant(id: &str, predictors: &str, limit: Limit, expires_at: Option<i64>) -> Entitlement {
         Entitlement {
-            id: Arc::from(id),
+            id: Id::new(id),
             name: Arc::from("test plan"),
-            predictors: Predictors::parse(predictors, None).unwrap(),
+            predictors: Arc::new(Predictors::parse(predictors, None).unwrap()),
             source: Source::Grant { expires_at },
             limit,
             rate_limit: None,
@@ -125,9 +126,9 @@ mod tests {
         };
         tweak(&mut state);
         Entitlement {
-            id: Arc::from(id),
+            id: Id::new(id),
             name: Arc::from("test plan"),
-            predictors: Predictors::all(),
+            predictors: Arc::new(Predictors::all()),
             source: Source::Subscription(state),
             limit: Limit::Unlimited,
             rate_limit: None,
@@ -137,9 +138,9 @@ mod tests {
 
     fn purchase(id: &str, credits: Option<u64>, refunded: bool, pass: Option<i64>) -> Entitlement {
         Entitlement {
-            id: Arc::from(id),
+            id: Id::new(id),
             name: Arc::from("test plan"),
-            predictors: Predictors::all(),
+            predictors: Arc::new(Predictors::all()),
             source: Source::Purchase {
                 pass_expires_at: pass,
                 refunded_at: refunded.then_some(NOW - DAY),

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use crate::domain::{Predictors, calendar};
 
+use super::id::Id;
 use super::reason::DenyReason;
 
 /// One thing that lets a customer predict: a manual grant, a subscription item, or a one-time
@@ -9,10 +10,11 @@ use super::reason::DenyReason;
 #[derive(Debug, Clone)]
 pub struct Entitlement {
     /// The grant, subscription item or purchase id; also the key of its usage counter.
-    pub id: Arc<str>,
+    pub id: Id,
     /// What the customer calls it: the product's name, or the grant's note.
     pub name: Arc<str>,
-    pub predictors: Predictors,
+    /// Shared by every entitlement of the same plan (one copy, which stays in cache).
+    pub predictors: Arc<Predictors>,
     pub source: Source,
     pub limit: Limit,
     /// Predictions per minute for the customer while this entitlement is the one used.

@@ -3,6 +3,7 @@
 
 mod decision;
 mod entitlement;
+mod id;
 mod reason;
 mod usage;
 mod view;
@@ -17,6 +18,7 @@ use crate::store::{Store, UsageBatch};
 
 pub use decision::{Charge, decide};
 pub use entitlement::{Entitlement, Limit, Period, QuotaPeriod, Source, Status, SubscriptionState};
+pub use id::Id;
 pub use reason::{DenyReason, Links};
 pub use usage::UsageBook;
 pub use view::{CustomerView, View};
@@ -136,15 +138,15 @@ impl Gate {
             if self.usage.try_take(
                 &entitlement.id,
                 charge.period.start,
-                &customer.id,
+                customer.id.text(),
                 charge.cap,
                 entitlement.meter.as_ref(),
             ) {
                 self.usage
-                    .record(&entry.key_id, &customer.id, tag.as_ref(), now);
+                    .record(&entry.key_id, customer.id.text(), tag.as_ref(), now);
                 return Ok(Allowed {
-                    key_id: Arc::clone(&entry.key_id),
-                    customer_id: Arc::clone(&customer.id),
+                    key_id: Arc::clone(entry.key_id.text()),
+                    customer_id: Arc::clone(customer.id.text()),
                 });
             }
             // Another request took the last unit first; decide again with the new count.

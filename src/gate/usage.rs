@@ -5,19 +5,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::FastMap;
+use super::id::Id;
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement id and the start of one of its periods.
-type CounterKey = (Arc<str>, i64);
-/// Per key and hour: the customer, and the count per tag.
-type HourSlot = (Arc<str>, FastMap<Box<str>, u64>);
+type CounterKey = (Id, i64);
+/// Per key and hour: the customer, and the count per tag (a few tags: a list beats a map).
+type HourSlot = (Arc<str>, Vec<(Box<str>, u64)>);
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
 pub struct UsageBook {
     counters: RwLock<FastMap<CounterKey, Arc<Counter>>>,
     activity: Mutex<Activity>,
-    windows: RwLock<FastMap<Arc<str>, Arc<RateWindow>>>,
+    windows: RwLock<FastMap<Id, Arc<RateWindow>>>,
 }
 
 struct Counter {
@@ -33,26 +34,26 @@ struct Counter {
 
 #[derive(Default)]
 struct Activity {
-    hourly: FastMap<(Arc<str>, i64), HourSlot>,
-    last_used: FastMap<Arc<str>, i64>,
+    hourly: FastMap<(Id, i64), HourSlot>,
+    last_used: FastMap<Id, i64>,
 }
 
 /// Predictions in the current minute, packed as `minute << 32 | count` for a lock-free update.
 struct RateWindow(AtomicU64);
 
 impl UsageBook {
-    pub fn used(&self, entitlement: &Arc<str>, period_start: i64) -> u64 {
+    pub fn used(&self, entitlement: &Id, period_start: i64) -> u64 {
         self.counters
             .read()
             .expect("usage lock poisoned")
-            .get(&(Arc::clone(entitlement), period_start))
+            .get(&(entitlement.clone(), period_start))
             .map_or(0, |c| c.used.load(Ordering::Acquire))
     }
 
     /// Counts one use unless that would pass `cap`; exact under any concurrency.
     pub fn try_take(
         &self,
-        entitlement: &Arc<str>,
+        entitlement: &Id,
         period_start: i64,
         customer_id: &Arc<str>,
         cap: Option<u64>,
@@ -78,7 +79,7 @@ impl UsageBook {
     }
 
     /// Takes a slot in the customer's current minute, or says there is none left.
-    pub fn try_rate(&self, customer_id: &Arc<str>, per_minute: u32, now: i64) -> bool {
+    pub fn try_rate(&self, customer_id: &Id, per_minute: u32, now: i64) -> bool {
         let window = {
             let read = self.windows.read().expect("rate lock poisoned");
             read.get(customer_id).cloned()
@@ -87,7 +88,7 @@ impl UsageBook {
             let mut write = self.windows.write().expect("rate lock poisoned");
             Arc::clone(
                 write
-                    .entry(Arc::clone(customer_id))
+                    .entry(customer_id.clone())
                     .or_insert_with(|| Arc::new(RateWindow(AtomicU64::new(0)))),
             )
         });
@@ -106,20 +107,15 @@ impl UsageBook {
     }
 
     /// Records an allowed prediction for the owner's reports (per hour, tag and key).
-    pub fn record(&self, key_id: &Arc<str>, customer_id: &Arc<str>, tag: &str, now: i64) {
+    pub fn record(&self, key_id: &Id, customer_id: &Arc<str>, tag: &str, now: i64) {
         let hour = now - now.rem_euclid(3_600);
         let mut activity = self.activity.lock().expect("activity lock poisoned");
         let (_, tags) = activity
             .hourly
-            .entry((Arc::clone(key_id), hour))
-            .or_insert_with(|| (Arc::clone(customer_id), FastMap::default()));
-        match tags.get_mut(tag) {
-            Some(count) => *count += 1,
-            None => {
-                tags.insert(tag.into(), 1);
-            }
-        }
-        let last = activity.last_used.entry(Arc::clone(key_id)).or_insert(now);
+            .entry((key_id.clone(), hour))
+            .or_insert_with(|| (Arc::clone(customer_id), Vec::new()));
+        add_to_tag(tags, tag, 1);
+        let last = activity.last_used.entry(key_id.clone()).or_insert(now);
         *last = (*last).max(now);
     }
 
@@ -188,7 +184,7 @@ impl UsageBook {
     pub fn restore(&self, batch: UsageBatch) {
         for delta in batch.counters {
             let counter = self.counter(
-                &Arc::from(delta.entitlement),
+                &Id::from(delta.entitlement),
                 delta.period_start,
                 &Arc::from(delta.customer_id),
                 None,
@@ -201,12 +197,12 @@ impl UsageBook {
         for h in batch.hourly {
             let (_, tags) = activity
                 .hourly
-                .entry((Arc::from(h.key_id), h.hour))
-                .or_insert_with(|| (Arc::from(h.customer_id), FastMap::default()));
-            *tags.entry(h.tag.into()).or_insert(0) += h.count as u64;
+                .entry((Id::from(h.key_id), h.hour))
+                .or_insert_with(|| (Arc::from(h.customer_id), Vec::new()));
+            add_to_tag(tags, &h.tag, h.count as u64);
         }
         for (key_id, at) in batch.last_used {
-            let last = activity.last_used.entry(Arc::from(key_id)).or_insert(at);
+            let last = activity.last_used.entry(Id::from(key_id)).or_insert(at);
             *last = (*last).max(at);
         }
     }
@@ -215,7 +211,7 @@ impl UsageBook {
     pub fn merge(&self, rows: &[UsageRow]) {
         for row in rows {
             let counter = self.counter(
-                &Arc::from(row.entitlement.as_str()),
+                &Id::new(&row.entitlement),
                 row.period_start,
                 &Arc::from(row.customer_id.as_str()),
                 None,
@@ -230,12 +226,12 @@ impl UsageBook {
     /// from the database learns its meter (if any) on its first counted use.
     fn counter(
         &self,
-        entitlement: &Arc<str>,
+        entitlement: &Id,
         period_start: i64,
         customer_id: &Arc<str>,
         meter: Option<&Arc<str>>,
     ) -> Arc<Counter> {
-        let key = (Arc::clone(entitlement), period_start);
+        let key = (entitlement.clone(), period_start);
         let found = self
             .counters
             .read()
@@ -260,12 +256,19 @@ impl UsageBook {
     }
 }
 
+fn add_to_tag(tags: &mut Vec<(Box<str>, u64)>, tag: &str, n: u64) {
+    match tags.iter_mut().find(|(t, _)| **t == *tag) {
+        Some((_, count)) => *count += n,
+        None => tags.push((tag.into(), n)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ids() -> (Arc<str>, Arc<str>) {
-        (Arc::from("g1"), Arc::from("cus_1"))
+    fn ids() -> (Id, Arc<str>) {
+        (Id::new("g1"), Arc::from("cus_1"))
     }
 
     #[test]
@@ -298,7 +301,7 @@ mod tests {
         for _ in 0..3 {
             assert!(book.try_take(&e, 7, &c, None, None));
         }
-        book.record(&Arc::from("key_1"), &c, "@acme/a", 3_700);
+        book.record(&Id::new("key_1"), &c, "@acme/a", 3_700);
         let batch = book.take_batch(10, true);
         assert!(
             book.take_batch(11, true).is_empty(),
@@ -325,7 +328,7 @@ mod tests {
     #[test]
     fn the_rate_window_allows_the_limit_per_minute() {
         let book = UsageBook::default();
-        let (_, c) = ids();
+        let c = Id::new("cus_1");
         let allowed = (0..5).filter(|_| book.try_rate(&c, 3, 600)).count();
         assert_eq!(allowed, 3);
         assert!(book.try_rate(&c, 3, 660), "a new minute opens a new window");

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::FastMap;
+use super::id::Id;
 use std::sync::Arc;
 
 use crate::domain::{KeyHash, PlanRules, Predictors};
@@ -22,21 +23,22 @@ pub struct View {
 
 #[derive(Clone)]
 pub struct KeyEntry {
-    pub key_id: Arc<str>,
+    pub key_id: Id,
     pub customer: Arc<CustomerView>,
 }
 
 pub struct CustomerView {
-    pub id: Arc<str>,
+    pub id: Id,
     pub entitlements: Vec<Entitlement>,
 }
 
 impl View {
     pub fn build(rows: LedgerRows) -> Self {
+        let mut shared = Interner::default();
         let mut by_customer: HashMap<String, Vec<Entitlement>> = HashMap::new();
         for grant in rows.grants {
             let customer = grant.customer_id.clone();
-            if let Some(e) = from_grant(grant) {
+            if let Some(e) = from_grant(grant, &mut shared) {
                 by_customer.entry(customer).or_default().push(e);
             }
         }
@@ -45,14 +47,14 @@ impl View {
             by_customer
                 .entry(customer)
                 .or_default()
-                .push(from_item(item));
+                .push(from_item(item, &mut shared));
         }
         for purchase in rows.purchases {
             let customer = purchase.customer_id.clone();
             by_customer
                 .entry(customer)
                 .or_default()
-                .push(from_purchase(purchase));
+                .push(from_purchase(purchase, &mut shared));
         }
         let mut customers: FastMap<Arc<str>, Arc<CustomerView>> = FastMap::default();
         let mut keys = FastMap::with_capacity_and_hasher(rows.keys.len(), Default::default());
@@ -65,7 +67,7 @@ impl View {
                 Some(customer) => Arc::clone(customer),
                 None => {
                     let customer = Arc::new(CustomerView {
-                        id: Arc::from(key.customer_id.as_str()),
+                        id: Id::new(&key.customer_id),
                         entitlements: by_customer
                             .remove(&key.customer_id)
                             .map(|mut entitlements| {
@@ -75,14 +77,14 @@ impl View {
                             })
                             .unwrap_or_default(),
                     });
-                    customers.insert(Arc::clone(&customer.id), Arc::clone(&customer));
+                    customers.insert(Arc::clone(customer.id.text()), Arc::clone(&customer));
                     customer
                 }
             };
             keys.insert(
                 hash,
                 KeyEntry {
-                    key_id: Arc::from(key.id),
+                    key_id: Id::from(key.id),
                     customer,
                 },
             );
@@ -115,7 +117,39 @@ impl View {
     }
 }
 
-fn from_grant(grant: GrantRow) -> Option<Entitlement> {
+/// One copy of what many entitlements hold alike (a plan's predictors, a product's name):
+/// less memory, and the hot path reads the copy most requests have just read.
+#[derive(Default)]
+struct Interner {
+    predictors: HashMap<Predictors, Arc<Predictors>>,
+    names: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn predictors(&mut self, predictors: Predictors) -> Arc<Predictors> {
+        match self.predictors.get(&predictors) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(predictors.clone());
+                self.predictors.insert(predictors, Arc::clone(&shared));
+                shared
+            }
+        }
+    }
+
+    fn name(&mut self, name: &str) -> Arc<str> {
+        match self.names.get(name) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::<str>::from(name);
+                self.names.insert(Arc::clone(&shared));
+                shared
+            }
+        }
+    }
+}
+
+fn from_grant(grant: GrantRow, shared: &mut Interner) -> Option<Entitlement> {
     let predictors = match Predictors::parse(&grant.predictors, None) {
         Ok(p) => p,
         Err(e) => {
@@ -138,9 +172,9 @@ fn from_grant(grant: GrantRow) -> Option<Entitlement> {
         (None, None) => Limit::Unlimited,
     };
     Some(Entitlement {
-        name: Arc::from(grant.note.as_deref().unwrap_or("Access given by the owner")),
-        id: Arc::from(grant.id),
-        predictors,
+        name: shared.name(grant.note.as_deref().unwrap_or("Access given by the owner")),
+        id: Id::from(grant.id),
+        predictors: shared.predictors(predictors),
         source: Source::Grant {
             expires_at: grant.expires_at,
         },
@@ -158,7 +192,7 @@ fn rules(id: &str, product: Option<&str>, price: Option<&str>) -> PlanRules {
     rules
 }
 
-fn from_item(item: ItemRow) -> Entitlement {
+fn from_item(item: ItemRow, shared: &mut Interner) -> Entitlement {
     let rules = rules(
         &item.id,
         item.product_metadata.as_deref(),
@@ -174,9 +208,9 @@ fn from_item(item: ItemRow) -> Entitlement {
         _ => Limit::Unlimited,
     };
     Entitlement {
-        name: Arc::from(item.product_name.as_deref().unwrap_or("Subscription")),
-        id: Arc::from(item.id),
-        predictors: rules.predictors,
+        name: shared.name(item.product_name.as_deref().unwrap_or("Subscription")),
+        id: Id::from(item.id),
+        predictors: shared.predictors(rules.predictors),
         source: Source::Subscription(SubscriptionState {
             status: Status::parse(&item.status),
             period_start: item.current_period_start,
@@ -191,11 +225,11 @@ fn from_item(item: ItemRow) -> Entitlement {
         meter: item
             .meter_event_name
             .filter(|_| metered)
-            .map(|name| Arc::from(name.as_str())),
+            .map(|name| shared.name(&name)),
     }
 }
 
-fn from_purchase(purchase: PurchaseRow) -> Entitlement {
+fn from_purchase(purchase: PurchaseRow, shared: &mut Interner) -> Entitlement {
     let rules = rules(
         &purchase.id,
         purchase.product_metadata.as_deref(),
@@ -209,9 +243,9 @@ fn from_purchase(purchase: PurchaseRow) -> Entitlement {
         None => Limit::Unlimited,
     };
     Entitlement {
-        name: Arc::from(purchase.product_name.as_deref().unwrap_or("Purchase")),
-        id: Arc::from(purchase.id),
-        predictors: rules.predictors,
+        name: shared.name(purchase.product_name.as_deref().unwrap_or("Purchase")),
+        id: Id::from(purchase.id),
+        predictors: shared.predictors(rules.predictors),
         source: Source::Purchase {
             pass_expires_at: rules
                 .duration_days
