@@ -113,7 +113,7 @@ stop
   echo
   echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`"
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk 1 thread, $CONNECTIONS connections; servers with $WORKERS worker; loopback."
-  echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; usage counted and flushed every second."
+  echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; usage counters written every second, per-hour activity once a minute."
   echo
   echo "## Throughput, flat out ($DURATION s)"
   echo
