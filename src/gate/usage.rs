@@ -10,8 +10,24 @@ use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement id and the start of one of its periods.
 type CounterKey = (Id, i64);
-/// Per key and hour: the customer, and the count per tag (a few tags: a list beats a map).
-type HourSlot = (Arc<str>, Vec<(Box<str>, u64)>);
+/// One key's use in one hour.
+struct HourSlot {
+    customer_id: Arc<str>,
+    /// The count per tag (a few tags: a list beats a map).
+    tags: Vec<(Box<str>, u64)>,
+    /// The last use in this hour (0: not known; a restored batch sets it).
+    last: i64,
+}
+
+impl HourSlot {
+    fn new(customer_id: Arc<str>) -> Self {
+        Self {
+            customer_id,
+            tags: Vec::new(),
+            last: 0,
+        }
+    }
+}
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
@@ -34,8 +50,8 @@ struct Counter {
 
 #[derive(Default)]
 struct Activity {
+    /// Per key and hour; each key's last use is the latest of its slots.
     hourly: FastMap<(Id, i64), HourSlot>,
-    last_used: FastMap<Id, i64>,
 }
 
 /// Predictions in the current minute, packed as `minute << 32 | count` for a lock-free update.
@@ -110,13 +126,12 @@ impl UsageBook {
     pub fn record(&self, key_id: &Id, customer_id: &Arc<str>, tag: &str, now: i64) {
         let hour = now - now.rem_euclid(3_600);
         let mut activity = self.activity.lock().expect("activity lock poisoned");
-        let (_, tags) = activity
+        let slot = activity
             .hourly
             .entry((key_id.clone(), hour))
-            .or_insert_with(|| (Arc::clone(customer_id), Vec::new()));
-        add_to_tag(tags, tag, 1);
-        let last = activity.last_used.entry(key_id.clone()).or_insert(now);
-        *last = (*last).max(now);
+            .or_insert_with(|| HourSlot::new(Arc::clone(customer_id)));
+        add_to_tag(&mut slot.tags, tag, 1);
+        slot.last = slot.last.max(now);
     }
 
     /// Takes everything counted since the last flush (the per-hour activity only when
@@ -152,21 +167,22 @@ impl UsageBook {
         } else {
             Activity::default()
         };
-        let hourly = activity
-            .hourly
-            .into_iter()
-            .flat_map(|((key_id, hour), (customer_id, tags))| {
-                tags.into_iter().map(move |(tag, count)| HourlyDelta {
-                    hour,
-                    tag: tag.into(),
-                    key_id: key_id.to_string(),
-                    customer_id: customer_id.to_string(),
-                    count: count as i64,
-                })
-            })
-            .collect();
-        let last_used = activity
-            .last_used
+        let mut last_used: FastMap<Id, i64> = FastMap::default();
+        let mut hourly = Vec::with_capacity(activity.hourly.len());
+        for ((key_id, hour), slot) in activity.hourly {
+            if slot.last > 0 {
+                let last = last_used.entry(key_id.clone()).or_insert(slot.last);
+                *last = (*last).max(slot.last);
+            }
+            hourly.extend(slot.tags.into_iter().map(|(tag, count)| HourlyDelta {
+                hour,
+                tag: tag.into(),
+                key_id: key_id.to_string(),
+                customer_id: slot.customer_id.to_string(),
+                count: count as i64,
+            }));
+        }
+        let last_used = last_used
             .into_iter()
             .map(|(key_id, at)| (key_id.to_string(), at))
             .collect();
@@ -195,15 +211,20 @@ impl UsageBook {
         }
         let mut activity = self.activity.lock().expect("activity lock poisoned");
         for h in batch.hourly {
-            let (_, tags) = activity
+            let slot = activity
                 .hourly
                 .entry((Id::from(h.key_id), h.hour))
-                .or_insert_with(|| (Arc::from(h.customer_id), Vec::new()));
-            add_to_tag(tags, &h.tag, h.count as u64);
+                .or_insert_with(|| HourSlot::new(Arc::from(h.customer_id)));
+            add_to_tag(&mut slot.tags, &h.tag, h.count as u64);
         }
+        // A key's last use was counted in that hour's slot, restored just above.
         for (key_id, at) in batch.last_used {
-            let last = activity.last_used.entry(Id::from(key_id)).or_insert(at);
-            *last = (*last).max(at);
+            if let Some(slot) = activity
+                .hourly
+                .get_mut(&(Id::from(key_id), at - at.rem_euclid(3_600)))
+            {
+                slot.last = slot.last.max(at);
+            }
         }
     }
 
@@ -301,14 +322,35 @@ mod tests {
         for _ in 0..3 {
             assert!(book.try_take(&e, 7, &c, None, None));
         }
-        book.record(&Id::new("key_1"), &c, "@acme/a", 3_700);
+        let key = Id::new("key_1");
+        book.record(&key, &c, "@acme/a", 3_700);
+        book.record(&key, &c, "@acme/b", 7_300);
+        book.record(&key, &c, "@acme/b", 7_200);
         let batch = book.take_batch(10, true);
+        assert_eq!(batch.hourly.len(), 2, "one row per key, hour and tag");
+        assert_eq!(
+            batch.last_used,
+            [("key_1".to_owned(), 7_300)],
+            "the last use is the latest over the hours"
+        );
         assert!(
             book.take_batch(11, true).is_empty(),
             "a batch is taken once"
         );
         book.restore(batch.clone());
-        assert_eq!(book.take_batch(12, true).counters, batch.counters);
+        let again = book.take_batch(12, true);
+        assert_eq!(again.counters, batch.counters);
+        let sorted = |b: &UsageBatch| {
+            let mut rows: Vec<_> = b
+                .hourly
+                .iter()
+                .map(|h| (h.hour, h.tag.clone(), h.count))
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(sorted(&again), sorted(&batch));
+        assert_eq!(again.last_used, batch.last_used);
         let row = |used| UsageRow {
             entitlement: "g1".into(),
             period_start: 7,
