@@ -92,8 +92,24 @@ impl Browser {
         }
     }
 
+    /// Clicks what submits a form or follows a link, and waits (at most 10 s) until the page
+    /// it was on is gone, so what is read next is from the page that answered.
     async fn click(&self, css: &str) {
-        self.find(Locator::Css(css)).await.click().await.unwrap();
+        self.submit(Locator::Css(css)).await;
+    }
+
+    async fn submit(&self, locator: Locator<'_>) {
+        let before = self.client.find(Locator::Css("html")).await.unwrap();
+        self.find(locator).await.click().await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // The old document's root goes stale when the new page replaces it.
+        while before.tag_name().await.is_ok() {
+            if std::time::Instant::now() > deadline {
+                self.shot("failed").await;
+                panic!("clicking {locator:?} did not lead to another page");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn text(&self, css: &str) -> String {
@@ -179,13 +195,10 @@ async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser
     b.shot("07-new-key").await;
 
     // Revoke it.
-    b.find(Locator::XPath(
+    b.submit(Locator::XPath(
         "//tr[td[normalize-space()='laptop']]//button",
     ))
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     b.find(Locator::Css("form[action='/account/keys']")).await;
     assert!(
         !b.source().await.contains(">laptop<"),
