@@ -421,10 +421,11 @@ macro_rules! ledger_queries {
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
                 // Only what the gate reads (name, metadata) changing is a ledger change: a
-                // re-fetch of an unchanged product must not make every gate reload.
-                const READ: &str = "SELECT name, metadata FROM products WHERE id = $1";
+                // re-fetch of an unchanged product must not make every gate reload. (A write
+                // the `updated_at` guard skips may bump it needlessly: one reload, harmless.)
                 let mut tx = self.begin_write().await?;
-                let before: Option<(Option<String>, Option<String>)> = sqlx::query_as(READ)
+                let before: Option<(Option<String>, Option<String>)> =
+                    sqlx::query_as("SELECT name, metadata FROM products WHERE id = $1")
                     .bind(&product.id)
                     .fetch_optional(&mut *tx)
                     .await
@@ -446,12 +447,8 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a product")?;
-                let after: Option<(Option<String>, Option<String>)> = sqlx::query_as(READ)
-                    .bind(&product.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .context("Failed to read a product")?;
-                if before != after {
+                let written = (Some(product.name.clone()), Some(product.metadata.clone()));
+                if before != Some(written) {
                     bump_version(&mut tx, None).await?;
                 }
                 tx.commit().await.context("Failed to commit a product")?;
@@ -465,11 +462,12 @@ macro_rules! ledger_queries {
         ) -> $crate::store::BoxFuture<'a, anyhow::Result<()>> {
             Box::pin(async move {
                 // As for products: only a change of what the gate reads reloads it.
-                const READ: &str = "SELECT product_id, usage_type, metadata, meter_event_name \
-                                    FROM prices WHERE id = $1";
-                type Read = Option<(Option<String>, Option<String>, Option<String>, Option<String>)>;
+                type Read = (Option<String>, Option<String>, Option<String>, Option<String>);
                 let mut tx = self.begin_write().await?;
-                let before: Read = sqlx::query_as(READ)
+                let before: Option<Read> = sqlx::query_as(
+                    "SELECT product_id, usage_type, metadata, meter_event_name \
+                     FROM prices WHERE id = $1",
+                )
                     .bind(&price.id)
                     .fetch_optional(&mut *tx)
                     .await
@@ -507,12 +505,13 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store a price")?;
-                let after: Read = sqlx::query_as(READ)
-                    .bind(&price.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .context("Failed to read a price")?;
-                if before != after {
+                let written: Read = (
+                    Some(price.product_id.clone()),
+                    price.usage_type.clone(),
+                    Some(price.metadata.clone()),
+                    price.meter_event_name.clone(),
+                );
+                if before != Some(written) {
                     bump_version(&mut tx, None).await?;
                 }
                 tx.commit().await.context("Failed to commit a price")?;

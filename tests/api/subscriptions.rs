@@ -198,3 +198,30 @@ async fn purchased_credits_multiply_by_quantity_and_a_refund_takes_them_back() {
 
     assert_denied(&app, "@acme/a", &key, "was refunded").await;
 }
+
+#[tokio::test]
+async fn a_catalog_refetch_moves_the_ledger_version_only_when_what_the_gate_reads_changed() {
+    let app = spawn_app().await;
+    catalog(&app, "{}", "recurring", "{}").await;
+    let start = app.store.ledger_version().await.unwrap();
+
+    catalog(&app, "{}", "recurring", "{}").await;
+    let unchanged = app.store.ledger_version().await.unwrap();
+    catalog(&app, r#"{"quota":"5"}"#, "recurring", "{}").await;
+    let product_changed = app.store.ledger_version().await.unwrap();
+    catalog(&app, r#"{"quota":"5"}"#, "recurring", r#"{"quota":"7"}"#).await;
+    let price_changed = app.store.ledger_version().await.unwrap();
+
+    // The customer upsert in `catalog` moves it by one each time.
+    assert_eq!(unchanged, start + 1, "an unchanged product and price");
+    assert_eq!(
+        product_changed,
+        unchanged + 2,
+        "the product's metadata changed"
+    );
+    assert_eq!(
+        price_changed,
+        product_changed + 2,
+        "the price's metadata changed"
+    );
+}
