@@ -8,13 +8,14 @@ mod reason;
 mod usage;
 mod view;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, Owner, PredictorTag};
-use crate::store::{Store, UsageBatch};
+use crate::store::{LedgerChange, Store, UsageBatch};
 
 pub use decision::{Charge, decide};
 pub use entitlement::{Entitlement, Limit, Period, QuotaPeriod, Source, Status, SubscriptionState};
@@ -43,6 +44,19 @@ pub struct Allowed {
 
 /// Beyond this many changed customers, reading the whole ledger is as cheap as patching.
 const PATCH_AT_MOST: usize = 1_000;
+
+/// The customers to read again for these changes, or `None` when the whole ledger must be
+/// (a change that may touch many customers, or too many customers).
+fn patchable(changes: Vec<LedgerChange>) -> Option<HashSet<String>> {
+    let mut customers = HashSet::new();
+    for change in changes {
+        customers.insert(change.customer_id?);
+        if customers.len() > PATCH_AT_MOST {
+            return None;
+        }
+    }
+    Some(customers)
+}
 
 pub struct Gate {
     rules: GateRules,
@@ -163,30 +177,23 @@ impl Gate {
             return Ok(false);
         }
         let _turn = self.reloading.lock().await;
-        if !self.is_loaded() {
-            self.reload(store, now).await?;
-            return Ok(true);
-        }
         let current = self.view.load_full();
-        let Some(changes) = store.ledger_changes(current.version).await? else {
+        // `None`: nothing loaded yet, or the changes since this view are no longer kept.
+        let changes = match self.is_loaded() {
+            true => store.ledger_changes(current.version).await?,
+            false => None,
+        };
+        let Some(changes) = changes else {
             self.reload(store, now).await?;
             return Ok(true);
         };
         let Some(last) = changes.last().map(|c| c.version) else {
             return Ok(false);
         };
-        let mut customers = std::collections::HashSet::new();
-        for change in changes {
-            let Some(id) = change.customer_id else {
-                self.reload(store, now).await?;
-                return Ok(true);
-            };
-            customers.insert(id);
-            if customers.len() > PATCH_AT_MOST {
-                self.reload(store, now).await?;
-                return Ok(true);
-            }
-        }
+        let Some(customers) = patchable(changes) else {
+            self.reload(store, now).await?;
+            return Ok(true);
+        };
         let mut changed = Vec::with_capacity(customers.len());
         for id in customers {
             let rows = store.load_customer(&id, now).await?;

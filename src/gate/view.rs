@@ -121,32 +121,34 @@ impl View {
 /// less memory, and the hot path reads the copy most requests have just read.
 #[derive(Default)]
 struct Interner {
-    predictors: HashMap<Predictors, Arc<Predictors>>,
+    predictors: HashSet<Arc<Predictors>>,
     names: HashSet<Arc<str>>,
 }
 
 impl Interner {
     fn predictors(&mut self, predictors: Predictors) -> Arc<Predictors> {
-        match self.predictors.get(&predictors) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared = Arc::new(predictors.clone());
-                self.predictors.insert(predictors, Arc::clone(&shared));
-                shared
-            }
-        }
+        shared_copy(&mut self.predictors, &predictors, || {
+            Arc::new(predictors.clone())
+        })
     }
 
     fn name(&mut self, name: &str) -> Arc<str> {
-        match self.names.get(name) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared = Arc::<str>::from(name);
-                self.names.insert(Arc::clone(&shared));
-                shared
-            }
-        }
+        shared_copy(&mut self.names, name, || Arc::from(name))
     }
+}
+
+/// The copy of `value` in `set`, put there (made by `make`) if it is not yet.
+fn shared_copy<T: std::hash::Hash + Eq + ?Sized>(
+    set: &mut HashSet<Arc<T>>,
+    value: &T,
+    make: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    if let Some(shared) = set.get(value) {
+        return Arc::clone(shared);
+    }
+    let shared = make();
+    set.insert(Arc::clone(&shared));
+    shared
 }
 
 fn from_grant(grant: GrantRow, shared: &mut Interner) -> Option<Entitlement> {
