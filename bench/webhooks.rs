@@ -158,8 +158,9 @@ async fn main() -> anyhow::Result<()> {
         pending.retain(|(customer, acknowledged)| {
             let item = format!("si_new_{customer}");
             let seen = gate
-                .customer(customer)
-                .is_some_and(|c| c.entitlements.iter().any(|e| *e.id == *item));
+                .customer(customer, 0)
+                .iter()
+                .any(|(e, _)| gate.entitlement_id(e) == item);
             if seen {
                 lags.push(acknowledged.elapsed());
             }

@@ -29,7 +29,7 @@ pub fn decide(
     let mut denial: Option<DenyReason> = None;
     let mut covered = false;
     for (index, entitlement) in entitlements.iter().enumerate() {
-        if !entitlement.predictors.matches(tag) {
+        if !entitlement.plan.predictors.matches(tag) {
             continue;
         }
         covered = true;
@@ -91,8 +91,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Predictors, calendar};
-    use crate::gate::entitlement::{QuotaPeriod, Source, Status, SubscriptionState};
-    use crate::gate::id::Id;
+    use crate::gate::entitlement::{Plan, QuotaPeriod, Source, Status, SubscriptionState};
 
     const NOW: i64 = 1_795_996_800 + 12 * 3_600; // 2026-11-30 12:00 UTC
     const DAY: i64 = calendar::DAY;
@@ -102,15 +101,22 @@ mod tests {
         PredictorTag::parse(s).unwrap()
     }
 
-    fn grant(id: &str, predictors: &str, limit: Limit, expires_at: Option<i64>) -> Entitlement {
-        Entitlement {
-            id: Id::new(id),
-            name: Arc::from("test plan"),
-            predictors: Arc::new(Predictors::parse(predictors, None).unwrap()),
-            source: Source::Grant { expires_at },
-            limit,
+    /// Each test entitlement's plan is named after it, which is how the cases name them.
+    fn plan(id: &str, predictors: Predictors) -> Arc<Plan> {
+        Arc::new(Plan {
+            name: id.into(),
+            predictors,
             rate_limit: None,
             meter: None,
+        })
+    }
+
+    fn grant(id: &str, predictors: &str, limit: Limit, expires_at: Option<i64>) -> Entitlement {
+        Entitlement {
+            slot: 0,
+            plan: plan(id, Predictors::parse(predictors, None).unwrap()),
+            source: Source::Grant { expires_at },
+            limit,
         }
     }
 
@@ -126,29 +132,23 @@ mod tests {
         };
         tweak(&mut state);
         Entitlement {
-            id: Id::new(id),
-            name: Arc::from("test plan"),
-            predictors: Arc::new(Predictors::all()),
+            slot: 0,
+            plan: plan(id, Predictors::all()),
             source: Source::Subscription(state),
             limit: Limit::Unlimited,
-            rate_limit: None,
-            meter: None,
         }
     }
 
     fn purchase(id: &str, credits: Option<u64>, refunded: bool, pass: Option<i64>) -> Entitlement {
         Entitlement {
-            id: Id::new(id),
-            name: Arc::from("test plan"),
-            predictors: Arc::new(Predictors::all()),
+            slot: 0,
+            plan: plan(id, Predictors::all()),
             source: Source::Purchase {
                 pass_expires_at: pass,
                 refunded_at: refunded.then_some(NOW - DAY),
                 disputed_at: None,
             },
             limit: credits.map_or(Limit::Unlimited, |total| Limit::Credits { total }),
-            rate_limit: None,
-            meter: None,
         }
     }
 
@@ -422,11 +422,11 @@ mod tests {
         for (why, entitlements, used, t, expect) in cases {
             let used: HashMap<&str, u64> = used.iter().copied().collect();
             let decision = decide(&entitlements, &tag(t), NOW, GRACE, |e, _| {
-                used.get(&*e.id).copied().unwrap_or(0)
+                used.get(&*e.plan.name).copied().unwrap_or(0)
             });
             match (decision, expect) {
                 (Ok(charge), Allow(id)) => {
-                    assert_eq!(&*entitlements[charge.index].id, id, "{why}")
+                    assert_eq!(&*entitlements[charge.index].plan.name, id, "{why}")
                 }
                 (Err(reason), Deny(expected)) => assert_eq!(reason, expected, "{why}"),
                 (got, _) => panic!("{why}: got {got:?}"),

@@ -2,25 +2,32 @@ use std::sync::Arc;
 
 use crate::domain::{Predictors, calendar};
 
-use super::id::Id;
 use super::reason::DenyReason;
 
 /// One thing that lets a customer predict: a manual grant, a subscription item, or a one-time
-/// purchase, with the predictors it unlocks and its limit.
+/// purchase, with the plan it follows and its limit.
 #[derive(Debug, Clone)]
 pub struct Entitlement {
-    /// The grant, subscription item or purchase id; also the key of its usage counter.
-    pub id: Id,
-    /// What the customer calls it: the product's name, or the grant's note.
-    pub name: Arc<str>,
+    /// The grant, subscription item or purchase, as its slot in the gate's ids; also the key of
+    /// its usage counter.
+    pub slot: u32,
     /// Shared by every entitlement of the same plan (one copy, which stays in cache).
-    pub predictors: Arc<Predictors>,
+    pub plan: Arc<Plan>,
     pub source: Source,
     pub limit: Limit,
-    /// Predictions per minute for the customer while this entitlement is the one used.
+}
+
+/// What many entitlements hold alike: the terms of one plan.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Plan {
+    /// What the customer calls it: the product's name, or the grant's note.
+    pub name: Box<str>,
+    pub predictors: Predictors,
+    /// Predictions per minute for the customer while this plan is the one used.
     pub rate_limit: Option<u32>,
-    /// For a metered price: the event name of its Billing Meter, which use is reported to.
-    pub meter: Option<Arc<str>>,
+    /// For a metered price: its Billing Meter's event name (a slot of the gate's meter names),
+    /// which use is reported to.
+    pub meter: Option<u32>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,26 +3,28 @@
 
 mod decision;
 mod entitlement;
-mod id;
+mod names;
 mod reason;
 mod usage;
 mod view;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, Owner, PredictorTag};
-use crate::store::{LedgerChange, Store, UsageBatch};
+use crate::store::{LedgerChange, LedgerRows, Store, UsageBatch};
 
 pub use decision::{Charge, decide};
-pub use entitlement::{Entitlement, Limit, Period, QuotaPeriod, Source, Status, SubscriptionState};
-pub use id::Id;
+pub use entitlement::{
+    Entitlement, Limit, Period, Plan, QuotaPeriod, Source, Status, SubscriptionState,
+};
+pub use names::{Ids, Names};
 pub use reason::{DenyReason, Links};
 pub use usage::UsageBook;
-pub use view::{CustomerView, View};
+pub use view::View;
 
 /// The hash map of the hot path (foldhash, seeded per process).
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
@@ -38,8 +40,8 @@ pub struct GateRules {
 /// A prediction that may run, and whose use has been counted.
 #[derive(Debug)]
 pub struct Allowed {
-    pub key_id: Arc<str>,
-    pub customer_id: Arc<str>,
+    /// The key's slot in the gate's ids.
+    pub key: u32,
 }
 
 /// Beyond this many changed customers, reading the whole ledger is as cheap as patching.
@@ -60,6 +62,8 @@ fn patchable(changes: Vec<LedgerChange>) -> Option<HashSet<String>> {
 
 pub struct Gate {
     rules: GateRules,
+    /// Read off the hot path only: building views, writing usage, the account page.
+    ids: RwLock<Ids>,
     view: ArcSwap<View>,
     loaded: AtomicBool,
     usage: UsageBook,
@@ -70,6 +74,7 @@ impl Gate {
     pub fn new(rules: GateRules) -> Self {
         Self {
             rules,
+            ids: RwLock::new(Ids::default()),
             view: ArcSwap::from_pointee(View::default()),
             loaded: AtomicBool::new(false),
             usage: UsageBook::default(),
@@ -102,8 +107,7 @@ impl Gate {
         let rows = store
             .load_customer_of_key(&key.hash().to_hex(), now)
             .await?;
-        self.usage.merge(&rows.usage);
-        let view = View::build(rows);
+        let view = self.build(rows);
         Ok(self.decide_in(&view, &tag, &key, now))
     }
 
@@ -129,39 +133,34 @@ impl Gate {
         key: &AccessKey,
         now: i64,
     ) -> Result<Allowed, DenyReason> {
-        let entry = view.keys.get(&key.hash()).ok_or(DenyReason::UnknownKey)?;
-        let customer = &entry.customer;
+        let found = view.find(&key.hash()).ok_or(DenyReason::UnknownKey)?;
+        let customer = found.customer;
         let mut rate_checked = false;
         loop {
             let charge = decide(
-                &customer.entitlements,
+                customer.entitlements,
                 tag,
                 now,
                 self.rules.past_due_grace,
-                |e, period_start| self.usage.used(&e.id, period_start),
+                |e, period_start| self.usage.used(e.slot, period_start),
             )?;
             let entitlement = &customer.entitlements[charge.index];
-            if let Some(per_minute) = entitlement.rate_limit
+            if let Some(per_minute) = entitlement.plan.rate_limit
                 && !rate_checked
             {
-                if !self.usage.try_rate(&customer.id, per_minute, now) {
+                if !self.usage.try_rate(customer.slot, per_minute, now) {
                     return Err(DenyReason::RateLimited { per_minute });
                 }
                 rate_checked = true;
             }
             if self.usage.try_take(
-                &entitlement.id,
+                entitlement.slot,
                 charge.period.start,
-                customer.id.text(),
                 charge.cap,
-                entitlement.meter.as_ref(),
+                entitlement.plan.meter,
             ) {
-                self.usage
-                    .record(&entry.key_id, customer.id.text(), tag.as_ref(), now);
-                return Ok(Allowed {
-                    key_id: Arc::clone(entry.key_id.text()),
-                    customer_id: Arc::clone(customer.id.text()),
-                });
+                self.usage.record(found.key, tag.as_ref(), now);
+                return Ok(Allowed { key: found.key });
             }
             // Another request took the last unit first; decide again with the new count.
         }
@@ -197,10 +196,18 @@ impl Gate {
         let mut changed = Vec::with_capacity(customers.len());
         for id in customers {
             let rows = store.load_customer(&id, now).await?;
-            self.usage.merge(&rows.usage);
             changed.push((id, rows));
         }
-        let view = current.patched(last, changed);
+        let view = {
+            let mut ids = self.ids.write().expect("ids lock poisoned");
+            let usage: Vec<_> = changed
+                .iter_mut()
+                .flat_map(|(_, rows)| std::mem::take(&mut rows.usage))
+                .collect();
+            let view = current.patched(last, changed, &mut ids);
+            self.usage.merge(&ids, &usage);
+            view
+        };
         tracing::debug!(version = view.version, "Ledger view patched");
         self.swap_in(Arc::new(view));
         Ok(true)
@@ -209,16 +216,25 @@ impl Gate {
     /// Rebuilds the view from the database, keeping this process's unflushed counts.
     pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
         let rows = store.load_ledger(now).await?;
-        self.usage.merge(&rows.usage);
-        let view = Arc::new(View::build(rows));
+        let view = Arc::new(self.build(rows));
         tracing::debug!(
             version = view.version,
-            keys = view.keys.len(),
+            keys = view.key_count(),
             "Ledger view loaded"
         );
         self.swap_in(view);
         self.loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// A view of `rows`, with their usage folded into the counters (after the view, which
+    /// gives the entitlements their slots).
+    fn build(&self, mut rows: LedgerRows) -> View {
+        let usage = std::mem::take(&mut rows.usage);
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        let view = View::build(rows, &mut ids);
+        self.usage.merge(&ids, &usage);
+        view
     }
 
     /// Two reloads may race (the poller and a write of this process); the view must never go
@@ -235,7 +251,8 @@ impl Gate {
 
     /// Folds in counters other instances wrote, so quotas and credits hold across instances.
     pub fn merge_usage(&self, rows: &[crate::store::UsageRow]) {
-        self.usage.merge(rows);
+        self.usage
+            .merge(&self.ids.read().expect("ids lock poisoned"), rows);
     }
 
     /// Writes counted use; on failure the counts are kept for the next attempt. The per-hour
@@ -247,13 +264,17 @@ impl Gate {
         now: i64,
         with_activity: bool,
     ) -> anyhow::Result<usize> {
-        let batch: UsageBatch = self.usage.take_batch(now, with_activity);
+        let batch: UsageBatch = {
+            let ids = self.ids.read().expect("ids lock poisoned");
+            self.usage.take_batch(&ids, now, with_activity)
+        };
         if batch.is_empty() {
             return Ok(0);
         }
         let written = batch.counters.iter().map(|c| c.used as usize).sum();
         if let Err(e) = store.flush_usage(&batch).await {
-            self.usage.restore(batch);
+            self.usage
+                .restore(&mut self.ids.write().expect("ids lock poisoned"), batch);
             return Err(e);
         }
         Ok(written)
@@ -262,19 +283,41 @@ impl Gate {
     /// The key's id and customer, for signing in with it.
     pub fn key_owner(&self, key: &AccessKey) -> Option<(String, String)> {
         let view = self.view.load();
-        let entry = view.keys.get(&key.hash())?;
-        Some((entry.key_id.to_string(), entry.customer.id.to_string()))
+        let found = view.find(&key.hash())?;
+        let ids = self.ids.read().expect("ids lock poisoned");
+        Some((
+            ids.keys.get(found.key).to_owned(),
+            ids.customers.get(found.customer.slot).to_owned(),
+        ))
     }
 
-    /// A customer's entitlements as the hot path sees them.
-    pub fn customer(&self, id: &str) -> Option<Arc<CustomerView>> {
-        self.view.load().customers.get(id).cloned()
+    /// A customer's entitlements as the hot path sees them, with what each has used in its
+    /// period at `now`.
+    pub fn customer(&self, id: &str, now: i64) -> Vec<(Entitlement, u64)> {
+        let Some(slot) = self
+            .ids
+            .read()
+            .expect("ids lock poisoned")
+            .customers
+            .find(id)
+        else {
+            return Vec::new();
+        };
+        let view = self.view.load();
+        let Some(customer) = view.customer(slot) else {
+            return Vec::new();
+        };
+        customer
+            .entitlements
+            .iter()
+            .map(|e| (e.clone(), self.usage.used(e.slot, e.period(now).start)))
+            .collect()
     }
 
-    /// What an entitlement has used in its period at `now`, as counted here.
-    pub fn used(&self, entitlement: &Entitlement, now: i64) -> u64 {
-        self.usage
-            .used(&entitlement.id, entitlement.period(now).start)
+    /// The id of an entitlement (a grant, subscription item or purchase).
+    pub fn entitlement_id(&self, entitlement: &Entitlement) -> String {
+        let ids = self.ids.read().expect("ids lock poisoned");
+        ids.entitlements.get(entitlement.slot).to_owned()
     }
 
     pub fn past_due_grace(&self) -> i64 {
@@ -286,6 +329,6 @@ impl Gate {
     }
 
     pub fn key_count(&self) -> usize {
-        self.view.load().keys.len()
+        self.view.load().key_count()
     }
 }

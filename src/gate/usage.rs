@@ -1,163 +1,175 @@
 //! Use counted in memory and written behind in batches, so the hot path never waits on the
 //! database. A crash loses at most what was counted since the last flush (one interval).
+//!
+//! Everything is keyed by slots of the gate's [`Ids`] and held inline in the maps (no
+//! allocation per counter or per hour of a key); ids become text again only when a batch is
+//! taken for writing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use super::FastMap;
-use super::id::Id;
+use super::names::{Ids, Names};
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
-/// An entitlement id and the start of one of its periods.
-type CounterKey = (Id, i64);
-/// One key's use in one hour.
-struct HourSlot {
-    customer_id: Arc<str>,
-    /// The count per tag (a few tags: a list beats a map).
-    tags: Vec<(Box<str>, u64)>,
-    /// The last use in this hour (0: not known; a restored batch sets it).
-    last: i64,
-}
+/// An entitlement slot and the start of one of its periods.
+type CounterKey = (u32, i64);
 
-impl HourSlot {
-    fn new(customer_id: Arc<str>) -> Self {
-        Self {
-            customer_id,
-            tags: Vec::new(),
-            last: 0,
-        }
-    }
-}
+/// No meter: the counter's use is not reported to Stripe.
+const NO_METER: u32 = u32::MAX;
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
 pub struct UsageBook {
-    counters: RwLock<FastMap<CounterKey, Arc<Counter>>>,
+    counters: RwLock<FastMap<CounterKey, Counter>>,
     activity: Mutex<Activity>,
-    windows: RwLock<FastMap<Id, Arc<RateWindow>>>,
+    /// Predictions in the current minute per customer slot, packed as `minute << 32 | count`
+    /// for a lock-free update.
+    windows: RwLock<FastMap<u32, AtomicU64>>,
 }
 
 struct Counter {
-    customer_id: Arc<str>,
-    /// The Billing Meter event name, for use of a metered price.
-    meter: OnceLock<Arc<str>>,
     /// Best known total for the period: what the database held when last read plus what this
     /// process has counted since. Never decreases.
     used: AtomicU64,
     /// Counted here and not yet written.
     unflushed: AtomicU64,
+    /// The Billing Meter event name's slot, for use of a metered price (`NO_METER`: none). A
+    /// counter first made from the database learns it on its first counted use.
+    meter: AtomicU32,
 }
 
+impl Counter {
+    fn new() -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            unflushed: AtomicU64::new(0),
+            meter: AtomicU32::new(NO_METER),
+        }
+    }
+}
+
+/// Allowed predictions for the owner's reports, per key, hour and tag, since the last time
+/// they were written. Tags are numbered per batch, so the tags of one batch are all it holds.
 #[derive(Default)]
 struct Activity {
-    /// Per key and hour; each key's last use is the latest of its slots.
-    hourly: FastMap<(Id, i64), HourSlot>,
+    tags: Names,
+    /// (key slot, hour since the epoch, tag) -> (count, last use as seconds into the hour).
+    hourly: FastMap<(u32, u32, u32), (u32, u16)>,
 }
 
-/// Predictions in the current minute, packed as `minute << 32 | count` for a lock-free update.
-struct RateWindow(AtomicU64);
-
 impl UsageBook {
-    pub fn used(&self, entitlement: &Id, period_start: i64) -> u64 {
+    pub fn used(&self, entitlement: u32, period_start: i64) -> u64 {
         self.counters
             .read()
             .expect("usage lock poisoned")
-            .get(&(entitlement.clone(), period_start))
+            .get(&(entitlement, period_start))
             .map_or(0, |c| c.used.load(Ordering::Acquire))
     }
 
     /// Counts one use unless that would pass `cap`; exact under any concurrency.
     pub fn try_take(
         &self,
-        entitlement: &Id,
+        entitlement: u32,
         period_start: i64,
-        customer_id: &Arc<str>,
         cap: Option<u64>,
-        meter: Option<&Arc<str>>,
+        meter: Option<u32>,
     ) -> bool {
-        let counter = self.counter(entitlement, period_start, customer_id, meter);
-        let taken = match cap {
-            None => {
-                counter.used.fetch_add(1, Ordering::AcqRel);
-                true
+        self.with_counter((entitlement, period_start), |counter| {
+            let taken = match cap {
+                None => {
+                    counter.used.fetch_add(1, Ordering::AcqRel);
+                    true
+                }
+                Some(cap) => counter
+                    .used
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                        (u < cap).then_some(u + 1)
+                    })
+                    .is_ok(),
+            };
+            if taken {
+                counter.unflushed.fetch_add(1, Ordering::AcqRel);
+                if let Some(meter) = meter {
+                    counter.meter.store(meter, Ordering::Release);
+                }
             }
-            Some(cap) => counter
-                .used
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                    (u < cap).then_some(u + 1)
-                })
-                .is_ok(),
-        };
-        if taken {
-            counter.unflushed.fetch_add(1, Ordering::AcqRel);
-        }
-        taken
+            taken
+        })
     }
 
     /// Takes a slot in the customer's current minute, or says there is none left.
-    pub fn try_rate(&self, customer_id: &Id, per_minute: u32, now: i64) -> bool {
-        let window = {
-            let read = self.windows.read().expect("rate lock poisoned");
-            read.get(customer_id).cloned()
-        };
-        let window = window.unwrap_or_else(|| {
-            let mut write = self.windows.write().expect("rate lock poisoned");
-            Arc::clone(
-                write
-                    .entry(customer_id.clone())
-                    .or_insert_with(|| Arc::new(RateWindow(AtomicU64::new(0)))),
-            )
-        });
+    pub fn try_rate(&self, customer: u32, per_minute: u32, now: i64) -> bool {
         let minute = (now.max(0) / 60) as u64;
-        window
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
-                let count = if packed >> 32 == minute {
-                    packed & 0xFFFF_FFFF
-                } else {
-                    0
-                };
-                (count < u64::from(per_minute)).then_some(minute << 32 | (count + 1))
-            })
-            .is_ok()
+        let take = |window: &AtomicU64| {
+            window
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {
+                    let count = if packed >> 32 == minute {
+                        packed & 0xFFFF_FFFF
+                    } else {
+                        0
+                    };
+                    (count < u64::from(per_minute)).then_some(minute << 32 | (count + 1))
+                })
+                .is_ok()
+        };
+        loop {
+            if let Some(window) = self
+                .windows
+                .read()
+                .expect("rate lock poisoned")
+                .get(&customer)
+            {
+                return take(window);
+            }
+            self.windows
+                .write()
+                .expect("rate lock poisoned")
+                .entry(customer)
+                .or_insert_with(|| AtomicU64::new(0));
+        }
     }
 
     /// Records an allowed prediction for the owner's reports (per hour, tag and key).
-    pub fn record(&self, key_id: &Id, customer_id: &Arc<str>, tag: &str, now: i64) {
-        let hour = now - now.rem_euclid(3_600);
+    pub fn record(&self, key: u32, tag: &str, now: i64) {
+        let now = now.max(0);
+        let hour = (now / 3_600) as u32;
+        let into_hour = (now % 3_600) as u16;
         let mut activity = self.activity.lock().expect("activity lock poisoned");
-        let slot = activity
-            .hourly
-            .entry((key_id.clone(), hour))
-            .or_insert_with(|| HourSlot::new(Arc::clone(customer_id)));
-        add_to_tag(&mut slot.tags, tag, 1);
-        slot.last = slot.last.max(now);
+        let tag = activity.tags.intern(tag);
+        let (count, last) = activity.hourly.entry((key, hour, tag)).or_default();
+        *count += 1;
+        *last = (*last).max(into_hour);
     }
 
     /// Takes everything counted since the last flush (the per-hour activity only when
-    /// `with_activity`). Give it back with [`Self::restore`] if it could not be written.
-    pub fn take_batch(&self, now: i64, with_activity: bool) -> UsageBatch {
+    /// `with_activity`), with ids as text. Give it back with [`Self::restore`] if it could not
+    /// be written.
+    pub fn take_batch(&self, ids: &Ids, now: i64, with_activity: bool) -> UsageBatch {
         let mut meters = Vec::new();
         let counters = self
             .counters
             .read()
             .expect("usage lock poisoned")
             .iter()
-            .filter_map(|((entitlement, period_start), counter)| {
+            .filter_map(|(&(entitlement, period_start), counter)| {
                 let n = counter.unflushed.swap(0, Ordering::AcqRel);
-                if n > 0
-                    && let Some(event_name) = counter.meter.get()
-                {
+                if n == 0 {
+                    return None;
+                }
+                let customer_id = ids.entitlement_customer(entitlement).to_owned();
+                let meter = counter.meter.load(Ordering::Acquire);
+                if meter != NO_METER {
                     meters.push(MeterDelta {
-                        customer_id: counter.customer_id.to_string(),
-                        event_name: event_name.to_string(),
+                        customer_id: customer_id.clone(),
+                        event_name: ids.meters.get(meter).to_owned(),
                         value: n as i64,
                     });
                 }
-                (n > 0).then(|| CounterDelta {
-                    entitlement: entitlement.to_string(),
-                    period_start: *period_start,
-                    customer_id: counter.customer_id.to_string(),
+                Some(CounterDelta {
+                    entitlement: ids.entitlements.get(entitlement).to_owned(),
+                    period_start,
+                    customer_id,
                     used: n as i64,
                 })
             })
@@ -167,24 +179,23 @@ impl UsageBook {
         } else {
             Activity::default()
         };
-        let mut last_used: FastMap<Id, i64> = FastMap::default();
+        let mut last_used: FastMap<u32, i64> = FastMap::default();
         let mut hourly = Vec::with_capacity(activity.hourly.len());
-        for ((key_id, hour), slot) in activity.hourly {
-            if slot.last > 0 {
-                let last = last_used.entry(key_id.clone()).or_insert(slot.last);
-                *last = (*last).max(slot.last);
-            }
-            hourly.extend(slot.tags.into_iter().map(|(tag, count)| HourlyDelta {
+        for ((key, hour, tag), (count, into_hour)) in activity.hourly {
+            let hour = i64::from(hour) * 3_600;
+            let last = last_used.entry(key).or_default();
+            *last = (*last).max(hour + i64::from(into_hour));
+            hourly.push(HourlyDelta {
                 hour,
-                tag: tag.into(),
-                key_id: key_id.to_string(),
-                customer_id: slot.customer_id.to_string(),
-                count: count as i64,
-            }));
+                tag: activity.tags.get(tag).to_owned(),
+                key_id: ids.keys.get(key).to_owned(),
+                customer_id: ids.key_customer(key).to_owned(),
+                count: i64::from(count),
+            });
         }
         let last_used = last_used
             .into_iter()
-            .map(|(key_id, at)| (key_id.to_string(), at))
+            .map(|(key, at)| (ids.keys.get(key).to_owned(), at))
             .collect();
         UsageBatch {
             at: now,
@@ -197,112 +208,98 @@ impl UsageBook {
 
     /// Puts back a batch that failed to be written, so the next flush tries again (meter
     /// reports are derived from the counters again then).
-    pub fn restore(&self, batch: UsageBatch) {
+    pub fn restore(&self, ids: &mut Ids, batch: UsageBatch) {
         for delta in batch.counters {
-            let counter = self.counter(
-                &Id::from(delta.entitlement),
-                delta.period_start,
-                &Arc::from(delta.customer_id),
-                None,
-            );
-            counter
-                .unflushed
-                .fetch_add(delta.used as u64, Ordering::AcqRel);
+            let customer = ids.customers.intern(&delta.customer_id);
+            let entitlement = ids.entitlement(&delta.entitlement, customer);
+            self.with_counter((entitlement, delta.period_start), |counter| {
+                counter
+                    .unflushed
+                    .fetch_add(delta.used as u64, Ordering::AcqRel);
+            });
         }
         let mut activity = self.activity.lock().expect("activity lock poisoned");
+        let activity = &mut *activity;
         for h in batch.hourly {
-            let slot = activity
-                .hourly
-                .entry((Id::from(h.key_id), h.hour))
-                .or_insert_with(|| HourSlot::new(Arc::from(h.customer_id)));
-            add_to_tag(&mut slot.tags, &h.tag, h.count as u64);
+            let customer = ids.customers.intern(&h.customer_id);
+            let key = ids.key(&h.key_id, customer);
+            let tag = activity.tags.intern(&h.tag);
+            let hour = (h.hour.max(0) / 3_600) as u32;
+            let (count, _) = activity.hourly.entry((key, hour, tag)).or_default();
+            *count += h.count as u32;
         }
-        // A key's last use was counted in that hour's slot, restored just above.
-        for (key_id, at) in batch.last_used {
-            if let Some(slot) = activity
-                .hourly
-                .get_mut(&(Id::from(key_id), at - at.rem_euclid(3_600)))
-            {
-                slot.last = slot.last.max(at);
+        // A key's last use was counted in that hour, restored just above (under some tag).
+        let last_used: FastMap<(u32, u32), u16> = batch
+            .last_used
+            .iter()
+            .filter_map(|(key_id, at)| {
+                let at = (*at).max(0);
+                let key = ids.keys.find(key_id)?;
+                Some(((key, (at / 3_600) as u32), (at % 3_600) as u16))
+            })
+            .collect();
+        for ((key, hour, _), (_, last)) in activity.hourly.iter_mut() {
+            if let Some(&at) = last_used.get(&(*key, *hour)) {
+                *last = (*last).max(at);
             }
         }
     }
 
     /// Folds in totals read from the database (which include other processes' flushed use).
-    pub fn merge(&self, rows: &[UsageRow]) {
+    /// Rows of entitlements the gate has never seen are left out: nothing can spend them,
+    /// and reading that customer again brings them back with the rest.
+    pub fn merge(&self, ids: &Ids, rows: &[UsageRow]) {
         for row in rows {
-            let counter = self.counter(
-                &Id::new(&row.entitlement),
-                row.period_start,
-                &Arc::from(row.customer_id.as_str()),
-                None,
-            );
+            let Some(entitlement) = ids.entitlements.find(&row.entitlement) else {
+                continue;
+            };
             let stored = row.used.max(0) as u64;
-            let pending = counter.unflushed.load(Ordering::Acquire);
-            counter.used.fetch_max(stored + pending, Ordering::AcqRel);
+            self.with_counter((entitlement, row.period_start), |counter| {
+                let pending = counter.unflushed.load(Ordering::Acquire);
+                counter.used.fetch_max(stored + pending, Ordering::AcqRel);
+            });
         }
     }
 
-    /// The counter of an entitlement's period, created on first use. A counter first made
-    /// from the database learns its meter (if any) on its first counted use.
-    fn counter(
-        &self,
-        entitlement: &Id,
-        period_start: i64,
-        customer_id: &Arc<str>,
-        meter: Option<&Arc<str>>,
-    ) -> Arc<Counter> {
-        let key = (entitlement.clone(), period_start);
-        let found = self
-            .counters
-            .read()
-            .expect("usage lock poisoned")
-            .get(&key)
-            .cloned();
-        let counter = found.unwrap_or_else(|| {
-            let mut counters = self.counters.write().expect("usage lock poisoned");
-            Arc::clone(counters.entry(key).or_insert_with(|| {
-                Arc::new(Counter {
-                    customer_id: Arc::clone(customer_id),
-                    meter: OnceLock::new(),
-                    used: AtomicU64::new(0),
-                    unflushed: AtomicU64::new(0),
-                })
-            }))
-        });
-        if let Some(meter) = meter {
-            counter.meter.get_or_init(|| Arc::clone(meter));
+    /// Runs `f` on the counter of an entitlement's period, created on first use.
+    fn with_counter<T>(&self, key: CounterKey, f: impl FnOnce(&Counter) -> T) -> T {
+        {
+            let counters = self.counters.read().expect("usage lock poisoned");
+            if let Some(counter) = counters.get(&key) {
+                return f(counter);
+            }
         }
-        counter
-    }
-}
-
-fn add_to_tag(tags: &mut Vec<(Box<str>, u64)>, tag: &str, n: u64) {
-    match tags.iter_mut().find(|(t, _)| **t == *tag) {
-        Some((_, count)) => *count += n,
-        None => tags.push((tag.into(), n)),
+        let mut counters = self.counters.write().expect("usage lock poisoned");
+        f(counters.entry(key).or_insert_with(Counter::new))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    fn ids() -> (Id, Arc<str>) {
-        (Id::new("g1"), Arc::from("cus_1"))
+    /// Ids with one customer, one entitlement ("g1") and one key ("key_1").
+    fn ids() -> (Ids, u32, u32) {
+        let mut ids = Ids::default();
+        let customer = ids.customers.intern("cus_1");
+        let entitlement = ids.entitlement("g1", customer);
+        let key = ids.key("key_1", customer);
+        (ids, entitlement, key)
     }
 
     #[test]
     fn taking_stops_exactly_at_the_cap_across_threads() {
+        let (ids, e, _) = ids();
         let book = Arc::new(UsageBook::default());
         let allowed: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     let book = Arc::clone(&book);
                     s.spawn(move || {
-                        let (e, c) = ids();
                         (0..100)
-                            .filter(|_| book.try_take(&e, 0, &c, Some(250), None))
+                            .filter(|_| book.try_take(e, 0, Some(250), None))
                             .count()
                     })
                 })
@@ -310,23 +307,24 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(allowed, 250);
-        let batch = book.take_batch(0, true);
+        let batch = book.take_batch(&ids, 0, true);
         assert_eq!(batch.counters.len(), 1);
         assert_eq!(batch.counters[0].used, 250);
+        assert_eq!(batch.counters[0].entitlement, "g1");
+        assert_eq!(batch.counters[0].customer_id, "cus_1");
     }
 
     #[test]
     fn a_restored_batch_is_flushed_again_and_merging_never_lowers_a_count() {
+        let (mut ids, e, key) = ids();
         let book = UsageBook::default();
-        let (e, c) = ids();
         for _ in 0..3 {
-            assert!(book.try_take(&e, 7, &c, None, None));
+            assert!(book.try_take(e, 7, None, None));
         }
-        let key = Id::new("key_1");
-        book.record(&key, &c, "@acme/a", 3_700);
-        book.record(&key, &c, "@acme/b", 7_300);
-        book.record(&key, &c, "@acme/b", 7_200);
-        let batch = book.take_batch(10, true);
+        book.record(key, "@acme/a", 3_700);
+        book.record(key, "@acme/b", 7_300);
+        book.record(key, "@acme/b", 7_200);
+        let batch = book.take_batch(&ids, 10, true);
         assert_eq!(batch.hourly.len(), 2, "one row per key, hour and tag");
         assert_eq!(
             batch.last_used,
@@ -334,17 +332,25 @@ mod tests {
             "the last use is the latest over the hours"
         );
         assert!(
-            book.take_batch(11, true).is_empty(),
+            book.take_batch(&ids, 11, true).is_empty(),
             "a batch is taken once"
         );
-        book.restore(batch.clone());
-        let again = book.take_batch(12, true);
+        book.restore(&mut ids, batch.clone());
+        let again = book.take_batch(&ids, 12, true);
         assert_eq!(again.counters, batch.counters);
         let sorted = |b: &UsageBatch| {
             let mut rows: Vec<_> = b
                 .hourly
                 .iter()
-                .map(|h| (h.hour, h.tag.clone(), h.count))
+                .map(|h| {
+                    (
+                        h.hour,
+                        h.tag.clone(),
+                        h.key_id.clone(),
+                        h.customer_id.clone(),
+                        h.count,
+                    )
+                })
                 .collect();
             rows.sort();
             rows
@@ -357,22 +363,39 @@ mod tests {
             customer_id: "cus_1".into(),
             used,
         };
-        book.merge(&[row(1)]);
+        book.merge(&ids, &[row(1)]);
         assert_eq!(
-            book.used(&e, 7),
+            book.used(e, 7),
             3,
             "a stale database total does not lower the count"
         );
-        book.merge(&[row(10)]);
-        assert_eq!(book.used(&e, 7), 10, "other processes' use is folded in");
+        book.merge(&ids, &[row(10)]);
+        assert_eq!(book.used(e, 7), 10, "other processes' use is folded in");
+    }
+
+    #[test]
+    fn use_of_a_metered_price_is_reported_to_its_meter() {
+        let (mut ids, e, _) = ids();
+        let meter = ids.meters.intern("predictions");
+        let book = UsageBook::default();
+        assert!(book.try_take(e, 7, None, Some(meter)));
+        assert!(book.try_take(e, 7, None, Some(meter)));
+        let batch = book.take_batch(&ids, 10, false);
+        assert_eq!(
+            batch.meters,
+            [MeterDelta {
+                customer_id: "cus_1".into(),
+                event_name: "predictions".into(),
+                value: 2,
+            }]
+        );
     }
 
     #[test]
     fn the_rate_window_allows_the_limit_per_minute() {
         let book = UsageBook::default();
-        let c = Id::new("cus_1");
-        let allowed = (0..5).filter(|_| book.try_rate(&c, 3, 600)).count();
+        let allowed = (0..5).filter(|_| book.try_rate(1, 3, 600)).count();
         assert_eq!(allowed, 3);
-        assert!(book.try_rate(&c, 3, 660), "a new minute opens a new window");
+        assert!(book.try_rate(1, 3, 660), "a new minute opens a new window");
     }
 }

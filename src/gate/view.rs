@@ -1,189 +1,360 @@
 //! The in-memory view of the ledger that the hot path reads: keys by hash, each pointing at
 //! its customer's entitlements. Built whole from a [`LedgerRows`] read, or patched from the
 //! last one with a few customers' rows; either way a new view is swapped in at once.
+//!
+//! It is a few large arrays rather than an allocation per key: ids are slots of the gate's
+//! [`Ids`], a customer is a span of one array of entitlements, and the terms of a plan are
+//! shared by all its entitlements. Less memory, and fewer places a lookup has to visit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::FastMap;
-use super::id::Id;
-use std::sync::Arc;
+use super::names::Ids;
 
 use crate::domain::{KeyHash, PlanRules, Predictors};
 use crate::store::{GrantRow, ItemRow, LedgerRows, PurchaseRow};
 
-use super::entitlement::{Entitlement, Limit, QuotaPeriod, Source, Status, SubscriptionState};
+use super::entitlement::{
+    Entitlement, Limit, Plan, QuotaPeriod, Source, Status, SubscriptionState,
+};
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct View {
     pub version: i64,
-    pub keys: FastMap<KeyHash, KeyEntry>,
-    /// Every customer with a key, for the account page.
-    pub customers: FastMap<Arc<str>, Arc<CustomerView>>,
+    keys: FastMap<KeyHash, KeyRef>,
+    /// Customers that hold a key, each a span of `entitlements`.
+    customers: Vec<Span>,
+    /// Where each customer of the view is in `customers`, by customer slot.
+    by_customer: FastMap<u32, u32>,
+    entitlements: Vec<Entitlement>,
+    /// One copy of each plan's terms.
+    plans: HashSet<Arc<Plan>>,
+    /// Customers patched out whose span is still in the arrays (until compacted).
+    dead: usize,
 }
 
-#[derive(Clone)]
-pub struct KeyEntry {
-    pub key_id: Id,
-    pub customer: Arc<CustomerView>,
+/// A key's slot and where its customer is in the view.
+#[derive(Clone, Copy)]
+struct KeyRef {
+    key: u32,
+    customer: u32,
 }
 
-pub struct CustomerView {
-    pub id: Id,
-    pub entitlements: Vec<Entitlement>,
+#[derive(Clone, Copy)]
+struct Span {
+    slot: u32,
+    first: u32,
+    len: u32,
+}
+
+/// One customer as the view holds it.
+#[derive(Clone, Copy)]
+pub struct Customer<'a> {
+    pub slot: u32,
+    pub entitlements: &'a [Entitlement],
+}
+
+/// A key found in the view: its slot and its customer.
+pub struct Found<'a> {
+    pub key: u32,
+    pub customer: Customer<'a>,
 }
 
 impl View {
-    pub fn build(rows: LedgerRows) -> Self {
-        let mut shared = Interner::default();
-        let mut by_customer: HashMap<String, Vec<Entitlement>> = HashMap::new();
-        for grant in rows.grants {
-            let customer = grant.customer_id.clone();
-            if let Some(e) = from_grant(grant, &mut shared) {
-                by_customer.entry(customer).or_default().push(e);
-            }
-        }
-        for item in rows.items {
-            let customer = item.customer_id.clone();
-            by_customer
-                .entry(customer)
-                .or_default()
-                .push(from_item(item, &mut shared));
-        }
-        for purchase in rows.purchases {
-            let customer = purchase.customer_id.clone();
-            by_customer
-                .entry(customer)
-                .or_default()
-                .push(from_purchase(purchase, &mut shared));
-        }
-        let mut customers: FastMap<Arc<str>, Arc<CustomerView>> = FastMap::default();
-        let mut keys = FastMap::with_capacity_and_hasher(rows.keys.len(), Default::default());
-        for key in rows.keys {
-            let Some(hash) = KeyHash::from_hex(&key.key_hash) else {
-                tracing::warn!(key_id = %key.id, "Skipping a key whose stored hash is not valid");
-                continue;
-            };
-            let customer = match customers.get(key.customer_id.as_str()) {
-                Some(customer) => Arc::clone(customer),
-                None => {
-                    let customer = Arc::new(CustomerView {
-                        id: Id::new(&key.customer_id),
-                        entitlements: by_customer
-                            .remove(&key.customer_id)
-                            .map(|mut entitlements| {
-                                // Most customers hold one or two; a pushed Vec reserves four.
-                                entitlements.shrink_to_fit();
-                                entitlements
-                            })
-                            .unwrap_or_default(),
-                    });
-                    customers.insert(Arc::clone(customer.id.text()), Arc::clone(&customer));
-                    customer
-                }
-            };
-            keys.insert(
-                hash,
-                KeyEntry {
-                    key_id: Id::from(key.id),
-                    customer,
-                },
-            );
-        }
-        Self {
+    pub fn build(rows: LedgerRows, ids: &mut Ids) -> Self {
+        let mut view = Self {
             version: rows.version,
-            keys,
-            customers,
+            ..Self::default()
+        };
+        view.keys.reserve(rows.keys.len());
+        view.add(rows, ids);
+        view.entitlements.shrink_to_fit();
+        view.customers.shrink_to_fit();
+        view
+    }
+
+    pub fn find(&self, hash: &KeyHash) -> Option<Found<'_>> {
+        let key = self.keys.get(hash)?;
+        Some(Found {
+            key: key.key,
+            customer: self.customer_at(key.customer),
+        })
+    }
+
+    pub fn customer(&self, slot: u32) -> Option<Customer<'_>> {
+        self.by_customer.get(&slot).map(|&at| self.customer_at(at))
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn customer_at(&self, at: u32) -> Customer<'_> {
+        let span = self.customers[at as usize];
+        let first = span.first as usize;
+        Customer {
+            slot: span.slot,
+            entitlements: &self.entitlements[first..first + span.len as usize],
         }
     }
 
     /// This view with the named customers replaced by their rows as now stored (a customer
     /// left without rows, say whose last key was revoked, drops out), at `version`.
-    pub fn patched(&self, version: i64, changed: Vec<(String, LedgerRows)>) -> Self {
-        let ids: HashSet<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
-        let mut keys = self.keys.clone();
-        keys.retain(|_, entry| !ids.contains(&*entry.customer.id));
-        let mut customers = self.customers.clone();
-        customers.retain(|id, _| !ids.contains(&**id));
+    pub fn patched(&self, version: i64, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
+        let gone: HashSet<u32> = changed
+            .iter()
+            .filter_map(|(id, _)| ids.customers.find(id))
+            .collect();
+        let mut view = self.clone();
+        view.version = version;
+        for slot in &gone {
+            if view.by_customer.remove(slot).is_some() {
+                view.dead += 1;
+            }
+        }
+        let customers = &view.customers;
+        view.keys
+            .retain(|_, key| !gone.contains(&customers[key.customer as usize].slot));
         for (_, rows) in changed {
-            let part = Self::build(rows);
-            keys.extend(part.keys);
-            customers.extend(part.customers);
+            view.add(rows, ids);
         }
-        Self {
-            version,
-            keys,
-            customers,
+        if view.dead > view.customers.len() / 4 {
+            view.compact();
         }
+        view
+    }
+
+    /// Adds the customers of `rows` that hold a key, with their entitlements in the order
+    /// read (grants, then subscription items, then purchases), which is the order they are
+    /// tried in.
+    fn add(&mut self, rows: LedgerRows, ids: &mut Ids) {
+        let first_new = self.customers.len() as u32;
+        for key in rows.keys {
+            let Some(hash) = KeyHash::from_hex(&key.key_hash) else {
+                tracing::warn!(key_id = %key.id, "Skipping a key whose stored hash is not valid");
+                continue;
+            };
+            let slot = ids.customers.intern(&key.customer_id);
+            let customers = &mut self.customers;
+            let at = *self.by_customer.entry(slot).or_insert_with(|| {
+                customers.push(Span {
+                    slot,
+                    first: 0,
+                    len: 0,
+                });
+                (customers.len() - 1) as u32
+            });
+            let key = KeyRef {
+                key: ids.key(&key.id, slot),
+                customer: at,
+            };
+            self.keys.insert(hash, key);
+        }
+        let mut owned: Vec<(u32, Entitlement)> = Vec::new();
+        let mut build = Builder {
+            ids,
+            plans: &mut self.plans,
+        };
+        let by_customer = &self.by_customer;
+        // Only customers added just now: a customer's rows all come in one `add`.
+        let at_of = |ids: &Ids, customer_id: &str| {
+            let slot = ids.customers.find(customer_id)?;
+            let at = *by_customer.get(&slot)?;
+            (at >= first_new).then_some((slot, at))
+        };
+        for grant in rows.grants {
+            if let Some((slot, at)) = at_of(build.ids, &grant.customer_id)
+                && let Some(e) = build.grant(grant, slot)
+            {
+                owned.push((at, e));
+            }
+        }
+        for item in rows.items {
+            if let Some((slot, at)) = at_of(build.ids, &item.customer_id) {
+                owned.push((at, build.item(item, slot)));
+            }
+        }
+        for purchase in rows.purchases {
+            if let Some((slot, at)) = at_of(build.ids, &purchase.customer_id) {
+                owned.push((at, build.purchase(purchase, slot)));
+            }
+        }
+        // Stable: each customer's entitlements keep the order they were read in.
+        owned.sort_by_key(|(at, _)| *at);
+        self.entitlements.reserve(owned.len());
+        for (at, entitlement) in owned {
+            let span = &mut self.customers[at as usize];
+            if span.len == 0 {
+                span.first = self.entitlements.len() as u32;
+            }
+            span.len += 1;
+            self.entitlements.push(entitlement);
+        }
+    }
+
+    /// The same view without the spans of customers patched out.
+    fn compact(&mut self) {
+        let mut customers = Vec::with_capacity(self.by_customer.len());
+        let mut entitlements = Vec::with_capacity(self.entitlements.len());
+        let mut moved = vec![u32::MAX; self.customers.len()];
+        for at in self.by_customer.values_mut() {
+            let span = self.customers[*at as usize];
+            let first = span.first as usize;
+            moved[*at as usize] = customers.len() as u32;
+            *at = customers.len() as u32;
+            customers.push(Span {
+                first: entitlements.len() as u32,
+                ..span
+            });
+            entitlements.extend_from_slice(&self.entitlements[first..first + span.len as usize]);
+        }
+        for key in self.keys.values_mut() {
+            key.customer = moved[key.customer as usize];
+        }
+        self.customers = customers;
+        self.entitlements = entitlements;
+        self.dead = 0;
     }
 }
 
-/// One copy of what many entitlements hold alike (a plan's predictors, a product's name):
-/// less memory, and the hot path reads the copy most requests have just read.
-#[derive(Default)]
-struct Interner {
-    predictors: HashSet<Arc<Predictors>>,
-    names: HashSet<Arc<str>>,
+/// Makes entitlements from rows: ids become slots, and each plan's terms are shared.
+struct Builder<'a> {
+    ids: &'a mut Ids,
+    plans: &'a mut HashSet<Arc<Plan>>,
 }
 
-impl Interner {
-    fn predictors(&mut self, predictors: Predictors) -> Arc<Predictors> {
-        shared_copy(&mut self.predictors, &predictors, || {
-            Arc::new(predictors.clone())
+impl Builder<'_> {
+    /// The shared copy of these terms.
+    fn plan(&mut self, plan: Plan) -> Arc<Plan> {
+        if let Some(shared) = self.plans.get(&plan) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(plan);
+        self.plans.insert(Arc::clone(&shared));
+        shared
+    }
+
+    fn grant(&mut self, grant: GrantRow, customer: u32) -> Option<Entitlement> {
+        let predictors = match Predictors::parse(&grant.predictors, None) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(grant = %grant.id, error = %e, "Skipping a grant with unreadable predictors");
+                return None;
+            }
+        };
+        let limit = match (grant.quota, grant.credits) {
+            (Some(quota), _) => Limit::Quota {
+                per_period: quota.max(0) as u64,
+                period: if grant.quota_period.as_deref() == Some("day") {
+                    QuotaPeriod::Day
+                } else {
+                    QuotaPeriod::Month
+                },
+            },
+            (None, Some(credits)) => Limit::Credits {
+                total: credits.max(0) as u64,
+            },
+            (None, None) => Limit::Unlimited,
+        };
+        Some(Entitlement {
+            slot: self.ids.entitlement(&grant.id, customer),
+            plan: self.plan(Plan {
+                name: grant
+                    .note
+                    .as_deref()
+                    .unwrap_or("Access given by the owner")
+                    .into(),
+                predictors,
+                rate_limit: None,
+                meter: None,
+            }),
+            source: Source::Grant {
+                expires_at: grant.expires_at,
+            },
+            limit,
         })
     }
 
-    fn name(&mut self, name: &str) -> Arc<str> {
-        shared_copy(&mut self.names, name, || Arc::from(name))
-    }
-}
-
-/// The copy of `value` in `set`, put there (made by `make`) if it is not yet.
-fn shared_copy<T: std::hash::Hash + Eq + ?Sized>(
-    set: &mut HashSet<Arc<T>>,
-    value: &T,
-    make: impl FnOnce() -> Arc<T>,
-) -> Arc<T> {
-    if let Some(shared) = set.get(value) {
-        return Arc::clone(shared);
-    }
-    let shared = make();
-    set.insert(Arc::clone(&shared));
-    shared
-}
-
-fn from_grant(grant: GrantRow, shared: &mut Interner) -> Option<Entitlement> {
-    let predictors = match Predictors::parse(&grant.predictors, None) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(grant = %grant.id, error = %e, "Skipping a grant with unreadable predictors");
-            return None;
-        }
-    };
-    let limit = match (grant.quota, grant.credits) {
-        (Some(quota), _) => Limit::Quota {
-            per_period: quota.max(0) as u64,
-            period: if grant.quota_period.as_deref() == Some("day") {
-                QuotaPeriod::Day
-            } else {
-                QuotaPeriod::Month
+    fn item(&mut self, item: ItemRow, customer: u32) -> Entitlement {
+        let rules = rules(
+            &item.id,
+            item.product_metadata.as_deref(),
+            item.price_metadata.as_deref(),
+        );
+        // Metered prices bill per prediction, so a quota would only stop what the owner is paid for.
+        let metered = item.usage_type.as_deref() == Some("metered");
+        let limit = match rules.quota {
+            Some(quota) if !metered => Limit::Quota {
+                per_period: quota,
+                period: QuotaPeriod::Billing,
             },
-        },
-        (None, Some(credits)) => Limit::Credits {
-            total: credits.max(0) as u64,
-        },
-        (None, None) => Limit::Unlimited,
-    };
-    Some(Entitlement {
-        name: shared.name(grant.note.as_deref().unwrap_or("Access given by the owner")),
-        id: Id::from(grant.id),
-        predictors: shared.predictors(predictors),
-        source: Source::Grant {
-            expires_at: grant.expires_at,
-        },
-        limit,
-        rate_limit: None,
-        meter: None,
-    })
+            _ => Limit::Unlimited,
+        };
+        let meter = item
+            .meter_event_name
+            .filter(|_| metered)
+            .map(|name| self.ids.meters.intern(&name));
+        Entitlement {
+            slot: self.ids.entitlement(&item.id, customer),
+            plan: self.plan(Plan {
+                name: item
+                    .product_name
+                    .as_deref()
+                    .unwrap_or("Subscription")
+                    .into(),
+                predictors: rules.predictors,
+                rate_limit: rules.rate_limit,
+                meter,
+            }),
+            source: Source::Subscription(SubscriptionState {
+                status: Status::parse(&item.status),
+                period_start: item.current_period_start,
+                period_end: item.current_period_end,
+                cancel_at_period_end: item.cancel_at_period_end,
+                canceled_at: item.canceled_at,
+                ended_at: item.ended_at,
+                past_due_since: item.past_due_since,
+            }),
+            limit,
+        }
+    }
+
+    fn purchase(&mut self, purchase: PurchaseRow, customer: u32) -> Entitlement {
+        let rules = rules(
+            &purchase.id,
+            purchase.product_metadata.as_deref(),
+            purchase.price_metadata.as_deref(),
+        );
+        let quantity = purchase.quantity.max(1) as u64;
+        let limit = match rules.credits {
+            Some(credits) => Limit::Credits {
+                total: credits.saturating_mul(quantity),
+            },
+            None => Limit::Unlimited,
+        };
+        Entitlement {
+            slot: self.ids.entitlement(&purchase.id, customer),
+            plan: self.plan(Plan {
+                name: purchase
+                    .product_name
+                    .as_deref()
+                    .unwrap_or("Purchase")
+                    .into(),
+                predictors: rules.predictors,
+                rate_limit: rules.rate_limit,
+                meter: None,
+            }),
+            source: Source::Purchase {
+                pass_expires_at: rules
+                    .duration_days
+                    .map(|days| purchase.paid_at + i64::from(days) * 86_400),
+                refunded_at: purchase.refunded_at,
+                disputed_at: purchase.disputed_at,
+            },
+            limit,
+        }
+    }
 }
 
 fn rules(id: &str, product: Option<&str>, price: Option<&str>) -> PlanRules {
@@ -192,73 +363,6 @@ fn rules(id: &str, product: Option<&str>, price: Option<&str>) -> PlanRules {
         tracing::warn!(entitlement = %id, %problem, "Plan metadata ignored");
     }
     rules
-}
-
-fn from_item(item: ItemRow, shared: &mut Interner) -> Entitlement {
-    let rules = rules(
-        &item.id,
-        item.product_metadata.as_deref(),
-        item.price_metadata.as_deref(),
-    );
-    // Metered prices bill per prediction, so a quota would only stop what the owner is paid for.
-    let metered = item.usage_type.as_deref() == Some("metered");
-    let limit = match rules.quota {
-        Some(quota) if !metered => Limit::Quota {
-            per_period: quota,
-            period: QuotaPeriod::Billing,
-        },
-        _ => Limit::Unlimited,
-    };
-    Entitlement {
-        name: shared.name(item.product_name.as_deref().unwrap_or("Subscription")),
-        id: Id::from(item.id),
-        predictors: shared.predictors(rules.predictors),
-        source: Source::Subscription(SubscriptionState {
-            status: Status::parse(&item.status),
-            period_start: item.current_period_start,
-            period_end: item.current_period_end,
-            cancel_at_period_end: item.cancel_at_period_end,
-            canceled_at: item.canceled_at,
-            ended_at: item.ended_at,
-            past_due_since: item.past_due_since,
-        }),
-        limit,
-        rate_limit: rules.rate_limit,
-        meter: item
-            .meter_event_name
-            .filter(|_| metered)
-            .map(|name| shared.name(&name)),
-    }
-}
-
-fn from_purchase(purchase: PurchaseRow, shared: &mut Interner) -> Entitlement {
-    let rules = rules(
-        &purchase.id,
-        purchase.product_metadata.as_deref(),
-        purchase.price_metadata.as_deref(),
-    );
-    let quantity = purchase.quantity.max(1) as u64;
-    let limit = match rules.credits {
-        Some(credits) => Limit::Credits {
-            total: credits.saturating_mul(quantity),
-        },
-        None => Limit::Unlimited,
-    };
-    Entitlement {
-        name: shared.name(purchase.product_name.as_deref().unwrap_or("Purchase")),
-        id: Id::from(purchase.id),
-        predictors: shared.predictors(rules.predictors),
-        source: Source::Purchase {
-            pass_expires_at: rules
-                .duration_days
-                .map(|days| purchase.paid_at + i64::from(days) * 86_400),
-            refunded_at: purchase.refunded_at,
-            disputed_at: purchase.disputed_at,
-        },
-        limit,
-        rate_limit: rules.rate_limit,
-        meter: None,
-    }
 }
 
 #[cfg(test)]
@@ -308,15 +412,16 @@ mod tests {
     }
 
     /// Keys with their customer and that customer's first entitlement's name.
-    fn summary(view: &View) -> Vec<(String, String, String)> {
+    fn summary(view: &View, ids: &Ids) -> Vec<(String, String, String)> {
         let mut out: Vec<_> = view
             .keys
-            .iter()
-            .map(|(hash, entry)| {
+            .keys()
+            .map(|hash| {
+                let found = view.find(hash).unwrap();
                 (
                     hash.to_hex(),
-                    entry.customer.id.to_string(),
-                    entry.customer.entitlements[0].name.to_string(),
+                    ids.customers.get(found.customer.slot).to_owned(),
+                    found.customer.entitlements[0].plan.name.to_string(),
                 )
             })
             .collect();
@@ -324,15 +429,26 @@ mod tests {
         out
     }
 
+    fn customers(view: &View, ids: &Ids) -> Vec<String> {
+        let mut out: Vec<_> = view
+            .by_customer
+            .keys()
+            .map(|&slot| ids.customers.get(slot).to_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
     #[test]
     fn a_patched_view_equals_one_built_whole_from_the_same_rows() {
-        let before = View::build(merged(
-            vec![rows("a", &[1], "old"), rows("b", &[2, 3], "old")],
-            5,
-        ));
+        let mut ids = Ids::default();
+        let before = View::build(
+            merged(vec![rows("a", &[1], "old"), rows("b", &[2, 3], "old")], 5),
+            &mut ids,
+        );
         // a is gone (deleted, or its last key revoked), b lost key 2 and changed its grant,
         // c is new; d was untouched.
-        let before = before.patched(6, vec![("d".into(), rows("d", &[9], "same"))]);
+        let before = before.patched(6, vec![("d".into(), rows("d", &[9], "same"))], &mut ids);
         let patched = before.patched(
             9,
             vec![
@@ -340,24 +456,68 @@ mod tests {
                 ("b".into(), rows("b", &[3, 4], "new")),
                 ("c".into(), rows("c", &[5], "new")),
             ],
+            &mut ids,
         );
-        let whole = View::build(merged(
-            vec![
-                rows("b", &[3, 4], "new"),
-                rows("c", &[5], "new"),
-                rows("d", &[9], "same"),
-            ],
-            9,
-        ));
+        let whole = View::build(
+            merged(
+                vec![
+                    rows("b", &[3, 4], "new"),
+                    rows("c", &[5], "new"),
+                    rows("d", &[9], "same"),
+                ],
+                9,
+            ),
+            &mut ids,
+        );
         assert_eq!(patched.version, 9);
-        assert_eq!(summary(&patched), summary(&whole));
-        let mut ids: Vec<_> = patched.customers.keys().map(|id| id.to_string()).collect();
-        ids.sort();
-        assert_eq!(ids, ["b", "c", "d"]);
+        assert_eq!(summary(&patched, &ids), summary(&whole, &ids));
+        assert_eq!(customers(&patched, &ids), ["b", "c", "d"]);
         assert_eq!(
             before.keys.len(),
             4,
             "the view patched from is left as it was"
         );
+        assert_eq!(summary(&before, &ids).len(), 4);
+    }
+
+    #[test]
+    fn a_view_patched_many_times_is_compacted_and_stays_the_same() {
+        let mut ids = Ids::default();
+        let mut view = View::build(
+            merged(
+                (0..8).map(|n| rows(&format!("c{n}"), &[n], "v0")).collect(),
+                1,
+            ),
+            &mut ids,
+        );
+        for round in 1..=20u8 {
+            let n = round % 8;
+            view = view.patched(
+                1 + i64::from(round),
+                vec![(
+                    format!("c{n}"),
+                    rows(&format!("c{n}"), &[n], &format!("v{round}")),
+                )],
+                &mut ids,
+            );
+        }
+        assert!(
+            view.customers.len() < 8 + 8 / 4 + 1,
+            "dead spans are dropped once they are a quarter of the view ({} spans)",
+            view.customers.len()
+        );
+        let expected = View::build(
+            merged(
+                (0..8u8)
+                    .map(|n| {
+                        let last = (1..=20u8).filter(|r| r % 8 == n).max().unwrap_or(0);
+                        rows(&format!("c{n}"), &[n], &format!("v{last}"))
+                    })
+                    .collect(),
+                21,
+            ),
+            &mut ids,
+        );
+        assert_eq!(summary(&view, &ids), summary(&expected, &ids));
     }
 }

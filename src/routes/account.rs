@@ -266,14 +266,10 @@ async fn account_page(
     let customer = state.store.customer(&session.customer_id).await?;
     let plans = state
         .gate
-        .customer(&session.customer_id)
-        .map(|c| {
-            c.entitlements
-                .iter()
-                .map(|e| plan_line(state, e, now))
-                .collect()
-        })
-        .unwrap_or_default();
+        .customer(&session.customer_id, now)
+        .iter()
+        .map(|(e, used)| plan_line(state, e, *used, now))
+        .collect();
     let keys = state
         .store
         .list_keys(Some(&session.customer_id))
@@ -302,7 +298,7 @@ async fn account_page(
     html(&page, true)
 }
 
-fn plan_line(state: &AppState, e: &Entitlement, now: i64) -> PlanLine {
+fn plan_line(state: &AppState, e: &Entitlement, used: u64, now: i64) -> PlanLine {
     let in_force = e.in_force(now, state.gate.past_due_grace());
     let status = match (&in_force, &e.source) {
         (Ok(()), Source::Subscription(s)) if s.status == Status::Trialing => "Trial".to_owned(),
@@ -332,9 +328,8 @@ fn plan_line(state: &AppState, e: &Entitlement, now: i64) -> PlanLine {
         } => format!("Until {}", calendar::date(*at)),
         _ => "No end date".to_owned(),
     };
-    let used = state.gate.used(e, now);
     let usage = match e.limit {
-        Limit::Unlimited if e.meter.is_some() => format!(
+        Limit::Unlimited if e.plan.meter.is_some() => format!(
             "{} predictions this period, billed per use",
             thousands(used)
         ),
@@ -353,7 +348,7 @@ fn plan_line(state: &AppState, e: &Entitlement, now: i64) -> PlanLine {
         ),
     };
     PlanLine {
-        name: e.name.to_string(),
+        name: e.plan.name.to_string(),
         status,
         dates,
         usage,
