@@ -15,7 +15,10 @@ use std::sync::{Arc, RwLock};
 use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, Owner, PredictorTag};
-use crate::store::{LedgerChange, LedgerRows, Store, UsageBatch};
+use crate::store::{
+    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Store,
+    UsageBatch, UsageRow,
+};
 
 pub use decision::{Charge, decide};
 pub use entitlement::{
@@ -24,6 +27,7 @@ pub use entitlement::{
 pub use names::{Ids, Names};
 pub use reason::{DenyReason, Links};
 pub use usage::UsageBook;
+use view::Part;
 pub use view::View;
 
 /// The hash map of the hot path (foldhash, seeded per process).
@@ -58,6 +62,43 @@ fn patchable(changes: Vec<LedgerChange>) -> Option<HashSet<String>> {
         }
     }
     Some(customers)
+}
+
+/// The whole ledger going into a new view as it is read: rows are turned into the view's
+/// arrays one by one (the ids lock taken per row, never across a read), and stored counts are
+/// folded into the counters, so the ledger is never held as rows.
+struct Loading<'g> {
+    part: Part,
+    ids: &'g RwLock<Ids>,
+    usage: &'g UsageBook,
+}
+
+impl LedgerSink for Loading<'_> {
+    fn key(&mut self, row: KeyRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.key(row, &mut ids);
+    }
+
+    fn grant(&mut self, row: GrantRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.grant(row, &mut ids);
+    }
+
+    fn item(&mut self, row: ItemRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.item(row, &mut ids);
+    }
+
+    fn purchase(&mut self, row: PurchaseRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.purchase(row, &mut ids);
+    }
+
+    /// Counters come after every entitlement, so each finds its entitlement's slot.
+    fn usage(&mut self, row: UsageRow) {
+        let ids = self.ids.read().expect("ids lock poisoned");
+        self.usage.merge(&ids, std::slice::from_ref(&row));
+    }
 }
 
 pub struct Gate {
@@ -215,11 +256,21 @@ impl Gate {
 
     /// Rebuilds the view from the database, keeping this process's unflushed counts.
     pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
-        let rows = store.load_ledger(now).await?;
-        let view = Arc::new(self.build(rows));
+        let mut loading = Loading {
+            part: Part::new(View::default()),
+            ids: &self.ids,
+            usage: &self.usage,
+        };
+        let version = store.load_ledger_into(now, &mut loading).await?;
+        let mut view = loading.part.finish();
+        view.version = version;
+        let view = Arc::new(view);
         tracing::debug!(
             version = view.version,
             keys = view.key_count(),
+            view_bytes = view.heap_bytes(),
+            id_bytes = self.ids.read().expect("ids lock poisoned").heap_bytes(),
+            counter_bytes = self.usage.heap_bytes(),
             "Ledger view loaded"
         );
         self.swap_in(view);

@@ -261,6 +261,12 @@ impl UsageBook {
         }
     }
 
+    /// Bytes the counters' table holds.
+    pub fn heap_bytes(&self) -> usize {
+        let counters = self.counters.read().expect("usage lock poisoned");
+        counters.capacity() * (size_of::<(CounterKey, Counter)>() + 1)
+    }
+
     /// Runs `f` on the counter of an entitlement's period, created on first use.
     fn with_counter<T>(&self, key: CounterKey, f: impl FnOnce(&Counter) -> T) -> T {
         {

@@ -13,7 +13,7 @@ use super::FastMap;
 use super::names::Ids;
 
 use crate::domain::{KeyHash, PlanRules, Predictors};
-use crate::store::{GrantRow, ItemRow, LedgerRows, PurchaseRow};
+use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PurchaseRow};
 
 use super::entitlement::{
     Entitlement, Limit, Plan, QuotaPeriod, Source, Status, SubscriptionState,
@@ -69,9 +69,24 @@ impl View {
         };
         view.keys.reserve(rows.keys.len());
         view.add(rows, ids);
-        view.entitlements.shrink_to_fit();
-        view.customers.shrink_to_fit();
         view
+    }
+
+    fn add(&mut self, rows: LedgerRows, ids: &mut Ids) {
+        let mut part = Part::new(std::mem::take(self));
+        for row in rows.keys {
+            part.key(row, ids);
+        }
+        for row in rows.grants {
+            part.grant(row, ids);
+        }
+        for row in rows.items {
+            part.item(row, ids);
+        }
+        for row in rows.purchases {
+            part.purchase(row, ids);
+        }
+        *self = part.finish();
     }
 
     pub fn find(&self, hash: &KeyHash) -> Option<Found<'_>> {
@@ -88,6 +103,15 @@ impl View {
 
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Bytes the view's tables hold (what the README's memory figures are made of).
+    pub fn heap_bytes(&self) -> usize {
+        let map = |capacity: usize, entry: usize| capacity * (entry + 1);
+        map(self.keys.capacity(), size_of::<(KeyHash, KeyRef)>())
+            + map(self.by_customer.capacity(), size_of::<(u32, u32)>())
+            + self.customers.capacity() * size_of::<Span>()
+            + self.entitlements.capacity() * size_of::<Entitlement>()
     }
 
     fn customer_at(&self, at: u32) -> Customer<'_> {
@@ -125,74 +149,6 @@ impl View {
         view
     }
 
-    /// Adds the customers of `rows` that hold a key, with their entitlements in the order
-    /// read (grants, then subscription items, then purchases), which is the order they are
-    /// tried in.
-    fn add(&mut self, rows: LedgerRows, ids: &mut Ids) {
-        let first_new = self.customers.len() as u32;
-        for key in rows.keys {
-            let Some(hash) = KeyHash::from_hex(&key.key_hash) else {
-                tracing::warn!(key_id = %key.id, "Skipping a key whose stored hash is not valid");
-                continue;
-            };
-            let slot = ids.customers.intern(&key.customer_id);
-            let customers = &mut self.customers;
-            let at = *self.by_customer.entry(slot).or_insert_with(|| {
-                customers.push(Span {
-                    slot,
-                    first: 0,
-                    len: 0,
-                });
-                (customers.len() - 1) as u32
-            });
-            let key = KeyRef {
-                key: ids.key(&key.id, slot),
-                customer: at,
-            };
-            self.keys.insert(hash, key);
-        }
-        let mut owned: Vec<(u32, Entitlement)> = Vec::new();
-        let mut build = Builder {
-            ids,
-            plans: &mut self.plans,
-        };
-        let by_customer = &self.by_customer;
-        // Only customers added just now: a customer's rows all come in one `add`.
-        let at_of = |ids: &Ids, customer_id: &str| {
-            let slot = ids.customers.find(customer_id)?;
-            let at = *by_customer.get(&slot)?;
-            (at >= first_new).then_some((slot, at))
-        };
-        for grant in rows.grants {
-            if let Some((slot, at)) = at_of(build.ids, &grant.customer_id)
-                && let Some(e) = build.grant(grant, slot)
-            {
-                owned.push((at, e));
-            }
-        }
-        for item in rows.items {
-            if let Some((slot, at)) = at_of(build.ids, &item.customer_id) {
-                owned.push((at, build.item(item, slot)));
-            }
-        }
-        for purchase in rows.purchases {
-            if let Some((slot, at)) = at_of(build.ids, &purchase.customer_id) {
-                owned.push((at, build.purchase(purchase, slot)));
-            }
-        }
-        // Stable: each customer's entitlements keep the order they were read in.
-        owned.sort_by_key(|(at, _)| *at);
-        self.entitlements.reserve(owned.len());
-        for (at, entitlement) in owned {
-            let span = &mut self.customers[at as usize];
-            if span.len == 0 {
-                span.first = self.entitlements.len() as u32;
-            }
-            span.len += 1;
-            self.entitlements.push(entitlement);
-        }
-    }
-
     /// The same view without the spans of customers patched out.
     fn compact(&mut self) {
         let mut customers = Vec::with_capacity(self.by_customer.len());
@@ -215,6 +171,103 @@ impl View {
         self.customers = customers;
         self.entitlements = entitlements;
         self.dead = 0;
+    }
+}
+
+/// Customers going into a view, one row at a time: keys first, then entitlements (grants,
+/// subscription items, purchases), in the order they are tried in. Only customers that hold a
+/// key and came in through this part are added; a customer's rows all come in one part.
+pub struct Part {
+    view: View,
+    first_new: u32,
+    /// Entitlements by where their customer is in the view, until all are read.
+    owned: Vec<(u32, Entitlement)>,
+}
+
+impl Part {
+    pub fn new(view: View) -> Self {
+        Self {
+            first_new: view.customers.len() as u32,
+            view,
+            owned: Vec::new(),
+        }
+    }
+
+    pub fn key(&mut self, row: KeyRow, ids: &mut Ids) {
+        let Some(hash) = KeyHash::from_hex(&row.key_hash) else {
+            tracing::warn!(key_id = %row.id, "Skipping a key whose stored hash is not valid");
+            return;
+        };
+        let view = &mut self.view;
+        let slot = ids.customers.intern(&row.customer_id);
+        let customers = &mut view.customers;
+        let at = *view.by_customer.entry(slot).or_insert_with(|| {
+            customers.push(Span {
+                slot,
+                first: 0,
+                len: 0,
+            });
+            (customers.len() - 1) as u32
+        });
+        let key = KeyRef {
+            key: ids.key(&row.id, slot),
+            customer: at,
+        };
+        view.keys.insert(hash, key);
+    }
+
+    pub fn grant(&mut self, row: GrantRow, ids: &mut Ids) {
+        if let Some((slot, at)) = self.customer(ids, &row.customer_id)
+            && let Some(e) = self.terms(ids).grant(row, slot)
+        {
+            self.owned.push((at, e));
+        }
+    }
+
+    pub fn item(&mut self, row: ItemRow, ids: &mut Ids) {
+        if let Some((slot, at)) = self.customer(ids, &row.customer_id) {
+            let e = self.terms(ids).item(row, slot);
+            self.owned.push((at, e));
+        }
+    }
+
+    pub fn purchase(&mut self, row: PurchaseRow, ids: &mut Ids) {
+        if let Some((slot, at)) = self.customer(ids, &row.customer_id) {
+            let e = self.terms(ids).purchase(row, slot);
+            self.owned.push((at, e));
+        }
+    }
+
+    /// The view with every entitlement read placed in its customer's span.
+    pub fn finish(mut self) -> View {
+        // Stable: each customer's entitlements keep the order they were read in.
+        self.owned.sort_by_key(|(at, _)| *at);
+        let view = &mut self.view;
+        view.entitlements.reserve_exact(self.owned.len());
+        for (at, entitlement) in self.owned {
+            let span = &mut view.customers[at as usize];
+            if span.len == 0 {
+                span.first = view.entitlements.len() as u32;
+            }
+            span.len += 1;
+            view.entitlements.push(entitlement);
+        }
+        view.customers.shrink_to_fit();
+        self.view
+    }
+
+    /// The slot of a customer added through this part, and where it is in the view.
+    fn customer(&self, ids: &Ids, customer_id: &str) -> Option<(u32, u32)> {
+        let slot = ids.customers.find(customer_id)?;
+        let at = *self.view.by_customer.get(&slot)?;
+        (at >= self.first_new).then_some((slot, at))
+    }
+
+    fn terms<'a>(&'a mut self, ids: &'a mut Ids) -> Builder<'a> {
+        Builder {
+            ids,
+            plans: &mut self.view.plans,
+        }
     }
 }
 

@@ -48,8 +48,21 @@ pub trait Store: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<String>>;
 
     fn ledger_version(&self) -> BoxFuture<'_, anyhow::Result<i64>>;
+    /// Everything the gate needs, in one consistent read, handed to `sink` row by row;
+    /// returns the ledger version read.
+    fn load_ledger_into<'a>(
+        &'a self,
+        now: i64,
+        sink: &'a mut dyn LedgerSink,
+    ) -> BoxFuture<'a, anyhow::Result<i64>>;
     /// Everything the gate needs, in one consistent read.
-    fn load_ledger(&self, now: i64) -> BoxFuture<'_, anyhow::Result<LedgerRows>>;
+    fn load_ledger(&self, now: i64) -> BoxFuture<'_, anyhow::Result<LedgerRows>> {
+        Box::pin(async move {
+            let mut rows = LedgerRows::default();
+            rows.version = self.load_ledger_into(now, &mut rows).await?;
+            Ok(rows)
+        })
+    }
     /// The rows of the one customer who holds the (active) key with this hash: what the gate
     /// needs to answer for that key before the whole ledger is loaded.
     fn load_customer_of_key<'a>(

@@ -14,6 +14,39 @@ pub struct LedgerRows {
     pub usage: Vec<UsageRow>,
 }
 
+/// Takes the ledger's rows one at a time as they are read, in this order: keys, grants,
+/// subscription items, purchases, usage counters. The gate builds its view this way, so the
+/// whole ledger is never held as rows at once.
+pub trait LedgerSink: Send {
+    fn key(&mut self, row: KeyRow);
+    fn grant(&mut self, row: GrantRow);
+    fn item(&mut self, row: ItemRow);
+    fn purchase(&mut self, row: PurchaseRow);
+    fn usage(&mut self, row: UsageRow);
+}
+
+impl LedgerSink for LedgerRows {
+    fn key(&mut self, row: KeyRow) {
+        self.keys.push(row);
+    }
+
+    fn grant(&mut self, row: GrantRow) {
+        self.grants.push(row);
+    }
+
+    fn item(&mut self, row: ItemRow) {
+        self.items.push(row);
+    }
+
+    fn purchase(&mut self, row: PurchaseRow) {
+        self.purchases.push(row);
+    }
+
+    fn usage(&mut self, row: UsageRow) {
+        self.usage.push(row);
+    }
+}
+
 /// An active (not revoked) key of a customer that exists.
 #[derive(Debug, FromRow)]
 pub struct KeyRow {

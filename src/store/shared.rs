@@ -66,11 +66,12 @@ macro_rules! ledger_queries {
             })
         }
 
-        fn load_ledger(
-            &self,
+        fn load_ledger_into<'a>(
+            &'a self,
             now: i64,
-        ) -> $crate::store::BoxFuture<'_, anyhow::Result<$crate::store::LedgerRows>> {
-            Box::pin(async move { read_ledger!(self, now, "", "", "", "", "") })
+            sink: &'a mut dyn $crate::store::LedgerSink,
+        ) -> $crate::store::BoxFuture<'a, anyhow::Result<i64>> {
+            Box::pin(async move { read_ledger!(self, now, sink, "", "", "", "", "") })
         }
 
         fn ledger_changes(
@@ -121,9 +122,11 @@ macro_rules! ledger_queries {
                 // The key's customer is found inside the same snapshot, on one connection: at
                 // start-up every other connection may be busy, and opening one can cost more
                 // than the whole lookup.
-                read_ledger!(
+                let mut rows = $crate::store::LedgerRows::default();
+                rows.version = read_ledger!(
                     self,
                     now,
+                    &mut rows,
                     " AND k.customer_id = (SELECT customer_id FROM access_keys \
                          WHERE key_hash = $1 AND revoked_at IS NULL)",
                     " AND customer_id = (SELECT customer_id FROM access_keys \
@@ -135,7 +138,8 @@ macro_rules! ledger_queries {
                     " AND customer_id = (SELECT customer_id FROM access_keys \
                          WHERE key_hash = $2 AND revoked_at IS NULL)",
                     key_hash
-                )
+                )?;
+                Ok(rows)
             })
         }
 
@@ -992,38 +996,45 @@ macro_rules! ledger_queries {
 /// Reads the rows the gate needs in one consistent snapshot: all of them, or, with a filter for
 /// each query and the customer to bind last, one customer's (the start-up path).
 macro_rules! read_ledger {
-    ($self:ident, $now:expr, $keys:literal, $grants:literal, $items:literal, $purchases:literal,
-     $usage:literal $(, $customer:expr)?) => {{
+    ($self:ident, $now:expr, $sink:expr, $keys:literal, $grants:literal, $items:literal,
+     $purchases:literal, $usage:literal $(, $customer:expr)?) => {{
+        use futures_util::TryStreamExt as _;
         use $crate::store::{GrantRow, ItemRow, KeyRow, PurchaseRow, UsageRow};
+        let sink: &mut dyn $crate::store::LedgerSink = $sink;
         // Ended subscriptions are kept for a year so a denial can say when they ended.
         let ended_after = $now - 366 * 86_400;
         let usage_after = $now - 62 * 86_400;
         let mut tx = $self.begin_read().await?;
-        let version = sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
+        let version: i64 = sqlx::query_scalar("SELECT version FROM ledger_state WHERE id = 1")
             .fetch_one(&mut *tx)
             .await
             .context("Failed to read the ledger version")?;
-        let keys = sqlx::query_as::<_, KeyRow>(concat!(
+        // Each row goes to the sink as it is decoded, so no table is ever held whole.
+        let mut rows = sqlx::query_as::<_, KeyRow>(concat!(
             "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
              JOIN customers c ON c.id = k.customer_id \
              WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
             $keys
         ))
         $(.bind($customer))?
-        .fetch_all(&mut *tx)
-        .await
-        .context("Failed to load access keys")?;
-        let grants = sqlx::query_as::<_, GrantRow>(concat!(
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.context("Failed to load access keys")? {
+            sink.key(row);
+        }
+        drop(rows);
+        let mut rows = sqlx::query_as::<_, GrantRow>(concat!(
             "SELECT id, customer_id, note, predictors, quota, quota_period, credits, expires_at \
              FROM grants WHERE revoked_at IS NULL",
             $grants,
             " ORDER BY created_at, id"
         ))
         $(.bind($customer))?
-        .fetch_all(&mut *tx)
-        .await
-        .context("Failed to load grants")?;
-        let items = sqlx::query_as::<_, ItemRow>(concat!(
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.context("Failed to load grants")? {
+            sink.grant(row);
+        }
+        drop(rows);
+        let mut rows = sqlx::query_as::<_, ItemRow>(concat!(
             "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
                     s.canceled_at, s.ended_at, s.past_due_since, \
                     si.current_period_start, si.current_period_end, p.usage_type, \
@@ -1039,10 +1050,12 @@ macro_rules! read_ledger {
         ))
         .bind(ended_after)
         $(.bind($customer))?
-        .fetch_all(&mut *tx)
-        .await
-        .context("Failed to load subscriptions")?;
-        let purchases = sqlx::query_as::<_, PurchaseRow>(concat!(
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.context("Failed to load subscriptions")? {
+            sink.item(row);
+        }
+        drop(rows);
+        let mut rows = sqlx::query_as::<_, PurchaseRow>(concat!(
             "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
                     pu.disputed_at, pr.name AS product_name, \
                     pr.metadata AS product_metadata, p.metadata AS price_metadata \
@@ -1053,21 +1066,25 @@ macro_rules! read_ledger {
             " ORDER BY pu.paid_at, pu.id"
         ))
         $(.bind($customer))?
-        .fetch_all(&mut *tx)
-        .await
-        .context("Failed to load purchases")?;
-        let usage = sqlx::query_as::<_, UsageRow>(concat!(
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.context("Failed to load purchases")? {
+            sink.purchase(row);
+        }
+        drop(rows);
+        let mut rows = sqlx::query_as::<_, UsageRow>(concat!(
             "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
              WHERE (period_start = 0 OR period_start > $1)",
             $usage
         ))
         .bind(usage_after)
         $(.bind($customer))?
-        .fetch_all(&mut *tx)
-        .await
-        .context("Failed to load usage counters")?;
+        .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await.context("Failed to load usage counters")? {
+            sink.usage(row);
+        }
+        drop(rows);
         tx.commit().await.context("Failed to end the ledger read")?;
-        Ok($crate::store::LedgerRows { version, keys, grants, items, purchases, usage })
+        anyhow::Ok(version)
     }};
 }
 
@@ -1080,16 +1097,19 @@ macro_rules! ledger_helpers {
             customer: &str,
             now: i64,
         ) -> anyhow::Result<$crate::store::LedgerRows> {
-            read_ledger!(
+            let mut rows = $crate::store::LedgerRows::default();
+            rows.version = read_ledger!(
                 this,
                 now,
+                &mut rows,
                 " AND k.customer_id = $1",
                 " AND customer_id = $1",
                 " AND s.customer_id = $2",
                 " WHERE pu.customer_id = $1",
                 " AND customer_id = $2",
                 customer
-            )
+            )?;
+            Ok(rows)
         }
 
         /// Bumps the version, records which customer it changed (`None`: possibly many,
