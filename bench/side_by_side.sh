@@ -20,7 +20,8 @@ esac
 env PORT="$PORT" HOST=127.0.0.1 WORKERS=1 AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme RUST_LOG=warn \
   "${CMD[@]}" > "$OUT/side_by_side.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2> /dev/null || true' EXIT
+# Wait for the server to exit (its last flush): the next run must not share the machine with it.
+trap 'kill $PID 2> /dev/null || true; wait $PID 2> /dev/null || true' EXIT
 for _ in $(seq 1 300); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)
   [ "$code" = 200 ] || [ "$code" = 404 ] && break

@@ -264,6 +264,7 @@ impl Gate {
         let version = store.load_ledger_into(now, &mut loading).await?;
         let mut view = loading.part.finish();
         view.version = version;
+        self.ids.write().expect("ids lock poisoned").shrink_to_fit();
         let view = Arc::new(view);
         tracing::debug!(
             version = view.version,

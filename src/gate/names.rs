@@ -51,6 +51,14 @@ impl Names {
         name_at(&self.text, &self.ends, slot)
     }
 
+    /// Gives back what growing by doubling reserved (after a whole ledger was read).
+    pub fn shrink_to_fit(&mut self) {
+        let Self { text, ends, index } = self;
+        text.shrink_to_fit();
+        ends.shrink_to_fit();
+        index.shrink_to_fit(|&slot| SEED.hash_one(name_at(text, ends, slot)));
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -110,6 +118,15 @@ impl Ids {
     pub fn entitlement_customer(&self, entitlement: u32) -> &str {
         self.customers
             .get(self.entitlement_customer[entitlement as usize])
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.keys.shrink_to_fit();
+        self.customers.shrink_to_fit();
+        self.entitlements.shrink_to_fit();
+        self.meters.shrink_to_fit();
+        self.key_customer.shrink_to_fit();
+        self.entitlement_customer.shrink_to_fit();
     }
 
     /// Bytes held, for the memory figures.

@@ -1,11 +1,13 @@
 //! Use counted in memory and written behind in batches, so the hot path never waits on the
-//! database. A crash loses at most what was counted since the last flush (one interval).
+//! database. What a quota, credits or a Billing Meter rests on is written every flush, so a
+//! crash loses at most one interval of it; the counts of unlimited plans and the per-hour
+//! activity are reports, written with the activity (about once a minute).
 //!
 //! Everything is keyed by slots of the gate's [`Ids`] and held inline in the maps (no
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use super::FastMap;
@@ -37,6 +39,9 @@ struct Counter {
     /// The Billing Meter event name's slot, for use of a metered price (`NO_METER`: none). A
     /// counter first made from the database learns it on its first counted use.
     meter: AtomicU32,
+    /// Whether a cap or a meter rests on this count, so it is written every flush; the
+    /// counts of unlimited plans only report, and wait for the activity's flush.
+    urgent: AtomicBool,
 }
 
 impl Counter {
@@ -45,6 +50,7 @@ impl Counter {
             used: AtomicU64::new(0),
             unflushed: AtomicU64::new(0),
             meter: AtomicU32::new(NO_METER),
+            urgent: AtomicBool::new(false),
         }
     }
 }
@@ -92,6 +98,9 @@ impl UsageBook {
                 counter.unflushed.fetch_add(1, Ordering::AcqRel);
                 if let Some(meter) = meter {
                     counter.meter.store(meter, Ordering::Release);
+                }
+                if (cap.is_some() || meter.is_some()) && !counter.urgent.load(Ordering::Relaxed) {
+                    counter.urgent.store(true, Ordering::Release);
                 }
             }
             taken
@@ -142,9 +151,9 @@ impl UsageBook {
         *last = (*last).max(into_hour);
     }
 
-    /// Takes everything counted since the last flush (the per-hour activity only when
-    /// `with_activity`), with ids as text. Give it back with [`Self::restore`] if it could not
-    /// be written.
+    /// Takes what was counted since the last flush, with ids as text: the counts a cap or a
+    /// meter rests on always, the rest (unlimited plans' counts, per-hour activity) only
+    /// `with_activity`. Give it back with [`Self::restore`] if it could not be written.
     pub fn take_batch(&self, ids: &Ids, now: i64, with_activity: bool) -> UsageBatch {
         let mut meters = Vec::new();
         let counters = self
@@ -153,6 +162,9 @@ impl UsageBook {
             .expect("usage lock poisoned")
             .iter()
             .filter_map(|(&(entitlement, period_start), counter)| {
+                if !with_activity && !counter.urgent.load(Ordering::Acquire) {
+                    return None;
+                }
                 let n = counter.unflushed.swap(0, Ordering::AcqRel);
                 if n == 0 {
                     return None;
@@ -377,6 +389,24 @@ mod tests {
         );
         book.merge(&ids, &[row(10)]);
         assert_eq!(book.used(e, 7), 10, "other processes' use is folded in");
+    }
+
+    #[test]
+    fn unlimited_counts_wait_for_the_activity_flush_and_capped_ones_do_not() {
+        let (mut ids, capped, _) = ids();
+        let customer = ids.customers.intern("cus_1");
+        let unlimited = ids.entitlement("si_unlimited", customer);
+        let book = UsageBook::default();
+        assert!(book.try_take(capped, 0, Some(10), None));
+        assert!(book.try_take(unlimited, 7, None, None));
+        let every_interval = book.take_batch(&ids, 10, false);
+        let names = |b: &UsageBatch| -> Vec<String> {
+            b.counters.iter().map(|c| c.entitlement.clone()).collect()
+        };
+        assert_eq!(names(&every_interval), ["g1"]);
+        let with_activity = book.take_batch(&ids, 11, true);
+        assert_eq!(names(&with_activity), ["si_unlimited"]);
+        assert_eq!(with_activity.counters[0].used, 1);
     }
 
     #[test]
