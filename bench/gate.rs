@@ -1,0 +1,150 @@
+//! The hot path alone, without HTTP: what one authorization costs the gate over a ledger of
+//! 100,000 customers in memory, keys drawn at random (so the lookups miss the cache the way
+//! they do under real traffic), and the two steps before any lookup.
+//!
+//!     cargo bench --bench gate
+//!
+//! The ledger is the same mix `bench/seed.rs` writes for `bench/run.sh`: 40% unlimited
+//! subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, and
+//! 5% of customers also with a canceled subscription.
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::Rng as _;
+use tollbooth::domain::{AccessKey, KeyPrefix, Owner};
+use tollbooth::gate::{Gate, GateRules};
+use tollbooth::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PurchaseRow};
+
+const CUSTOMERS: usize = 100_000;
+const TAGS: [&str; 4] = [
+    "@acme/sdxl",
+    "@acme/llama-3",
+    "@acme/whisper",
+    "@acme/upscale",
+];
+const NOW: i64 = 1_795_996_800;
+const DAY: i64 = 86_400;
+
+fn item(id: String, customer: &str, status: &str, quota: bool) -> ItemRow {
+    ItemRow {
+        id,
+        customer_id: customer.to_owned(),
+        status: status.to_owned(),
+        cancel_at_period_end: false,
+        canceled_at: (status == "canceled").then_some(NOW - 40 * DAY),
+        ended_at: (status == "canceled").then_some(NOW - 40 * DAY),
+        past_due_since: None,
+        current_period_start: NOW - DAY,
+        current_period_end: NOW + 29 * DAY,
+        usage_type: Some("licensed".into()),
+        meter_event_name: None,
+        product_name: Some(if quota { "Quota" } else { "Pro" }.into()),
+        product_metadata: Some(
+            if quota {
+                r#"{"quota":"1000000000"}"#
+            } else {
+                "{}"
+            }
+            .into(),
+        ),
+        price_metadata: Some("{}".into()),
+    }
+}
+
+/// The seeded ledger and its keys.
+fn ledger() -> (LedgerRows, Vec<String>) {
+    let prefix = KeyPrefix::parse("tb").expect("a valid prefix");
+    let mut rows = LedgerRows {
+        version: 1,
+        ..LedgerRows::default()
+    };
+    let mut keys = Vec::with_capacity(CUSTOMERS);
+    for i in 0..CUSTOMERS {
+        let customer = format!("cus_bench{i:07}");
+        let key = AccessKey::generate(&prefix);
+        rows.keys.push(KeyRow {
+            id: format!("key_bench{i:07}"),
+            customer_id: customer.clone(),
+            key_hash: key.hash().to_hex(),
+        });
+        keys.push(key.as_ref().to_owned());
+        match i % 5 {
+            0 | 1 => rows.items.push(item(
+                format!("si_bench{i:07}_0"),
+                &customer,
+                "active",
+                false,
+            )),
+            2 => rows
+                .items
+                .push(item(format!("si_bench{i:07}_0"), &customer, "active", true)),
+            3 => rows.grants.push(GrantRow {
+                id: format!("gr_bench{i:07}"),
+                customer_id: customer.clone(),
+                note: None,
+                predictors: "@acme/*".into(),
+                quota: None,
+                quota_period: None,
+                credits: None,
+                expires_at: None,
+            }),
+            _ => rows.purchases.push(PurchaseRow {
+                id: format!("cs_bench{i:07}"),
+                customer_id: customer.clone(),
+                quantity: 1,
+                paid_at: NOW - 3_600,
+                refunded_at: None,
+                disputed_at: None,
+                product_name: Some("Credits".into()),
+                product_metadata: Some("{}".into()),
+                price_metadata: Some(r#"{"credits":"1000000000"}"#.into()),
+            }),
+        }
+        if i % 20 == 0 {
+            rows.items.push(item(
+                format!("si_bench{i:07}_1"),
+                &customer,
+                "canceled",
+                false,
+            ));
+        }
+    }
+    (rows, keys)
+}
+
+fn hot_path(c: &mut Criterion) {
+    let (rows, keys) = ledger();
+    let gate = Gate::new(GateRules {
+        owner: Some(Owner::parse("acme").expect("a valid owner")),
+        past_due_grace: 3 * DAY,
+    });
+    gate.replace(rows);
+    let mut rng = rand::rng();
+    let mut pick = move || {
+        (
+            TAGS[rng.random_range(0..TAGS.len())],
+            keys[rng.random_range(0..keys.len())].clone(),
+        )
+    };
+
+    c.bench_function("authorize, 100,000 keys, random key and tag", |b| {
+        b.iter_batched(
+            &mut pick,
+            |(tag, key)| {
+                gate.authorize(tag, &key, NOW)
+                    .expect("every seeded key is allowed")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("refuse an unknown key, 100,000 keys", |b| {
+        let unknown = AccessKey::generate(&KeyPrefix::parse("tb").expect("a valid prefix"));
+        b.iter(|| gate.authorize(TAGS[0], unknown.as_ref(), NOW).unwrap_err())
+    });
+    c.bench_function("parse and hash a key (before any lookup)", |b| {
+        let (_, key) = pick();
+        b.iter(|| AccessKey::parse(&key).expect("a seeded key").hash())
+    });
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);
