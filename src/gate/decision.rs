@@ -91,7 +91,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Predictors, calendar};
-    use crate::gate::entitlement::{Plan, QuotaPeriod, Source, Status, SubscriptionState};
+    use crate::gate::entitlement::{Plan, QuotaPeriod, Source, Stamp, Status, SubscriptionState};
 
     const NOW: i64 = 1_795_996_800 + 12 * 3_600; // 2026-11-30 12:00 UTC
     const DAY: i64 = calendar::DAY;
@@ -115,7 +115,9 @@ mod tests {
         Entitlement {
             slot: 0,
             plan: plan(id, Predictors::parse(predictors, None).unwrap()),
-            source: Source::Grant { expires_at },
+            source: Source::Grant {
+                expires_at: expires_at.into(),
+            },
             limit,
         }
     }
@@ -126,9 +128,9 @@ mod tests {
             period_start: NOW - 10 * DAY,
             period_end: NOW + 20 * DAY,
             cancel_at_period_end: false,
-            canceled_at: None,
-            ended_at: None,
-            past_due_since: None,
+            canceled_at: Stamp::default(),
+            ended_at: Stamp::default(),
+            past_due_since: Stamp::default(),
         };
         tweak(&mut state);
         Entitlement {
@@ -144,9 +146,9 @@ mod tests {
             slot: 0,
             plan: plan(id, Predictors::all()),
             source: Source::Purchase {
-                pass_expires_at: pass,
-                refunded_at: refunded.then_some(NOW - DAY),
-                disputed_at: None,
+                pass_expires_at: pass.into(),
+                refunded_at: refunded.then_some(NOW - DAY).into(),
+                disputed_at: Stamp::default(),
             },
             limit: credits.map_or(Limit::Unlimited, |total| Limit::Credits { total }),
         }
@@ -306,7 +308,7 @@ mod tests {
             (
                 "past due within the grace period",
                 vec![sub("si", Status::PastDue, |s| {
-                    s.past_due_since = Some(NOW - 2 * DAY)
+                    s.past_due_since = Some(NOW - 2 * DAY).into()
                 })],
                 &[],
                 "@acme/a",
@@ -315,7 +317,7 @@ mod tests {
             (
                 "past due beyond the grace period",
                 vec![sub("si", Status::PastDue, |s| {
-                    s.past_due_since = Some(NOW - 4 * DAY)
+                    s.past_due_since = Some(NOW - 4 * DAY).into()
                 })],
                 &[],
                 "@acme/a",
@@ -326,7 +328,7 @@ mod tests {
             (
                 "a canceled subscription",
                 vec![sub("si", Status::Canceled, |s| {
-                    s.ended_at = Some(NOW - DAY)
+                    s.ended_at = Some(NOW - DAY).into()
                 })],
                 &[],
                 "@acme/a",
@@ -383,7 +385,9 @@ mod tests {
             (
                 "a canceled subscription and a live grant",
                 vec![
-                    sub("si", Status::Canceled, |s| s.ended_at = Some(NOW - DAY)),
+                    sub("si", Status::Canceled, |s| {
+                        s.ended_at = Some(NOW - DAY).into()
+                    }),
                     grant("g1", "*", Limit::Unlimited, None),
                 ],
                 &[],

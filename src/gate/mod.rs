@@ -22,7 +22,7 @@ use crate::store::{
 
 pub use decision::{Charge, decide};
 pub use entitlement::{
-    Entitlement, Limit, Period, Plan, QuotaPeriod, Source, Status, SubscriptionState,
+    Entitlement, Limit, Period, Plan, QuotaPeriod, Source, Stamp, Status, SubscriptionState,
 };
 pub use names::{Ids, Names};
 pub use reason::{DenyReason, Links};

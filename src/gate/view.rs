@@ -19,14 +19,18 @@ use super::entitlement::{
     Entitlement, Limit, Plan, QuotaPeriod, Source, Status, SubscriptionState,
 };
 
+/// No position: a customer slot whose customer is not in the view.
+const NONE: u32 = u32::MAX;
+
 #[derive(Default, Clone)]
 pub struct View {
     pub version: i64,
     keys: FastMap<KeyHash, KeyRef>,
     /// Customers that hold a key, each a span of `entitlements`.
     customers: Vec<Span>,
-    /// Where each customer of the view is in `customers`, by customer slot.
-    by_customer: FastMap<u32, u32>,
+    /// Where each customer of the view is in `customers`, indexed by customer slot (`NONE`:
+    /// not in the view).
+    by_customer: Vec<u32>,
     entitlements: Vec<Entitlement>,
     /// One copy of each plan's terms.
     plans: HashSet<Arc<Plan>>,
@@ -98,7 +102,8 @@ impl View {
     }
 
     pub fn customer(&self, slot: u32) -> Option<Customer<'_>> {
-        self.by_customer.get(&slot).map(|&at| self.customer_at(at))
+        let at = *self.by_customer.get(slot as usize)?;
+        (at != NONE).then(|| self.customer_at(at))
     }
 
     pub fn key_count(&self) -> usize {
@@ -109,7 +114,7 @@ impl View {
     pub fn heap_bytes(&self) -> usize {
         let map = |capacity: usize, entry: usize| capacity * (entry + 1);
         map(self.keys.capacity(), size_of::<(KeyHash, KeyRef)>())
-            + map(self.by_customer.capacity(), size_of::<(u32, u32)>())
+            + self.by_customer.capacity() * size_of::<u32>()
             + self.customers.capacity() * size_of::<Span>()
             + self.entitlements.capacity() * size_of::<Entitlement>()
     }
@@ -132,8 +137,11 @@ impl View {
             .collect();
         let mut view = self.clone();
         view.version = version;
-        for slot in &gone {
-            if view.by_customer.remove(slot).is_some() {
+        for &slot in &gone {
+            if let Some(at) = view.by_customer.get_mut(slot as usize)
+                && *at != NONE
+            {
+                *at = NONE;
                 view.dead += 1;
             }
         }
@@ -151,10 +159,10 @@ impl View {
 
     /// The same view without the spans of customers patched out.
     fn compact(&mut self) {
-        let mut customers = Vec::with_capacity(self.by_customer.len());
+        let mut customers = Vec::with_capacity(self.customers.len() - self.dead);
         let mut entitlements = Vec::with_capacity(self.entitlements.len());
-        let mut moved = vec![u32::MAX; self.customers.len()];
-        for at in self.by_customer.values_mut() {
+        let mut moved = vec![NONE; self.customers.len()];
+        for at in self.by_customer.iter_mut().filter(|at| **at != NONE) {
             let span = self.customers[*at as usize];
             let first = span.first as usize;
             moved[*at as usize] = customers.len() as u32;
@@ -200,15 +208,19 @@ impl Part {
         };
         let view = &mut self.view;
         let slot = ids.customers.intern(&row.customer_id);
-        let customers = &mut view.customers;
-        let at = *view.by_customer.entry(slot).or_insert_with(|| {
-            customers.push(Span {
+        if view.by_customer.len() <= slot as usize {
+            view.by_customer.resize(slot as usize + 1, NONE);
+        }
+        let at = &mut view.by_customer[slot as usize];
+        if *at == NONE {
+            *at = view.customers.len() as u32;
+            view.customers.push(Span {
                 slot,
                 first: 0,
                 len: 0,
             });
-            (customers.len() - 1) as u32
-        });
+        }
+        let at = *at;
         let key = KeyRef {
             key: ids.key(&row.id, slot),
             customer: at,
@@ -259,8 +271,8 @@ impl Part {
     /// The slot of a customer added through this part, and where it is in the view.
     fn customer(&self, ids: &Ids, customer_id: &str) -> Option<(u32, u32)> {
         let slot = ids.customers.find(customer_id)?;
-        let at = *self.view.by_customer.get(&slot)?;
-        (at >= self.first_new).then_some((slot, at))
+        let at = *self.view.by_customer.get(slot as usize)?;
+        (at != NONE && at >= self.first_new).then_some((slot, at))
     }
 
     fn terms<'a>(&'a mut self, ids: &'a mut Ids) -> Builder<'a> {
@@ -323,7 +335,7 @@ impl Builder<'_> {
                 meter: None,
             }),
             source: Source::Grant {
-                expires_at: grant.expires_at,
+                expires_at: grant.expires_at.into(),
             },
             limit,
         })
@@ -365,9 +377,9 @@ impl Builder<'_> {
                 period_start: item.current_period_start,
                 period_end: item.current_period_end,
                 cancel_at_period_end: item.cancel_at_period_end,
-                canceled_at: item.canceled_at,
-                ended_at: item.ended_at,
-                past_due_since: item.past_due_since,
+                canceled_at: item.canceled_at.into(),
+                ended_at: item.ended_at.into(),
+                past_due_since: item.past_due_since.into(),
             }),
             limit,
         }
@@ -401,9 +413,10 @@ impl Builder<'_> {
             source: Source::Purchase {
                 pass_expires_at: rules
                     .duration_days
-                    .map(|days| purchase.paid_at + i64::from(days) * 86_400),
-                refunded_at: purchase.refunded_at,
-                disputed_at: purchase.disputed_at,
+                    .map(|days| purchase.paid_at + i64::from(days) * 86_400)
+                    .into(),
+                refunded_at: purchase.refunded_at.into(),
+                disputed_at: purchase.disputed_at.into(),
             },
             limit,
         }
@@ -483,10 +496,9 @@ mod tests {
     }
 
     fn customers(view: &View, ids: &Ids) -> Vec<String> {
-        let mut out: Vec<_> = view
-            .by_customer
-            .keys()
-            .map(|&slot| ids.customers.get(slot).to_owned())
+        let mut out: Vec<_> = (0..view.by_customer.len() as u32)
+            .filter(|&slot| view.customer(slot).is_some())
+            .map(|slot| ids.customers.get(slot).to_owned())
             .collect();
         out.sort();
         out

@@ -309,24 +309,26 @@ fn plan_line(state: &AppState, e: &Entitlement, used: u64, now: i64) -> PlanLine
         (Err(reason), _) => reason.short().to_owned(),
     };
     let dates = match &e.source {
-        Source::Subscription(s) if s.ended_at.is_some() || s.status == Status::Canceled => {
+        Source::Subscription(s) if s.ended_at.get().is_some() || s.status == Status::Canceled => {
             format!(
                 "Ended {}",
-                calendar::date(s.ended_at.or(s.canceled_at).unwrap_or(s.period_end))
+                calendar::date(s.ended_at().unwrap_or(s.period_end))
             )
         }
         Source::Subscription(s) if s.cancel_at_period_end => {
             format!("Ends {}", calendar::date(s.period_end))
         }
         Source::Subscription(s) => format!("Renews {}", calendar::date(s.period_end)),
-        Source::Grant {
-            expires_at: Some(at),
-        } => format!("Until {}", calendar::date(at - 1)),
+        Source::Grant { expires_at } => match expires_at.get() {
+            Some(at) => format!("Until {}", calendar::date(at - 1)),
+            None => "No end date".to_owned(),
+        },
         Source::Purchase {
-            pass_expires_at: Some(at),
-            ..
-        } => format!("Until {}", calendar::date(*at)),
-        _ => "No end date".to_owned(),
+            pass_expires_at, ..
+        } => match pass_expires_at.get() {
+            Some(at) => format!("Until {}", calendar::date(at)),
+            None => "No end date".to_owned(),
+        },
     };
     let usage = match e.limit {
         Limit::Unlimited if e.plan.meter.is_some() => format!(
