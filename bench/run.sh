@@ -10,6 +10,8 @@
 #   CUSTOMERS=20000 DURATION=10 bench/run.sh  # quicker, but may miss the activity write
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every server runs with the allocator setting of the Docker image (Dockerfile).
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 
 CUSTOMERS=${CUSTOMERS:-100000}
 # 60 s windows: each includes one of the once-a-minute activity writes.

@@ -6,6 +6,8 @@
 #   bench/side_by_side.sh floor|sqlite|postgres [BINARY]     # DURATION=10 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every server runs with the allocator setting of the Docker image (Dockerfile).
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 
 OUT=target/bench
 TOKEN=benchmark-authorize-token-0123456789

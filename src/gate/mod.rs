@@ -74,6 +74,12 @@ struct Loading<'g> {
 }
 
 impl LedgerSink for Loading<'_> {
+    fn expect(&mut self, keys: usize, entitlements: usize) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        ids.reserve(keys, entitlements);
+        self.part.reserve(keys, entitlements, &ids);
+    }
+
     fn key(&mut self, row: KeyRow) {
         let mut ids = self.ids.write().expect("ids lock poisoned");
         self.part.key(row, &mut ids);

@@ -187,7 +187,17 @@ impl UsageBook {
             })
             .collect();
         let activity = if with_activity {
-            std::mem::take(&mut *self.activity.lock().expect("activity lock poisoned"))
+            let mut activity = self.activity.lock().expect("activity lock poisoned");
+            // The next minute starts with room for as many entries as this one had, so the
+            // hot path does not grow (and rehash) the table again, step by step, every minute.
+            let room = activity.hourly.len();
+            std::mem::replace(
+                &mut *activity,
+                Activity {
+                    tags: Names::default(),
+                    hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
+                },
+            )
         } else {
             Activity::default()
         };

@@ -18,6 +18,9 @@ pub struct LedgerRows {
 /// subscription items, purchases, usage counters. The gate builds its view this way, so the
 /// whole ledger is never held as rows at once.
 pub trait LedgerSink: Send {
+    /// About how many keys and entitlements are coming (counted just before the read), so the
+    /// sink can size its tables once instead of growing them.
+    fn expect(&mut self, _keys: usize, _entitlements: usize) {}
     fn key(&mut self, row: KeyRow);
     fn grant(&mut self, row: GrantRow);
     fn item(&mut self, row: ItemRow);
