@@ -7,18 +7,26 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use super::FastMap;
 use super::names::{Ids, Names};
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
-/// An entitlement slot and the start of one of its periods.
-type CounterKey = (u32, i64);
+/// An entitlement slot and the start of one of its periods, in Unix seconds as 32 bits
+/// (periods start between 1970 and 2106; 0 is the lifetime of credits).
+type CounterKey = (u32, u32);
 
-/// No meter: the counter's use is not reported to Stripe.
-const NO_METER: u32 = u32::MAX;
+fn counter_key(entitlement: u32, period_start: i64) -> CounterKey {
+    (entitlement, u32::try_from(period_start).unwrap_or(u32::MAX))
+}
+
+/// What a count goes to besides its row: nothing (it only reports, so it waits for the
+/// once-a-minute write), a cap (written every flush), or, for any other value, the slot of a
+/// Billing Meter event name (written every flush and reported to Stripe).
+const REPORT_ONLY: u32 = u32::MAX;
+const CAPPED: u32 = u32::MAX - 1;
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
 #[derive(Default)]
@@ -35,22 +43,18 @@ struct Counter {
     /// process has counted since. Never decreases.
     used: AtomicU64,
     /// Counted here and not yet written.
-    unflushed: AtomicU64,
-    /// The Billing Meter event name's slot, for use of a metered price (`NO_METER`: none). A
-    /// counter first made from the database learns it on its first counted use.
-    meter: AtomicU32,
-    /// Whether a cap or a meter rests on this count, so it is written every flush; the
-    /// counts of unlimited plans only report, and wait for the activity's flush.
-    urgent: AtomicBool,
+    unflushed: AtomicU32,
+    /// `REPORT_ONLY`, `CAPPED` or a meter slot. A counter first made from the database learns
+    /// it on its first counted use.
+    rests_on: AtomicU32,
 }
 
 impl Counter {
     fn new() -> Self {
         Self {
             used: AtomicU64::new(0),
-            unflushed: AtomicU64::new(0),
-            meter: AtomicU32::new(NO_METER),
-            urgent: AtomicBool::new(false),
+            unflushed: AtomicU32::new(0),
+            rests_on: AtomicU32::new(REPORT_ONLY),
         }
     }
 }
@@ -69,7 +73,7 @@ impl UsageBook {
         self.counters
             .read()
             .expect("usage lock poisoned")
-            .get(&(entitlement, period_start))
+            .get(&counter_key(entitlement, period_start))
             .map_or(0, |c| c.used.load(Ordering::Acquire))
     }
 
@@ -81,7 +85,12 @@ impl UsageBook {
         cap: Option<u64>,
         meter: Option<u32>,
     ) -> bool {
-        self.with_counter((entitlement, period_start), |counter| {
+        let rests_on = match (meter, cap) {
+            (Some(meter), _) => meter,
+            (None, Some(_)) => CAPPED,
+            (None, None) => REPORT_ONLY,
+        };
+        self.with_counter(counter_key(entitlement, period_start), |counter| {
             let taken = match cap {
                 None => {
                     counter.used.fetch_add(1, Ordering::AcqRel);
@@ -96,11 +105,8 @@ impl UsageBook {
             };
             if taken {
                 counter.unflushed.fetch_add(1, Ordering::AcqRel);
-                if let Some(meter) = meter {
-                    counter.meter.store(meter, Ordering::Release);
-                }
-                if (cap.is_some() || meter.is_some()) && !counter.urgent.load(Ordering::Relaxed) {
-                    counter.urgent.store(true, Ordering::Release);
+                if counter.rests_on.load(Ordering::Relaxed) != rests_on {
+                    counter.rests_on.store(rests_on, Ordering::Release);
                 }
             }
             taken
@@ -162,7 +168,8 @@ impl UsageBook {
             .expect("usage lock poisoned")
             .iter()
             .filter_map(|(&(entitlement, period_start), counter)| {
-                if !with_activity && !counter.urgent.load(Ordering::Acquire) {
+                let rests_on = counter.rests_on.load(Ordering::Acquire);
+                if !with_activity && rests_on == REPORT_ONLY {
                     return None;
                 }
                 let n = counter.unflushed.swap(0, Ordering::AcqRel);
@@ -170,19 +177,18 @@ impl UsageBook {
                     return None;
                 }
                 let customer_id = ids.entitlement_customer(entitlement).to_owned();
-                let meter = counter.meter.load(Ordering::Acquire);
-                if meter != NO_METER {
+                if rests_on != REPORT_ONLY && rests_on != CAPPED {
                     meters.push(MeterDelta {
                         customer_id: customer_id.clone(),
-                        event_name: ids.meters.get(meter).to_owned(),
-                        value: n as i64,
+                        event_name: ids.meters.get(rests_on).to_owned(),
+                        value: i64::from(n),
                     });
                 }
                 Some(CounterDelta {
                     entitlement: ids.entitlements.get(entitlement).to_owned(),
-                    period_start,
+                    period_start: i64::from(period_start),
                     customer_id,
-                    used: n as i64,
+                    used: i64::from(n),
                 })
             })
             .collect();
@@ -234,10 +240,10 @@ impl UsageBook {
         for delta in batch.counters {
             let customer = ids.customers.intern(&delta.customer_id);
             let entitlement = ids.entitlement(&delta.entitlement, customer);
-            self.with_counter((entitlement, delta.period_start), |counter| {
+            self.with_counter(counter_key(entitlement, delta.period_start), |counter| {
                 counter
                     .unflushed
-                    .fetch_add(delta.used as u64, Ordering::AcqRel);
+                    .fetch_add(delta.used as u32, Ordering::AcqRel);
             });
         }
         let mut activity = self.activity.lock().expect("activity lock poisoned");
@@ -276,8 +282,8 @@ impl UsageBook {
                 continue;
             };
             let stored = row.used.max(0) as u64;
-            self.with_counter((entitlement, row.period_start), |counter| {
-                let pending = counter.unflushed.load(Ordering::Acquire);
+            self.with_counter(counter_key(entitlement, row.period_start), |counter| {
+                let pending = u64::from(counter.unflushed.load(Ordering::Acquire));
                 counter.used.fetch_max(stored + pending, Ordering::AcqRel);
             });
         }
@@ -435,6 +441,12 @@ mod tests {
                 value: 2,
             }]
         );
+    }
+
+    /// One per entitlement and period: with the view, most of the gate's memory.
+    #[test]
+    fn a_counter_takes_24_bytes_in_its_table() {
+        assert_eq!(size_of::<(CounterKey, Counter)>(), 24);
     }
 
     #[test]
