@@ -1,6 +1,7 @@
 -- wrk script: POST Function's authorization call with a key drawn at random from the seeded
 -- set and one of a few predictor tags. BENCH_KEYS names the keys file, BENCH_PATH the
--- authorize path; BENCH_DELAY_MS > 0 paces each connection (for fixed-rate latency runs).
+-- authorize path; BENCH_DELAY_MS > 0 paces each connection, waiting that long on average
+-- between requests (for latency at a set rate).
 local tags = { "@acme/sdxl", "@acme/llama-3", "@acme/whisper", "@acme/upscale" }
 local keys = {}
 local path = os.getenv("BENCH_PATH")
@@ -18,9 +19,11 @@ function request()
   return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
 end
 
+-- Each wait is drawn uniformly from [0, 2 x BENCH_DELAY_MS) ms: with one fixed wait, all the
+-- connections fire on the same millisecond timer tick and the server sees bursts of 64.
 if pace > 0 then
   function delay()
-    return pace
+    return math.random() * 2 * pace
   end
 end
 
