@@ -124,7 +124,7 @@ per_key() { python3 -c "print(round(($1 - $2) * 1024 / $CUSTOMERS))"; }
   echo
   echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`"
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk 1 thread, $CONNECTIONS connections; servers with $WORKERS worker; loopback."
-  echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; usage counters written every second, per-hour activity once a minute."
+  echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; the counts a quota, credits or a meter rests on written every second, the per-hour reports and unlimited plans' counts once a minute."
   echo
   echo "## Throughput, flat out ($DURATION s)"
   echo
