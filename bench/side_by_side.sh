@@ -4,6 +4,10 @@
 # then requests/s, p99 and the server's CPU time per request over a wrk window, then memory.
 #
 #   bench/side_by_side.sh floor|sqlite|postgres [BINARY]     # DURATION=10 by default
+#
+# DELAY_MS paces each connection (a random wait of that mean, as bench/run.sh's latency runs
+# do; 0, flat out, by default). The server's settings come from the environment, e.g.
+# USAGE_FLUSH_INTERVAL=60s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Every server runs with the allocator setting of the Docker image (Dockerfile).
@@ -32,7 +36,7 @@ done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 load() {
-  BENCH_KEYS=$OUT/keys.txt BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=0 \
+  BENCH_KEYS=$OUT/keys.txt BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=${DELAY_MS:-0} \
     wrk -t1 -c64 -d"$1s" -s bench/authorize.lua "http://127.0.0.1:$PORT" | sed -n 's/^RESULT //p'
 }
 rest=$(rss)

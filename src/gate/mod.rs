@@ -16,8 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, Owner, PredictorTag};
 use crate::store::{
-    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Store,
-    UsageBatch, UsageRow,
+    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Store, UsageRow,
 };
 
 pub use decision::{Charge, decide};
@@ -74,12 +73,6 @@ struct Loading<'g> {
 }
 
 impl LedgerSink for Loading<'_> {
-    fn expect(&mut self, keys: usize, entitlements: usize) {
-        let mut ids = self.ids.write().expect("ids lock poisoned");
-        ids.reserve(keys, entitlements);
-        self.part.reserve(keys, entitlements, &ids);
-    }
-
     fn key(&mut self, row: KeyRow) {
         let mut ids = self.ids.write().expect("ids lock poisoned");
         self.part.key(row, &mut ids);
@@ -330,17 +323,14 @@ impl Gate {
         now: i64,
         with_activity: bool,
     ) -> anyhow::Result<usize> {
-        let batch: UsageBatch = {
-            let ids = self.ids.read().expect("ids lock poisoned");
-            self.usage.take_batch(&ids, now, with_activity)
-        };
-        if batch.is_empty() {
+        let taken = self.usage.take(with_activity);
+        if taken.is_empty() {
             return Ok(0);
         }
+        let batch = taken.batch(&self.ids.read().expect("ids lock poisoned"), now);
         let written = batch.counters.iter().map(|c| c.used as usize).sum();
         if let Err(e) = store.flush_usage(&batch).await {
-            self.usage
-                .restore(&mut self.ids.write().expect("ids lock poisoned"), batch);
+            self.usage.restore(taken);
             return Err(e);
         }
         Ok(written)

@@ -51,19 +51,6 @@ impl Names {
         name_at(&self.text, &self.ends, slot)
     }
 
-    /// Room for about `more` names more, so that reading a whole ledger does not grow the
-    /// buffers by doubling (each doubling leaves the old buffer to the allocator).
-    pub fn reserve(&mut self, more: usize) {
-        let Self { text, ends, index } = self;
-        let average = match ends.last() {
-            Some(&end) => (end as usize).div_ceil(ends.len()),
-            None => 20,
-        };
-        text.reserve(more * average);
-        ends.reserve(more);
-        index.reserve(more, |&slot| SEED.hash_one(name_at(text, ends, slot)));
-    }
-
     /// Gives back what growing by doubling reserved (after a whole ledger was read).
     pub fn shrink_to_fit(&mut self) {
         let Self { text, ends, index } = self;
@@ -131,18 +118,6 @@ impl Ids {
     pub fn entitlement_customer(&self, entitlement: u32) -> &str {
         self.customers
             .get(self.entitlement_customer[entitlement as usize])
-    }
-
-    /// Room for a whole ledger of about this many keys and entitlements (one customer a key),
-    /// less what is already known (a reload finds most of its ids here).
-    pub fn reserve(&mut self, keys: usize, entitlements: usize) {
-        let keys = keys.saturating_sub(self.keys.len());
-        let entitlements = entitlements.saturating_sub(self.entitlements.len());
-        self.keys.reserve(keys);
-        self.customers.reserve(keys);
-        self.entitlements.reserve(entitlements);
-        self.key_customer.reserve(keys);
-        self.entitlement_customer.reserve(entitlements);
     }
 
     pub fn shrink_to_fit(&mut self) {

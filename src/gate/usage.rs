@@ -7,6 +7,7 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -66,6 +67,70 @@ struct Activity {
     tags: Names,
     /// (key slot, hour since the epoch, tag) -> (count, last use as seconds into the hour).
     hourly: FastMap<(u32, u32, u32), (u32, u16)>,
+}
+
+/// Use taken from the book for one flush, still by slot: written out as text by
+/// [`Taken::batch`], and given back whole by [`UsageBook::restore`] if the write fails.
+pub struct Taken {
+    /// Each counter with what was counted on it, and what that count rests on.
+    counters: Vec<(CounterKey, u32, u32)>,
+    activity: Activity,
+}
+
+impl Taken {
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.activity.hourly.is_empty()
+    }
+
+    /// What the store writes, with ids as text, at `now`.
+    pub fn batch(&self, ids: &Ids, now: i64) -> UsageBatch {
+        let mut meters = Vec::new();
+        let counters = self
+            .counters
+            .iter()
+            .map(|&((entitlement, period_start), n, rests_on)| {
+                let customer_id = ids.entitlement_customer(entitlement).to_owned();
+                if rests_on != REPORT_ONLY && rests_on != CAPPED {
+                    meters.push(MeterDelta {
+                        customer_id: customer_id.clone(),
+                        event_name: ids.meters.get(rests_on).to_owned(),
+                        value: i64::from(n),
+                    });
+                }
+                CounterDelta {
+                    entitlement: ids.entitlements.get(entitlement).to_owned(),
+                    period_start: i64::from(period_start),
+                    customer_id,
+                    used: i64::from(n),
+                }
+            })
+            .collect();
+        let mut last_used: FastMap<u32, i64> = FastMap::default();
+        let mut hourly = Vec::with_capacity(self.activity.hourly.len());
+        for (&(key, hour, tag), &(count, into_hour)) in &self.activity.hourly {
+            let hour = i64::from(hour) * 3_600;
+            let last = last_used.entry(key).or_default();
+            *last = (*last).max(hour + i64::from(into_hour));
+            hourly.push(HourlyDelta {
+                hour,
+                tag: self.activity.tags.get(tag).to_owned(),
+                key_id: ids.keys.get(key).to_owned(),
+                customer_id: ids.key_customer(key).to_owned(),
+                count: i64::from(count),
+            });
+        }
+        let last_used = last_used
+            .into_iter()
+            .map(|(key, at)| (ids.keys.get(key).to_owned(), at))
+            .collect();
+        UsageBatch {
+            at: now,
+            counters,
+            hourly,
+            last_used,
+            meters,
+        }
+    }
 }
 
 impl UsageBook {
@@ -128,21 +193,7 @@ impl UsageBook {
                 })
                 .is_ok()
         };
-        loop {
-            if let Some(window) = self
-                .windows
-                .read()
-                .expect("rate lock poisoned")
-                .get(&customer)
-            {
-                return take(window);
-            }
-            self.windows
-                .write()
-                .expect("rate lock poisoned")
-                .entry(customer)
-                .or_insert_with(|| AtomicU64::new(0));
-        }
+        with_entry(&self.windows, customer, || AtomicU64::new(0), take)
     }
 
     /// Records an allowed prediction for the owner's reports (per hour, tag and key).
@@ -157,39 +208,22 @@ impl UsageBook {
         *last = (*last).max(into_hour);
     }
 
-    /// Takes what was counted since the last flush, with ids as text: the counts a cap or a
-    /// meter rests on always, the rest (unlimited plans' counts, per-hour activity) only
-    /// `with_activity`. Give it back with [`Self::restore`] if it could not be written.
-    pub fn take_batch(&self, ids: &Ids, now: i64, with_activity: bool) -> UsageBatch {
-        let mut meters = Vec::new();
+    /// Takes what was counted since the last flush: the counts a cap or a meter rests on
+    /// always, the rest (unlimited plans' counts, per-hour activity) only `with_activity`.
+    /// Give it back with [`Self::restore`] if it could not be written.
+    pub fn take(&self, with_activity: bool) -> Taken {
         let counters = self
             .counters
             .read()
             .expect("usage lock poisoned")
             .iter()
-            .filter_map(|(&(entitlement, period_start), counter)| {
+            .filter_map(|(&key, counter)| {
                 let rests_on = counter.rests_on.load(Ordering::Acquire);
                 if !with_activity && rests_on == REPORT_ONLY {
                     return None;
                 }
                 let n = counter.unflushed.swap(0, Ordering::AcqRel);
-                if n == 0 {
-                    return None;
-                }
-                let customer_id = ids.entitlement_customer(entitlement).to_owned();
-                if rests_on != REPORT_ONLY && rests_on != CAPPED {
-                    meters.push(MeterDelta {
-                        customer_id: customer_id.clone(),
-                        event_name: ids.meters.get(rests_on).to_owned(),
-                        value: i64::from(n),
-                    });
-                }
-                Some(CounterDelta {
-                    entitlement: ids.entitlements.get(entitlement).to_owned(),
-                    period_start: i64::from(period_start),
-                    customer_id,
-                    used: i64::from(n),
-                })
+                (n > 0).then_some((key, n, rests_on))
             })
             .collect();
         let activity = if with_activity {
@@ -207,69 +241,23 @@ impl UsageBook {
         } else {
             Activity::default()
         };
-        let mut last_used: FastMap<u32, i64> = FastMap::default();
-        let mut hourly = Vec::with_capacity(activity.hourly.len());
-        for ((key, hour, tag), (count, into_hour)) in activity.hourly {
-            let hour = i64::from(hour) * 3_600;
-            let last = last_used.entry(key).or_default();
-            *last = (*last).max(hour + i64::from(into_hour));
-            hourly.push(HourlyDelta {
-                hour,
-                tag: activity.tags.get(tag).to_owned(),
-                key_id: ids.keys.get(key).to_owned(),
-                customer_id: ids.key_customer(key).to_owned(),
-                count: i64::from(count),
-            });
-        }
-        let last_used = last_used
-            .into_iter()
-            .map(|(key, at)| (ids.keys.get(key).to_owned(), at))
-            .collect();
-        UsageBatch {
-            at: now,
-            counters,
-            hourly,
-            last_used,
-            meters,
-        }
+        Taken { counters, activity }
     }
 
-    /// Puts back a batch that failed to be written, so the next flush tries again (meter
-    /// reports are derived from the counters again then).
-    pub fn restore(&self, ids: &mut Ids, batch: UsageBatch) {
-        for delta in batch.counters {
-            let customer = ids.customers.intern(&delta.customer_id);
-            let entitlement = ids.entitlement(&delta.entitlement, customer);
-            self.with_counter(counter_key(entitlement, delta.period_start), |counter| {
-                counter
-                    .unflushed
-                    .fetch_add(delta.used as u32, Ordering::AcqRel);
+    /// Puts back use that could not be written, so the next flush tries again.
+    pub fn restore(&self, taken: Taken) {
+        for (key, n, _) in taken.counters {
+            self.with_counter(key, |counter| {
+                counter.unflushed.fetch_add(n, Ordering::AcqRel);
             });
         }
         let mut activity = self.activity.lock().expect("activity lock poisoned");
         let activity = &mut *activity;
-        for h in batch.hourly {
-            let customer = ids.customers.intern(&h.customer_id);
-            let key = ids.key(&h.key_id, customer);
-            let tag = activity.tags.intern(&h.tag);
-            let hour = (h.hour.max(0) / 3_600) as u32;
-            let (count, _) = activity.hourly.entry((key, hour, tag)).or_default();
-            *count += h.count as u32;
-        }
-        // A key's last use was counted in that hour, restored just above (under some tag).
-        let last_used: FastMap<(u32, u32), u16> = batch
-            .last_used
-            .iter()
-            .filter_map(|(key_id, at)| {
-                let at = (*at).max(0);
-                let key = ids.keys.find(key_id)?;
-                Some(((key, (at / 3_600) as u32), (at % 3_600) as u16))
-            })
-            .collect();
-        for ((key, hour, _), (_, last)) in activity.hourly.iter_mut() {
-            if let Some(&at) = last_used.get(&(*key, *hour)) {
-                *last = (*last).max(at);
-            }
+        for ((key, hour, tag), (count, last)) in taken.activity.hourly {
+            let tag = activity.tags.intern(taken.activity.tags.get(tag));
+            let (total, latest) = activity.hourly.entry((key, hour, tag)).or_default();
+            *total += count;
+            *latest = (*latest).max(last);
         }
     }
 
@@ -297,15 +285,26 @@ impl UsageBook {
 
     /// Runs `f` on the counter of an entitlement's period, created on first use.
     fn with_counter<T>(&self, key: CounterKey, f: impl FnOnce(&Counter) -> T) -> T {
-        {
-            let counters = self.counters.read().expect("usage lock poisoned");
-            if let Some(counter) = counters.get(&key) {
-                return f(counter);
-            }
-        }
-        let mut counters = self.counters.write().expect("usage lock poisoned");
-        f(counters.entry(key).or_insert_with(Counter::new))
+        with_entry(&self.counters, key, Counter::new, f)
     }
+}
+
+/// Runs `f` on the entry of `key`, made by `new` on first use: only adding takes the write
+/// lock, so the hot path shares the read lock.
+fn with_entry<K: Hash + Eq, V, T>(
+    map: &RwLock<FastMap<K, V>>,
+    key: K,
+    new: impl FnOnce() -> V,
+    f: impl FnOnce(&V) -> T,
+) -> T {
+    {
+        let map = map.read().expect("usage lock poisoned");
+        if let Some(entry) = map.get(&key) {
+            return f(entry);
+        }
+    }
+    let mut map = map.write().expect("usage lock poisoned");
+    f(map.entry(key).or_insert_with(new))
 }
 
 #[cfg(test)]
@@ -341,7 +340,7 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(allowed, 250);
-        let batch = book.take_batch(&ids, 0, true);
+        let batch = book.take(true).batch(&ids, 0);
         assert_eq!(batch.counters.len(), 1);
         assert_eq!(batch.counters[0].used, 250);
         assert_eq!(batch.counters[0].entitlement, "g1");
@@ -350,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_restored_batch_is_flushed_again_and_merging_never_lowers_a_count() {
-        let (mut ids, e, key) = ids();
+        let (ids, e, key) = ids();
         let book = UsageBook::default();
         for _ in 0..3 {
             assert!(book.try_take(e, 7, None, None));
@@ -358,19 +357,17 @@ mod tests {
         book.record(key, "@acme/a", 3_700);
         book.record(key, "@acme/b", 7_300);
         book.record(key, "@acme/b", 7_200);
-        let batch = book.take_batch(&ids, 10, true);
+        let taken = book.take(true);
+        let batch = taken.batch(&ids, 10);
         assert_eq!(batch.hourly.len(), 2, "one row per key, hour and tag");
         assert_eq!(
             batch.last_used,
             [("key_1".to_owned(), 7_300)],
             "the last use is the latest over the hours"
         );
-        assert!(
-            book.take_batch(&ids, 11, true).is_empty(),
-            "a batch is taken once"
-        );
-        book.restore(&mut ids, batch.clone());
-        let again = book.take_batch(&ids, 12, true);
+        assert!(book.take(true).is_empty(), "a batch is taken once");
+        book.restore(taken);
+        let again = book.take(true).batch(&ids, 12);
         assert_eq!(again.counters, batch.counters);
         let sorted = |b: &UsageBatch| {
             let mut rows: Vec<_> = b
@@ -415,12 +412,12 @@ mod tests {
         let book = UsageBook::default();
         assert!(book.try_take(capped, 0, Some(10), None));
         assert!(book.try_take(unlimited, 7, None, None));
-        let every_interval = book.take_batch(&ids, 10, false);
+        let every_interval = book.take(false).batch(&ids, 10);
         let names = |b: &UsageBatch| -> Vec<String> {
             b.counters.iter().map(|c| c.entitlement.clone()).collect()
         };
         assert_eq!(names(&every_interval), ["g1"]);
-        let with_activity = book.take_batch(&ids, 11, true);
+        let with_activity = book.take(true).batch(&ids, 11);
         assert_eq!(names(&with_activity), ["si_unlimited"]);
         assert_eq!(with_activity.counters[0].used, 1);
     }
@@ -432,7 +429,7 @@ mod tests {
         let book = UsageBook::default();
         assert!(book.try_take(e, 7, None, Some(meter)));
         assert!(book.try_take(e, 7, None, Some(meter)));
-        let batch = book.take_batch(&ids, 10, false);
+        let batch = book.take(false).batch(&ids, 10);
         assert_eq!(
             batch.meters,
             [MeterDelta {

@@ -201,17 +201,6 @@ impl Part {
         }
     }
 
-    /// Room for about this many keys (and as many customers) and entitlements more.
-    pub fn reserve(&mut self, keys: usize, entitlements: usize, ids: &Ids) {
-        let view = &mut self.view;
-        view.keys.reserve(keys);
-        view.customers.reserve(keys);
-        let slots = ids.customers.len() + keys;
-        view.by_customer
-            .reserve(slots.saturating_sub(view.by_customer.len()));
-        self.owned.reserve(entitlements);
-    }
-
     pub fn key(&mut self, row: KeyRow, ids: &mut Ids) {
         let Some(hash) = KeyHash::from_hex(&row.key_hash) else {
             tracing::warn!(key_id = %row.id, "Skipping a key whose stored hash is not valid");

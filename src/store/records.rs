@@ -18,9 +18,6 @@ pub struct LedgerRows {
 /// subscription items, purchases, usage counters. The gate builds its view this way, so the
 /// whole ledger is never held as rows at once.
 pub trait LedgerSink: Send {
-    /// About how many keys and entitlements are coming (counted just before the read), so the
-    /// sink can size its tables once instead of growing them.
-    fn expect(&mut self, _keys: usize, _entitlements: usize) {}
     fn key(&mut self, row: KeyRow);
     fn grant(&mut self, row: GrantRow);
     fn item(&mut self, row: ItemRow);
@@ -120,12 +117,6 @@ pub struct UsageBatch {
     pub last_used: Vec<(String, i64)>,
     /// Use of metered prices, to report to their Billing Meters.
     pub meters: Vec<MeterDelta>,
-}
-
-impl UsageBatch {
-    pub fn is_empty(&self) -> bool {
-        self.counters.is_empty() && self.hourly.is_empty() && self.last_used.is_empty()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
