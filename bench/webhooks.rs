@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tollbooth::app::Application;
+use tollbooth::clock::unix_now;
 use tollbooth::config::Settings;
-use tollbooth::startup::{Application, unix_now};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 

@@ -1,15 +1,18 @@
 //! tollbooth: the `authorizationUrl` of a Function account, selling access to the owner's
-//! predictors through Stripe. See ARCHITECTURE.md for the way a request takes through here.
+//! predictors through Stripe. ARCHITECTURE.md follows a request and a webhook through here.
+//!
+//! Edges (`http`, `cli`, `app::jobs`) turn the outside world into calls on the hot path
+//! (`gate`) and the ledger's use cases; the core (`gate`, `store`, `stripe`, `domain`) imports
+//! no edge. `app` is the composition root, imported by nobody but the binary.
 
+pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod gate;
+pub mod http;
 pub mod issue;
-pub mod routes;
-pub mod session;
-pub mod startup;
 pub mod store;
 pub mod stripe;
 pub mod telemetry;

@@ -1,9 +1,9 @@
 use clap::{Args, Subcommand};
 
+use crate::clock::unix_now;
 use crate::config::Settings;
 use crate::domain::{Predictors, calendar};
 use crate::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
-use crate::startup::unix_now;
 use crate::store::{RevokeOutcome, Store};
 use crate::stripe::Syncer;
 use std::sync::Arc;

@@ -1,8 +1,9 @@
-//! The `tollbooth` command: `serve` (the default) and the owner's tools.
+//! The `tollbooth` command: `serve` (the default) and the owner's tools. Serving is the
+//! composition root's (`app::serve`), which the binary hands in: nothing here builds the
+//! service.
 
 mod customers;
 mod keys;
-mod serve;
 mod stripe;
 mod transfer;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use crate::config::Settings;
 use crate::store::{self, Store};
@@ -53,7 +55,13 @@ enum Command {
     AuthorizeUrl,
 }
 
-pub fn main() -> ExitCode {
+/// Parses the command line and the environment, sets up logging and the runtime, and runs
+/// the command; `serve` is how the service itself is run.
+pub fn main<F, Fut>(serve: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let cli = Cli::parse();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -80,7 +88,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings, serve)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -89,9 +97,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn run<F, Fut>(command: Command, settings: Settings, serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     match command {
-        Command::Serve => serve::serve(settings).await,
+        Command::Serve => serve(settings).await,
         Command::Migrate => {
             let store = open(&settings).await?;
             println!("Database {} is up to date.", settings.database_display());
@@ -110,7 +122,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store.close().await;
             result
         }
-        Command::AuthorizeUrl => serve::print_authorize_url(settings).await,
+        Command::AuthorizeUrl => print_authorize_url(settings).await,
         Command::Sync => {
             let store = open(&settings).await?;
             let result = stripe::sync(Arc::clone(&store), &settings).await;
@@ -143,4 +155,22 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let store = store::connect(&settings.database_url).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Prints the authorize URL on its own, for the owner to copy.
+pub async fn print_authorize_url(settings: Settings) -> anyhow::Result<()> {
+    let public_url = settings.public_url.clone();
+    let token = match &settings.authorize_token {
+        Some(token) => token.expose_secret().to_owned(),
+        None => {
+            let store = open(&settings).await?;
+            let stored = store.setting("authorize_token").await?;
+            store.close().await;
+            stored.ok_or_else(|| {
+                anyhow::anyhow!("no authorize token yet: start the server once (`tollbooth serve`) to generate it")
+            })?
+        }
+    };
+    println!("{public_url}/authorize/{token}");
+    Ok(())
 }

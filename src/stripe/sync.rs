@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::client::{ApiError, StripeApi, stripe_id};
 use super::objects;
+use crate::clock::unix_now_ms;
 use crate::store::{Price, Store};
 
 /// What a sync changed, counted per kind.
@@ -46,12 +46,6 @@ pub struct Syncer {
     store: Arc<dyn Store>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Syncer {
     pub fn new(api: StripeApi, store: Arc<dyn Store>) -> Self {
         Self { api, store }
@@ -68,7 +62,7 @@ impl Syncer {
         match event_type {
             "customer.deleted" => {
                 let id = stripe_id(&object["id"]).context("customer.deleted without an id")?;
-                self.store.delete_customer(id, now_ms() / 1000).await
+                self.store.delete_customer(id, unix_now_ms() / 1000).await
             }
             "customer.created" | "customer.updated" => {
                 let id = stripe_id(&object["id"]).context("customer event without an id")?;
@@ -124,7 +118,7 @@ impl Syncer {
         id: &str,
         fresh: &mut HashSet<String>,
     ) -> anyhow::Result<SyncReport> {
-        let stamp = now_ms();
+        let stamp = unix_now_ms();
         let mut report = SyncReport::default();
         let customer = match self.api.get(&format!("/customers/{id}"), &json!({})).await {
             Ok(c) => c,
@@ -233,7 +227,7 @@ impl Syncer {
     }
 
     pub async fn refresh_product(&self, id: &str) -> anyhow::Result<bool> {
-        let stamp = now_ms();
+        let stamp = unix_now_ms();
         match self.api.get(&format!("/products/{id}"), &json!({})).await {
             Ok(raw) if !objects::is_deleted(&raw) => {
                 let product = objects::product(&raw, stamp).context("unreadable product")?;
@@ -249,7 +243,7 @@ impl Syncer {
     }
 
     pub async fn refresh_price(&self, id: &str, legacy_plan: bool) -> anyhow::Result<bool> {
-        let stamp = now_ms();
+        let stamp = unix_now_ms();
         let path = if legacy_plan { "plans" } else { "prices" };
         match self.api.get(&format!("/{path}/{id}"), &json!({})).await {
             Ok(raw) if !objects::is_deleted(&raw) => {
@@ -270,7 +264,7 @@ impl Syncer {
     /// The full reconcile: every product, price and customer (with their subscriptions and
     /// purchases); what Stripe no longer lists is marked inactive. `progress` hears each step.
     pub async fn reconcile(&self, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<SyncReport> {
-        let stamp = now_ms();
+        let stamp = unix_now_ms();
         let mut report = SyncReport::default();
         progress("products");
         let products = self.api.list("/products", json!({})).await?;

@@ -1,7 +1,7 @@
+use tollbooth::clock::unix_now;
 use tollbooth::domain::calendar;
 use tollbooth::domain::{AccessKey, KeyPrefix};
 use tollbooth::issue::QuotaPeriodArg;
-use tollbooth::startup::unix_now;
 
 use crate::helpers::{Issue, assert_allowed, assert_denied, spawn_app};
 

@@ -1,8 +1,8 @@
 //! Just after a start, before the whole ledger is in memory, keys are answered from the
 //! database, with the same decisions and the same counters.
 
+use tollbooth::clock::unix_now;
 use tollbooth::gate::{DenyReason, Gate, GateRules};
-use tollbooth::startup::unix_now;
 
 use crate::helpers::{Issue, TestDatabase, issue_with};
 

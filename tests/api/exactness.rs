@@ -75,7 +75,7 @@ async fn a_quota_of_fifty_allows_exactly_fifty_under_concurrency() {
 async fn stored_usage(app: &TestApp, customer_id: &str) -> i64 {
     let rows = app
         .store
-        .load_ledger(tollbooth::startup::unix_now())
+        .load_ledger(tollbooth::clock::unix_now())
         .await
         .unwrap();
     rows.usage

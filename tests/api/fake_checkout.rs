@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 
 use crate::helpers::TestApp;
 use crate::stripe_fake::{WEBHOOK_SECRET, fixture, list, sign};

@@ -4,11 +4,12 @@ use std::sync::{Arc, LazyLock};
 use actix_web::dev::ServerHandle;
 use sqlx::Connection;
 use tokio::task::JoinHandle;
+use tollbooth::app::Application;
+use tollbooth::clock::unix_now;
 use tollbooth::config::Settings;
 use tollbooth::domain::{KeyPrefix, Predictors, calendar, random_base62};
 use tollbooth::gate::Gate;
 use tollbooth::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
-use tollbooth::startup::{Application, unix_now};
 use tollbooth::store::Store;
 use tollbooth::telemetry;
 

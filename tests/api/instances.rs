@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 
 use crate::helpers::{Issue, spawn_app_with};
 use crate::stripe_fake::{CUSTOMER, FakeStripe, event, spawn_app_with_stripe, subscription};
@@ -175,8 +175,8 @@ async fn instances_starting_together_on_a_new_database_both_come_up() {
     let settings = crate::helpers::test_settings(&db.url, &[]);
 
     let (a, b) = tokio::join!(
-        tollbooth::startup::Application::build(settings.clone()),
-        tollbooth::startup::Application::build(settings)
+        tollbooth::app::Application::build(settings.clone()),
+        tollbooth::app::Application::build(settings)
     );
 
     assert!(a.is_ok(), "{:?}", a.err());

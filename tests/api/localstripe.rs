@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tollbooth::clock::unix_now;
 use tollbooth::domain::random_base62;
-use tollbooth::startup::unix_now;
 use tollbooth::store::{ItemRow, Store};
 
 use crate::freshness::cli_with;

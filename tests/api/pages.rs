@@ -1,7 +1,7 @@
 //! The customer pages over HTTP: buying, the once-only key, the account, and their defences.
 
 use reqwest::redirect::Policy;
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 use tollbooth::stripe::objects;
 
 use crate::fake_checkout::{FakeCheckout, PRICE, price, product};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockGuard, MockServer, ResponseTemplate};
 

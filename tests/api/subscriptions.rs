@@ -1,6 +1,6 @@
 //! The decision reads the Stripe tables: rows written there change the answer.
 
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 use tollbooth::store::{Customer, Price, Product, Purchase, Subscription, SubscriptionItem};
 
 use crate::helpers::{Issue, TestApp, assert_allowed, assert_denied, spawn_app};

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 
 use crate::helpers::{Issue, TestDatabase, assert_allowed, assert_denied, test_settings};
 
@@ -12,9 +12,7 @@ async fn an_exported_sqlite_ledger_imports_into_a_new_database_and_answers_the_s
     let dir = tempfile::tempdir().unwrap();
     let source = format!("sqlite://{}", dir.path().join("old.db").display());
     let settings = test_settings(&source, &[]);
-    let app = tollbooth::startup::Application::build(settings)
-        .await
-        .unwrap();
+    let app = tollbooth::app::Application::build(settings).await.unwrap();
     let store = app.store();
     let gate = app.gate();
     drop(app);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tollbooth::startup::unix_now;
+use tollbooth::clock::unix_now;
 use tollbooth::store::Customer;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};

@@ -1,6 +1,11 @@
 use actix_web::{HttpResponse, web};
 
-use crate::startup::AppState;
+use super::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
 
 /// Liveness: the process answers.
 pub async fn healthz() -> HttpResponse {

@@ -8,12 +8,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::client::StripeApi;
-use crate::startup::unix_now;
+use super::Ticker;
+use crate::clock::unix_now;
 use crate::store::Store;
+use crate::stripe::StripeApi;
 
 /// Sends what is waiting; stops at the first failure so a Stripe outage is not hammered.
-pub async fn report(api: &StripeApi, store: &dyn Store) -> anyhow::Result<usize> {
+async fn report(api: &StripeApi, store: &dyn Store) -> anyhow::Result<usize> {
     let mut sent = 0;
     for event in store.unsent_meter_reports(100).await? {
         let form = json!({
@@ -46,13 +47,10 @@ pub async fn run(
     api: StripeApi,
     store: Arc<dyn Store>,
     every: Duration,
-    mut stopped: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stopped.changed() => return,
-        }
+    let mut ticker = Ticker::after(every, stop);
+    while ticker.next().await {
         match report(&api, store.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "Metered use reported to Stripe"),

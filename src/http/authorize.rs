@@ -9,10 +9,23 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::error::JsonError;
+use super::state::AppState;
+use crate::clock::unix_now;
 use crate::domain::AccessKeyError;
-use crate::error::AppError;
 use crate::gate::DenyReason;
-use crate::startup::{AppState, unix_now};
+
+/// Matched by a plain prefix: a `{token}` segment would cost a regular-expression match per
+/// prediction.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/authorize").default_service(web::to(authorize)));
+}
+
+/// The route's pattern for logs (a prefix scope has none of its own); the path itself carries
+/// the secret token and is never logged.
+pub fn pattern(path: &str) -> Option<String> {
+    (path == "/authorize" || path.starts_with("/authorize/")).then(|| "/authorize/{token}".into())
+}
 
 /// Function sends two short strings; anything much bigger is not from Function.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -31,19 +44,19 @@ pub async fn authorize(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, JsonError> {
     let token = request
         .match_info()
         .unprocessed()
         .strip_prefix('/')
         .filter(|token| !token.is_empty() && !token.contains('/'));
     if request.method() != Method::POST
-        || !token.is_some_and(|token| state.authorize_token_matches(token))
+        || !token.is_some_and(|token| state.authorize_token.matches(token))
     {
-        return Err(AppError::NotFound);
+        return Err(JsonError::NotFound);
     }
     if !is_json(&request) {
-        return Err(AppError::UnsupportedMediaType(
+        return Err(JsonError::UnsupportedMediaType(
             "The request must be JSON (Content-Type: application/json) with tag and accessKey."
                 .into(),
         ));
@@ -52,14 +65,14 @@ pub async fn authorize(
         .to_bytes_limited(MAX_BODY_BYTES)
         .await
         .map_err(|_| {
-            AppError::PayloadTooLarge(format!(
+            JsonError::PayloadTooLarge(format!(
                 "The request body is larger than {} KiB; send only tag and accessKey.",
                 MAX_BODY_BYTES / 1024
             ))
         })?
-        .map_err(|_| AppError::Rejected("The request body could not be read.".into()))?;
+        .map_err(|_| JsonError::Rejected("The request body could not be read.".into()))?;
     let input: AuthorizeBody =
-        serde_json::from_slice(&body).map_err(|_| AppError::Rejected(diagnose(&body, &state)))?;
+        serde_json::from_slice(&body).map_err(|_| JsonError::Rejected(diagnose(&body, &state)))?;
 
     let now = unix_now();
     let decision = if state.gate.is_loaded() {
@@ -81,7 +94,9 @@ pub async fn authorize(
         Err(reason) => {
             tracing::Span::current().record("outcome", reason.label());
             tracing::debug!("Prediction refused");
-            Err(AppError::Rejected(reason.message(&input.tag, &state.links)))
+            Err(JsonError::Rejected(
+                reason.message(&input.tag, &state.links),
+            ))
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use actix_web::HttpResponse;
 
-const STYLE: &str = include_str!("../../static/style.css");
-const COPY: &str = include_str!("../../static/copy.js");
+const STYLE: &str = include_str!("../../../static/style.css");
+const COPY: &str = include_str!("../../../static/copy.js");
 
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLE)

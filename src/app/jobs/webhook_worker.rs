@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::sync::Syncer;
+use super::Ticker;
+use crate::clock::unix_now;
 use crate::gate::Gate;
-use crate::startup::unix_now;
 use crate::store::{InboxEvent, Store};
+use crate::stripe::Syncer;
 
 /// How long an instance holds the events it claimed; a crashed instance's claims lapse then.
 const CLAIM_LEASE: i64 = 120;
@@ -26,14 +27,11 @@ pub async fn run(
     store: Arc<dyn Store>,
     gate: Arc<Gate>,
     wake: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stopped.changed() => return,
-        }
+    // Woken by each delivery; the second's round picks up retries that came due.
+    let mut ticker = Ticker::after(Duration::from_secs(1), stop).or_when(Some(wake));
+    while ticker.next().await {
         loop {
             let events = match store.claim_events(unix_now(), CLAIM_LEASE, 50).await {
                 Ok(events) => events,

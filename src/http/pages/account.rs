@@ -5,12 +5,14 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::page::{PageError, html, see_other};
+use super::{html, see_other};
+use crate::clock::unix_now;
 use crate::domain::{AccessKey, calendar, thousands};
 use crate::gate::{Entitlement, Limit, Source, Status};
+use crate::http::error::PageError;
+use crate::http::session::Session;
+use crate::http::state::AppState;
 use crate::issue::{CustomerRef, IssueRequest, issue_key};
-use crate::session::Session;
-use crate::startup::{AppState, unix_now};
 use crate::store::RevokeOutcome;
 
 #[derive(Template)]

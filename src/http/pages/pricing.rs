@@ -3,9 +3,10 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::page::{PageError, html, money};
+use super::{html, money};
 use crate::domain::{PlanRules, Predictors, thousands};
-use crate::startup::AppState;
+use crate::http::error::PageError;
+use crate::http::state::AppState;
 use crate::store::PlanRow;
 
 #[derive(Template)]

@@ -7,9 +7,11 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::page::{PageError, html};
+use super::html;
+use crate::clock::unix_now;
 use crate::domain::{AccessKey, random_base62};
-use crate::startup::{AppState, unix_now};
+use crate::http::error::PageError;
+use crate::http::state::AppState;
 use crate::store::{IssueKey, NewKey};
 use crate::stripe::{ApiError, stripe_id};
 

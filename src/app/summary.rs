@@ -1,9 +1,9 @@
+//! `tollbooth serve`: build, say what is running and how, serve until stopped.
+
 use std::io::IsTerminal;
 
-use secrecy::ExposeSecret;
-
+use super::{Application, TokenSource};
 use crate::config::Settings;
-use crate::startup::{Application, TokenSource};
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(settings).await?;
@@ -58,22 +58,4 @@ fn print_summary(app: &Application) {
         db = s.database_display(),
         engine = app.store().engine(),
     );
-}
-
-/// Prints the authorize URL on its own, for the owner to copy.
-pub async fn print_authorize_url(settings: Settings) -> anyhow::Result<()> {
-    let public_url = settings.public_url.clone();
-    let token = match &settings.authorize_token {
-        Some(token) => token.expose_secret().to_owned(),
-        None => {
-            let store = super::open(&settings).await?;
-            let stored = store.setting("authorize_token").await?;
-            store.close().await;
-            stored.ok_or_else(|| {
-                anyhow::anyhow!("no authorize token yet: start the server once (`tollbooth serve`) to generate it")
-            })?
-        }
-    };
-    println!("{public_url}/authorize/{token}");
-    Ok(())
 }

@@ -4,8 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::page::{PageError, see_other};
-use crate::startup::{AppState, unix_now};
+use super::see_other;
+use crate::clock::unix_now;
+use crate::http::error::PageError;
+use crate::http::state::AppState;
 
 #[derive(Deserialize)]
 pub struct CheckoutForm {

@@ -1,0 +1,29 @@
+//! Picks up changes made by other processes (the CLI, other instances): at once when the
+//! engine signals them (PostgreSQL `NOTIFY`), and within one poll interval in any case. Its
+//! first round, at start, loads the whole ledger into the gate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Ticker;
+use crate::clock::unix_now;
+use crate::gate::Gate;
+use crate::store::Store;
+
+pub async fn run(
+    gate: Arc<Gate>,
+    store: Arc<dyn Store>,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut ticker = Ticker::every(every, stop).or_when(store.change_signal());
+    while ticker.next().await {
+        match gate.refresh(store.as_ref(), unix_now()).await {
+            Ok(true) => tracing::info!(keys = gate.key_count(), "Ledger changed; view reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = ?e, "Failed to refresh the ledger view"),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The HTTP edge: each resource's module registers its own routes, merged here into the URL
+//! map. Handlers turn requests into calls on the gate (the hot path) or the ledger's use cases,
+//! and their errors into [`error::JsonError`] or [`error::PageError`].
+
+mod authorize;
+pub mod error;
+mod health;
+pub mod middleware;
+mod pages;
+pub mod session;
+pub mod state;
+mod webhook;
+
+use actix_web::{HttpResponse, web};
+
+pub use state::{AppState, Webhooks};
+
+/// The URL map. The authorize route comes first: every prediction passes through it.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    authorize::routes(cfg);
+    pages::routes(cfg);
+    webhook::routes(cfg);
+    health::routes(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    error::not_found()
+}
