@@ -1,7 +1,7 @@
 //! Issuing an access key: for the owner's CLI now, for checkout and the account page later.
 
 use crate::domain::{AccessKey, KeyPrefix, Predictors, calendar, random_base62};
-use crate::store::{Customer, IssueKey, NewGrant, NewKey, Store};
+use crate::store::{Customer, IssueKey, Keys, NewGrant, NewKey};
 
 /// Whose key it is: an existing customer by id, or a customer found (or created) by email.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ pub enum IssueError {
 }
 
 pub async fn issue_key(
-    store: &dyn Store,
+    store: &dyn Keys,
     prefix: &KeyPrefix,
     request: IssueRequest,
     now: i64,
@@ -119,7 +119,7 @@ pub async fn issue_key(
 }
 
 async fn resolve_customer(
-    store: &dyn Store,
+    store: &dyn Keys,
     customer: CustomerRef,
     now: i64,
 ) -> Result<(String, Option<Customer>), IssueError> {

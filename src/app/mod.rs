@@ -22,7 +22,7 @@ use crate::http::middleware::{request_span, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
-use crate::store::{self, Store};
+use crate::store::{self, Db, Mirror};
 use crate::stripe::Syncer;
 
 pub use summary::serve;
@@ -76,7 +76,7 @@ impl Application {
         };
         let syncer = settings
             .stripe_api()?
-            .map(|api| Syncer::new(api, Arc::clone(&store)));
+            .map(|api| Syncer::new(api, Arc::clone(&store) as Arc<dyn Mirror>));
         let webhooks = match (&syncer, settings.stripe_webhook_secrets.is_empty()) {
             (Some(_), false) => Some(Webhooks {
                 secrets: settings.stripe_webhook_secrets.clone(),
@@ -142,7 +142,7 @@ impl Application {
         self.server.handle()
     }
 
-    pub fn store(&self) -> Arc<dyn Store> {
+    pub fn store(&self) -> Arc<Db> {
         Arc::clone(&self.state.store)
     }
 
@@ -230,7 +230,7 @@ impl Application {
 /// URL pasted into Function stays valid across restarts.
 async fn authorize_token(
     settings: &Settings,
-    store: &dyn Store,
+    store: &Db,
 ) -> anyhow::Result<(SecretString, TokenSource)> {
     if let Some(token) = &settings.authorize_token {
         return Ok((token.clone(), TokenSource::Environment));

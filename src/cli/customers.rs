@@ -1,7 +1,7 @@
 use clap::Subcommand;
 
 use crate::domain::calendar;
-use crate::store::Store;
+use crate::store::Keys;
 
 #[derive(Debug, Subcommand)]
 pub enum CustomersCommand {
@@ -9,7 +9,7 @@ pub enum CustomersCommand {
     List,
 }
 
-pub async fn run(command: CustomersCommand, store: &dyn Store) -> anyhow::Result<()> {
+pub async fn run(command: CustomersCommand, store: &dyn Keys) -> anyhow::Result<()> {
     match command {
         CustomersCommand::List => {
             let customers = store.list_customers().await?;

@@ -4,7 +4,7 @@ use crate::clock::unix_now;
 use crate::config::Settings;
 use crate::domain::{Predictors, calendar};
 use crate::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
-use crate::store::{RevokeOutcome, Store};
+use crate::store::{Db, Keys, Mirror, RevokeOutcome};
 use crate::stripe::Syncer;
 use std::sync::Arc;
 
@@ -53,11 +53,7 @@ pub struct IssueArgs {
     note: Option<String>,
 }
 
-pub async fn run(
-    command: KeysCommand,
-    store: &Arc<dyn Store>,
-    settings: &Settings,
-) -> anyhow::Result<()> {
+pub async fn run(command: KeysCommand, store: &Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
     match command {
         KeysCommand::Issue(args) => issue(args, store, settings).await,
         KeysCommand::List { customer } => list(customer.as_deref(), store.as_ref()).await,
@@ -79,7 +75,7 @@ pub async fn run(
     }
 }
 
-async fn issue(args: IssueArgs, store: &Arc<dyn Store>, settings: &Settings) -> anyhow::Result<()> {
+async fn issue(args: IssueArgs, store: &Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
     let wants_grant = !args.grants.is_empty()
         || args.quota.is_some()
         || args.credits.is_some()
@@ -158,7 +154,7 @@ async fn issue(args: IssueArgs, store: &Arc<dyn Store>, settings: &Settings) -> 
 /// A `cus_…` not known here yet is read from Stripe, with its subscriptions and purchases.
 async fn learn_stripe_customer(
     id: &str,
-    store: &Arc<dyn Store>,
+    store: &Arc<Db>,
     settings: &Settings,
 ) -> anyhow::Result<()> {
     if !id.starts_with("cus_") || store.customer(id).await?.is_some() {
@@ -167,7 +163,7 @@ async fn learn_stripe_customer(
     let Some(api) = settings.stripe_api()? else {
         return Ok(());
     };
-    let report = Syncer::new(api, Arc::clone(store))
+    let report = Syncer::new(api, Arc::clone(store) as Arc<dyn Mirror>)
         .refresh_customer(id)
         .await?;
     if report.customers == 0 {
@@ -196,7 +192,7 @@ fn describe_grant(grant: &GrantSpec) -> String {
     parts.join(", ")
 }
 
-async fn list(customer: Option<&str>, store: &dyn Store) -> anyhow::Result<()> {
+async fn list(customer: Option<&str>, store: &dyn Keys) -> anyhow::Result<()> {
     let keys = store.list_keys(customer).await?;
     if keys.is_empty() {
         println!("No keys.");

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::config::Settings;
-use crate::store::{self, Store};
+use crate::store::{self, Db};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -151,7 +151,7 @@ where
 }
 
 /// Every command works on a fresh database: migrations are applied first.
-async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+async fn open(settings: &Settings) -> anyhow::Result<Arc<Db>> {
     let store = store::connect(&settings.database_url).await?;
     store.migrate().await?;
     Ok(store)

@@ -3,15 +3,15 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::domain::calendar;
-use crate::store::Store;
+use crate::store::{Db, Inbox, Mirror};
 use crate::stripe::Syncer;
 
 /// `tollbooth sync`: the full reconcile, with progress on a terminal and a report at the end.
-pub async fn sync(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<()> {
+pub async fn sync(store: Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
     let api = settings.stripe_api()?.ok_or_else(|| {
         anyhow::anyhow!("STRIPE_SECRET_KEY is not set: there is nothing to sync from")
     })?;
-    let syncer = Syncer::new(api, store);
+    let syncer = Syncer::new(api, store as Arc<dyn Mirror>);
     let terminal = std::io::stderr().is_terminal();
     let progress = |step: &str| {
         if terminal {
@@ -28,7 +28,7 @@ pub async fn sync(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<
 }
 
 /// `tollbooth events`: what the webhook worker could not process yet, and why.
-pub async fn failed_events(store: &dyn Store) -> anyhow::Result<()> {
+pub async fn failed_events(store: &dyn Inbox) -> anyhow::Result<()> {
     let events = store.failed_events().await?;
     if events.is_empty() {
         println!("No failing webhook events.");

@@ -3,11 +3,10 @@ use std::io::{BufRead, BufReader, Write};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use crate::store::Store;
-use crate::store::transfer::{TABLES, TableRows};
+use crate::store::transfer::{TABLES, TableRows, Transfer};
 
 /// `tollbooth export`: one JSON object per row, table by table.
-pub async fn export(store: &dyn Store) -> anyhow::Result<()> {
+pub async fn export(store: &dyn Transfer) -> anyhow::Result<()> {
     let tables = store.export().await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut rows = 0;
@@ -24,7 +23,7 @@ pub async fn export(store: &dyn Store) -> anyhow::Result<()> {
 }
 
 /// `tollbooth import FILE`: all or nothing, into an empty ledger.
-pub async fn import(store: &dyn Store, file: &str) -> anyhow::Result<()> {
+pub async fn import(store: &dyn Transfer, file: &str) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = if file == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {

@@ -16,7 +16,8 @@ use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, Owner, PredictorTag};
 use crate::store::{
-    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Store, UsageRow,
+    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Snapshot, Usage,
+    UsageRow,
 };
 
 pub use decision::{Charge, decide};
@@ -135,7 +136,7 @@ impl Gate {
     /// counters, so exactness holds across the switch to the full view.
     pub async fn authorize_cold(
         &self,
-        store: &dyn Store,
+        store: &dyn Snapshot,
         tag: &str,
         access_key: &str,
         now: i64,
@@ -211,7 +212,7 @@ impl Gate {
     /// ledger is read at the start, after a catalog change, or when too much changed.
     /// Refreshes run one at a time, and the version is checked again once it is this caller's
     /// turn, so a burst of changes costs back-to-back refreshes, not one per caller at once.
-    pub async fn refresh(&self, store: &dyn Store, now: i64) -> anyhow::Result<bool> {
+    pub async fn refresh(&self, store: &dyn Snapshot, now: i64) -> anyhow::Result<bool> {
         if self.is_loaded() && store.ledger_version().await? == self.view.load().version {
             return Ok(false);
         }
@@ -254,7 +255,7 @@ impl Gate {
     }
 
     /// Rebuilds the view from the database, keeping this process's unflushed counts.
-    pub async fn reload(&self, store: &dyn Store, now: i64) -> anyhow::Result<()> {
+    pub async fn reload(&self, store: &dyn Snapshot, now: i64) -> anyhow::Result<()> {
         let mut loading = Loading {
             part: Part::new(View::default()),
             ids: &self.ids,
@@ -319,7 +320,7 @@ impl Gate {
     /// so it can go less often than the counters that quotas and credits rest on.
     pub async fn flush(
         &self,
-        store: &dyn Store,
+        store: &dyn Usage,
         now: i64,
         with_activity: bool,
     ) -> anyhow::Result<usize> {

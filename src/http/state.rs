@@ -10,14 +10,14 @@ use tokio::sync::Notify;
 use super::session::Sessions;
 use crate::domain::KeyPrefix;
 use crate::gate::{Gate, Links};
-use crate::store::Store;
+use crate::store::Db;
 use crate::stripe::Syncer;
 
 pub struct AppState {
     /// The hot path: the in-memory view of the ledger, and the use counted on it.
     pub gate: Arc<Gate>,
     /// The ledger's database, for what pages read and the webhook inbox.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Db>,
     /// Where refusal messages send people (the pricing and account pages, when selling).
     pub links: Links,
     /// Present when Stripe is configured: the pages sell, the account links to billing.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::error::JsonError;
 use super::state::AppState;
 use crate::clock::unix_now;
-use crate::store::NewEvent;
+use crate::store::{Inbox, NewEvent};
 use crate::stripe::signature;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -1,15 +1,20 @@
 //! The ledger's tables as data, for `tollbooth export` and `import` (moving from SQLite to
 //! PostgreSQL, or between machines). One line of JSON per row: `{"table": …, "row": [...]}`.
 
-/// How a column is read and bound: the same on both engines.
-#[derive(Clone, Copy)]
-pub enum Kind {
-    Int,
-    Text,
-    Bool,
-}
+use anyhow::Context as _;
+
+use super::snapshot::record_change;
+use super::sql::{Arg, Kind, Statement, sql};
+use super::{BoxFuture, Db};
 
 use Kind::{Bool, Int, Text};
+
+pub trait Transfer: Send + Sync {
+    /// Every row of every ledger table ([`TABLES`]), in one consistent read.
+    fn export(&self) -> BoxFuture<'_, anyhow::Result<Vec<TableRows>>>;
+    /// Writes exported rows into this (empty) ledger in one transaction.
+    fn import<'a>(&'a self, tables: &'a [TableRows]) -> BoxFuture<'a, anyhow::Result<usize>>;
+}
 
 /// Every table the ledger keeps, parents before children, with its columns. The ledger
 /// version is not copied: an import bumps it.
@@ -182,12 +187,12 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
 ];
 
-pub fn select_sql(table: &str, columns: &[(&str, Kind)]) -> String {
+fn select_sql(table: &str, columns: &[(&str, Kind)]) -> String {
     let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
     format!("SELECT {} FROM {table} ORDER BY 1", names.join(", "))
 }
 
-pub fn insert_sql(table: &str, columns: &[(&str, Kind)]) -> String {
+fn insert_sql(table: &str, columns: &[(&str, Kind)]) -> String {
     let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
     let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     format!(
@@ -199,3 +204,75 @@ pub fn insert_sql(table: &str, columns: &[(&str, Kind)]) -> String {
 
 /// `(table, rows)` read from a store, each row a JSON array in column order.
 pub type TableRows = (&'static str, Vec<Vec<serde_json::Value>>);
+
+impl Transfer for Db {
+    fn export(&self) -> BoxFuture<'_, anyhow::Result<Vec<TableRows>>> {
+        Box::pin(async move {
+            let mut tx = self.begin_read().await?;
+            let mut out = Vec::new();
+            for (table, columns) in TABLES {
+                let kinds: Vec<Kind> = columns.iter().map(|(_, kind)| *kind).collect();
+                let rows = tx
+                    .fetch_values(Statement::assembled(select_sql(table, columns)), &kinds)
+                    .await
+                    .with_context(|| format!("Failed to read {table}"))?;
+                out.push((*table, rows));
+            }
+            tx.commit().await.context("Failed to end the export read")?;
+            Ok(out)
+        })
+    }
+
+    fn import<'a>(&'a self, tables: &'a [TableRows]) -> BoxFuture<'a, anyhow::Result<usize>> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await?;
+            let (existing,): (i64,) = tx
+                .fetch_one(sql(
+                    "SELECT (SELECT COUNT(*) FROM customers) + (SELECT COUNT(*) FROM products)",
+                ))
+                .await
+                .context("Failed to check that the ledger is empty")?;
+            anyhow::ensure!(
+                existing == 0,
+                "the target ledger is not empty; import only into a new database"
+            );
+            // The generated settings (authorize token, session secret) come from the export.
+            tx.execute(sql("DELETE FROM settings"))
+                .await
+                .context("Failed to clear settings")?;
+            let mut count = 0;
+            for (table, columns) in TABLES {
+                let insert = insert_sql(table, columns);
+                for (name, rows) in tables.iter().filter(|(name, _)| name == table) {
+                    for row in rows {
+                        anyhow::ensure!(
+                            row.len() == columns.len(),
+                            "a {name} row has {} values, not {}",
+                            row.len(),
+                            columns.len()
+                        );
+                        let mut statement = Statement::assembled(insert.clone());
+                        for ((column, kind), value) in columns.iter().zip(row) {
+                            let arg = Arg::from_json(*kind, value).with_context(|| {
+                                format!("{name}.{column} has an unexpected value {value}")
+                            })?;
+                            statement = statement.bind(arg);
+                        }
+                        tx.execute(statement)
+                            .await
+                            .with_context(|| format!("Failed to import a {name} row"))?;
+                        count += 1;
+                    }
+                }
+            }
+            record_change(&mut tx, None).await?;
+            tx.commit().await.context("Failed to commit the import")?;
+            // Fresh statistics, so the planner uses the indexes on the new rows at once
+            // (PostgreSQL's autovacuum would get to it only later).
+            self.execute(sql("ANALYZE"))
+                .await
+                .context("Failed to analyze the imported tables")?;
+            Ok(count)
+        })
+    }
+}

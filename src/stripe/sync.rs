@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::client::{ApiError, StripeApi, stripe_id};
 use super::objects;
 use crate::clock::unix_now_ms;
-use crate::store::{Price, Store};
+use crate::store::{Mirror, Price};
 
 /// What a sync changed, counted per kind.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,11 +43,11 @@ impl std::fmt::Display for SyncReport {
 #[derive(Clone)]
 pub struct Syncer {
     api: StripeApi,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Mirror>,
 }
 
 impl Syncer {
-    pub fn new(api: StripeApi, store: Arc<dyn Store>) -> Self {
+    pub fn new(api: StripeApi, store: Arc<dyn Mirror>) -> Self {
         Self { api, store }
     }
 
@@ -304,9 +304,9 @@ impl Syncer {
         // Customers known here that Stripe no longer lists were deleted there; refreshing them
         // records that.
         let seen: HashSet<String> = ids.iter().cloned().collect();
-        for local in self.store.list_customers().await? {
-            if local.id.starts_with("cus_") && !seen.contains(&local.id) {
-                ids.push(local.id);
+        for local in self.store.customer_ids().await? {
+            if local.starts_with("cus_") && !seen.contains(&local) {
+                ids.push(local);
             }
         }
         for (i, id) in ids.iter().enumerate() {

@@ -4,6 +4,7 @@ use tollbooth::domain::{AccessKey, KeyPrefix};
 use tollbooth::issue::QuotaPeriodArg;
 
 use crate::helpers::{Issue, assert_allowed, assert_denied, spawn_app};
+use tollbooth::store::Keys;
 
 fn never_issued_key() -> String {
     AccessKey::generate(&KeyPrefix::parse("tb").unwrap())

@@ -5,6 +5,7 @@ use tollbooth::clock::unix_now;
 use tollbooth::gate::{DenyReason, Gate, GateRules};
 
 use crate::helpers::{Issue, TestDatabase, issue_with};
+use tollbooth::store::Keys;
 
 #[tokio::test]
 async fn a_gate_that_has_not_loaded_yet_answers_from_the_database_and_counts_exactly() {

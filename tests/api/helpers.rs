@@ -10,7 +10,8 @@ use tollbooth::config::Settings;
 use tollbooth::domain::{KeyPrefix, Predictors, calendar, random_base62};
 use tollbooth::gate::Gate;
 use tollbooth::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
-use tollbooth::store::Store;
+use tollbooth::store::sql::sql;
+use tollbooth::store::{Db, InboxEvent, LedgerRows, Snapshot};
 use tollbooth::telemetry;
 
 pub const OWNER: &str = "acme";
@@ -96,7 +97,7 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
 
 pub struct TestApp {
     pub address: String,
-    pub store: Arc<dyn Store>,
+    pub store: TestStore,
     pub gate: Arc<Gate>,
     pub client: reqwest::Client,
     pub db: TestDatabase,
@@ -133,7 +134,7 @@ async fn start(db: TestDatabase, settings: Settings) -> TestApp {
     let task = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        store,
+        store: TestStore(store),
         gate,
         client: reqwest::Client::new(),
         db,
@@ -141,6 +142,43 @@ async fn start(db: TestDatabase, settings: Settings) -> TestApp {
         handle,
         task,
     }
+}
+
+/// The service's database, with what tests read from it directly.
+pub struct TestStore(pub Arc<Db>);
+
+impl std::ops::Deref for TestStore {
+    type Target = Arc<Db>;
+
+    fn deref(&self) -> &Arc<Db> {
+        &self.0
+    }
+}
+
+impl TestStore {
+    /// A webhook event as the inbox holds it.
+    pub async fn stripe_event(&self, id: &str) -> anyhow::Result<Option<InboxEvent>> {
+        self.0
+            .fetch_optional(
+                sql(
+                    "SELECT id, event_type, created, payload, received_at, attempts, last_error, \
+                        processed_at FROM stripe_events WHERE id = $1",
+                )
+                .bind(id),
+            )
+            .await
+    }
+
+    pub async fn load_ledger(&self, now: i64) -> anyhow::Result<LedgerRows> {
+        load_ledger(self.0.as_ref(), now).await
+    }
+}
+
+/// The whole ledger as the gate reads it, held as rows.
+pub async fn load_ledger(store: &dyn Snapshot, now: i64) -> anyhow::Result<LedgerRows> {
+    let mut rows = LedgerRows::default();
+    rows.version = store.load_ledger_into(now, &mut rows).await?;
+    Ok(rows)
 }
 
 /// What `tollbooth keys issue` would be told.
@@ -263,7 +301,7 @@ pub async fn assert_allowed(app: &TestApp, tag: &str, key: &str) {
 }
 
 /// Issues a key as the CLI does, straight into a store.
-pub async fn issue_with(store: &Arc<dyn Store>, issue: Issue) -> IssuedForTest {
+pub async fn issue_with(store: &Arc<Db>, issue: Issue) -> IssuedForTest {
     let customer = match (&issue.customer, issue.email) {
         (Some(id), _) => CustomerRef::Id(id.clone()),
         (None, email) => CustomerRef::Email(email.unwrap_or("ada@example.com").to_owned()),

@@ -8,6 +8,7 @@ use tollbooth::clock::unix_now;
 
 use crate::helpers::{Issue, spawn_app_with};
 use crate::stripe_fake::{CUSTOMER, FakeStripe, event, spawn_app_with_stripe, subscription};
+use tollbooth::store::Keys;
 
 /// The flush interval the instances run with; the overshoot bound is written in it.
 const FLUSH: Duration = Duration::from_millis(100);
@@ -108,7 +109,7 @@ async fn credits_spent_through_two_instances_overshoot_at_most_the_documented_bo
     );
     Arc::into_inner(b).unwrap().stop().await;
     let db = Arc::into_inner(a).unwrap().stop().await;
-    let reopened = tollbooth::store::connect(&db.url).await.unwrap();
+    let reopened = crate::helpers::TestStore(tollbooth::store::connect(&db.url).await.unwrap());
     let used: i64 = reopened
         .load_ledger(unix_now())
         .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tollbooth::clock::unix_now;
 use tollbooth::domain::random_base62;
-use tollbooth::store::{ItemRow, Store};
+use tollbooth::store::{ItemRow, Keys, Snapshot};
 
 use crate::freshness::cli_with;
 use crate::helpers::{TestDatabase, spawn_app_with};
@@ -75,8 +75,10 @@ fn stripe_env(base: &str) -> Vec<(&'static str, String)> {
 }
 
 /// The customer's subscription items as a ledger holds them.
-async fn items_of(store: &dyn Store, customer: &str) -> Vec<ItemRow> {
-    let rows = store.load_ledger(unix_now()).await.unwrap();
+async fn items_of(store: &dyn Snapshot, customer: &str) -> Vec<ItemRow> {
+    let rows = crate::helpers::load_ledger(store, unix_now())
+        .await
+        .unwrap();
     rows.items
         .into_iter()
         .filter(|i| i.customer_id == customer)

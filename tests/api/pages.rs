@@ -7,6 +7,7 @@ use tollbooth::stripe::objects;
 use crate::fake_checkout::{FakeCheckout, PRICE, price, product};
 use crate::helpers::{Issue, TestApp, assert_allowed, spawn_app_with};
 use crate::stripe_fake::WEBHOOK_SECRET;
+use tollbooth::store::{Keys, Mirror};
 
 pub struct Shop {
     pub app: TestApp,

@@ -4,6 +4,7 @@ use tollbooth::clock::unix_now;
 use tollbooth::store::{Customer, Price, Product, Purchase, Subscription, SubscriptionItem};
 
 use crate::helpers::{Issue, TestApp, assert_allowed, assert_denied, spawn_app};
+use tollbooth::store::{Mirror, Snapshot};
 
 const DAY: i64 = 86_400;
 

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use tollbooth::clock::unix_now;
 
 use crate::helpers::{Issue, TestDatabase, assert_allowed, assert_denied, test_settings};
+use tollbooth::store::Transfer;
 
 #[tokio::test]
 async fn an_exported_sqlite_ledger_imports_into_a_new_database_and_answers_the_same() {

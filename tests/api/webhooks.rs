@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tollbooth::clock::unix_now;
-use tollbooth::store::Customer;
+use tollbooth::store::{Customer, MeterOutbox, Mirror};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 

@@ -10,14 +10,9 @@ use tokio::sync::watch;
 use super::Ticker;
 use crate::clock::unix_now;
 use crate::gate::Gate;
-use crate::store::Store;
+use crate::store::{Db, Snapshot};
 
-pub async fn run(
-    gate: Arc<Gate>,
-    store: Arc<dyn Store>,
-    every: Duration,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn run(gate: Arc<Gate>, store: Arc<Db>, every: Duration, stop: watch::Receiver<bool>) {
     let mut ticker = Ticker::every(every, stop).or_when(store.change_signal());
     while ticker.next().await {
         match gate.refresh(store.as_ref(), unix_now()).await {

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 
 use super::Ticker;
 use crate::clock::unix_now;
-use crate::store::Store;
+use crate::store::{Db, MeterOutbox};
 use crate::stripe::StripeApi;
 
 /// Sends what is waiting; stops at the first failure so a Stripe outage is not hammered.
-async fn report(api: &StripeApi, store: &dyn Store) -> anyhow::Result<usize> {
+async fn report(api: &StripeApi, store: &dyn MeterOutbox) -> anyhow::Result<usize> {
     let mut sent = 0;
     for event in store.unsent_meter_reports(100).await? {
         let form = json!({
@@ -43,12 +43,7 @@ async fn report(api: &StripeApi, store: &dyn Store) -> anyhow::Result<usize> {
     Ok(sent)
 }
 
-pub async fn run(
-    api: StripeApi,
-    store: Arc<dyn Store>,
-    every: Duration,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn run(api: StripeApi, store: Arc<Db>, every: Duration, stop: watch::Receiver<bool>) {
     let mut ticker = Ticker::after(every, stop);
     while ticker.next().await {
         match report(&api, store.as_ref()).await {

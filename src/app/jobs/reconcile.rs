@@ -8,13 +8,13 @@ use tokio::sync::watch;
 use super::Ticker;
 use crate::clock::unix_now;
 use crate::gate::Gate;
-use crate::store::Store;
+use crate::store::Db;
 use crate::stripe::Syncer;
 
 pub async fn run(
     syncer: Syncer,
     gate: Arc<Gate>,
-    store: Arc<dyn Store>,
+    store: Arc<Db>,
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {

@@ -11,7 +11,7 @@ use super::Ticker;
 use crate::clock::unix_now;
 use crate::domain::random_base62;
 use crate::gate::Gate;
-use crate::store::Store;
+use crate::store::{Db, Usage};
 
 /// Read back a little further than the last read: other instances' clocks and commits lag.
 const OVERLAP: i64 = 5;
@@ -19,12 +19,7 @@ const OVERLAP: i64 = 5;
 /// no exactness, and under load it is as many rows as the counters or more.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(
-    gate: Arc<Gate>,
-    store: Arc<dyn Store>,
-    every: Duration,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn run(gate: Arc<Gate>, store: Arc<Db>, every: Duration, stop: watch::Receiver<bool>) {
     let mut ticker = Ticker::every(every, stop);
     let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
@@ -63,7 +58,7 @@ pub async fn run(
 /// The last flush, after the HTTP workers have stopped. Handlers run on the workers' own
 /// runtimes, and pooled PostgreSQL connections they opened die with them; a failed attempt
 /// discards such a connection, so a few attempts reach one opened here.
-pub async fn final_flush(gate: &Gate, store: &dyn Store) -> anyhow::Result<usize> {
+pub async fn final_flush(gate: &Gate, store: &dyn Usage) -> anyhow::Result<usize> {
     let mut attempt = 0;
     loop {
         match gate.flush(store, unix_now(), true).await {

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, watch};
 use super::Ticker;
 use crate::clock::unix_now;
 use crate::gate::Gate;
-use crate::store::{InboxEvent, Store};
+use crate::store::{Db, Inbox, InboxEvent};
 use crate::stripe::Syncer;
 
 /// How long an instance holds the events it claimed; a crashed instance's claims lapse then.
@@ -24,7 +24,7 @@ pub fn backoff(attempts: i64) -> i64 {
 
 pub async fn run(
     syncer: Syncer,
-    store: Arc<dyn Store>,
+    store: Arc<Db>,
     gate: Arc<Gate>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
@@ -58,7 +58,7 @@ pub async fn run(
     }
 }
 
-async fn process(syncer: &Syncer, store: &dyn Store, event: &InboxEvent) {
+async fn process(syncer: &Syncer, store: &dyn Inbox, event: &InboxEvent) {
     let outcome = match serde_json::from_str(&event.payload) {
         Ok(payload) => syncer.handle_event(&event.event_type, &payload).await,
         Err(e) => Err(anyhow::anyhow!("stored payload is not JSON: {e}")),

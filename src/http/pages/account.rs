@@ -13,7 +13,7 @@ use crate::http::error::PageError;
 use crate::http::session::Session;
 use crate::http::state::AppState;
 use crate::issue::{CustomerRef, IssueRequest, issue_key};
-use crate::store::RevokeOutcome;
+use crate::store::{Keys, RevokeOutcome};
 
 #[derive(Template)]
 #[template(path = "signin.html")]

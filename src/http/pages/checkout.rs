@@ -8,6 +8,7 @@ use super::see_other;
 use crate::clock::unix_now;
 use crate::http::error::PageError;
 use crate::http::state::AppState;
+use crate::store::Mirror;
 
 #[derive(Deserialize)]
 pub struct CheckoutForm {

@@ -7,7 +7,7 @@ use super::{html, money};
 use crate::domain::{PlanRules, Predictors, thousands};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
-use crate::store::PlanRow;
+use crate::store::{Mirror, PlanRow};
 
 #[derive(Template)]
 #[template(path = "pricing.html")]

@@ -12,7 +12,7 @@ use crate::clock::unix_now;
 use crate::domain::{AccessKey, random_base62};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
-use crate::store::{IssueKey, NewKey};
+use crate::store::{IssueKey, Keys, NewKey};
 use crate::stripe::{ApiError, stripe_id};
 
 #[derive(Deserialize)]

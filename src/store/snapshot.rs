@@ -1,0 +1,393 @@
+//! What the gate reads: the rows its in-memory view is built from, in one consistent read, and
+//! the ledger's version with the customers each version changed, so a running gate can tell it
+//! is stale and read again only what changed.
+//!
+//! Every write that changes who may predict calls [`record_change`] in its transaction.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::FromRow;
+use tokio::sync::Notify;
+
+use super::sql::{Arg, Statement, Tx, sql};
+use super::{BoxFuture, Db};
+
+/// How many versions of [`LedgerChange`] are kept; a gate further behind reloads everything.
+pub const CHANGES_KEPT: i64 = 10_000;
+
+pub trait Snapshot: Send + Sync {
+    fn ledger_version(&self) -> BoxFuture<'_, anyhow::Result<i64>>;
+    /// Everything the gate needs, in one consistent read, handed to `sink` row by row;
+    /// returns the ledger version read.
+    fn load_ledger_into<'a>(
+        &'a self,
+        now: i64,
+        sink: &'a mut dyn LedgerSink,
+    ) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// One customer's rows, as [`Self::load_ledger_into`] reads them for everyone (empty if
+    /// the customer has no active key or was deleted).
+    fn load_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>>;
+    /// The rows of the one customer who holds the (active) key with this hash: what the gate
+    /// needs to answer for that key before the whole ledger is loaded.
+    fn load_customer_of_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>>;
+    /// The customer each version after `after` changed, oldest first (`None`: possibly many),
+    /// or `None` when changes that far back are no longer kept.
+    fn ledger_changes(
+        &self,
+        after: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Option<Vec<LedgerChange>>>>;
+    /// Rings when another process changed the ledger, where the engine can tell (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` means polling alone.
+    fn change_signal(&self) -> Option<Arc<Notify>>;
+}
+
+/// A version of the ledger and the customer it changed (`None`: possibly many).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct LedgerChange {
+    pub version: i64,
+    pub customer_id: Option<String>,
+}
+
+/// All the gate needs to build its in-memory view.
+#[derive(Debug, Default)]
+pub struct LedgerRows {
+    pub version: i64,
+    pub keys: Vec<KeyRow>,
+    pub grants: Vec<GrantRow>,
+    pub items: Vec<ItemRow>,
+    pub purchases: Vec<PurchaseRow>,
+    pub usage: Vec<UsageRow>,
+}
+
+/// Takes the ledger's rows one at a time as they are read, in this order: keys, grants,
+/// subscription items, purchases, usage counters. The gate builds its view this way, so the
+/// whole ledger is never held as rows at once.
+pub trait LedgerSink: Send {
+    fn key(&mut self, row: KeyRow);
+    fn grant(&mut self, row: GrantRow);
+    fn item(&mut self, row: ItemRow);
+    fn purchase(&mut self, row: PurchaseRow);
+    fn usage(&mut self, row: UsageRow);
+}
+
+impl LedgerSink for LedgerRows {
+    fn key(&mut self, row: KeyRow) {
+        self.keys.push(row);
+    }
+
+    fn grant(&mut self, row: GrantRow) {
+        self.grants.push(row);
+    }
+
+    fn item(&mut self, row: ItemRow) {
+        self.items.push(row);
+    }
+
+    fn purchase(&mut self, row: PurchaseRow) {
+        self.purchases.push(row);
+    }
+
+    fn usage(&mut self, row: UsageRow) {
+        self.usage.push(row);
+    }
+}
+
+/// An active (not revoked) key of a customer that exists.
+#[derive(Debug, FromRow)]
+pub struct KeyRow {
+    pub id: String,
+    pub customer_id: String,
+    pub key_hash: String,
+}
+
+#[derive(Debug, FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub customer_id: String,
+    pub note: Option<String>,
+    pub predictors: String,
+    pub quota: Option<i64>,
+    pub quota_period: Option<String>,
+    pub credits: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// A subscription item with its subscription's state and its plan's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ItemRow {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub past_due_since: Option<i64>,
+    pub current_period_start: i64,
+    pub current_period_end: i64,
+    pub usage_type: Option<String>,
+    pub meter_event_name: Option<String>,
+    pub product_name: Option<String>,
+    pub product_metadata: Option<String>,
+    pub price_metadata: Option<String>,
+}
+
+/// A one-time purchase with its plan's metadata.
+#[derive(Debug, FromRow)]
+pub struct PurchaseRow {
+    pub id: String,
+    pub customer_id: String,
+    pub quantity: i64,
+    pub paid_at: i64,
+    pub refunded_at: Option<i64>,
+    pub disputed_at: Option<i64>,
+    pub product_name: Option<String>,
+    pub product_metadata: Option<String>,
+    pub price_metadata: Option<String>,
+}
+
+/// A usage counter as stored: an entitlement's use in the period starting at `period_start`.
+#[derive(Debug, FromRow)]
+pub struct UsageRow {
+    pub entitlement: String,
+    pub period_start: i64,
+    pub customer_id: String,
+    pub used: i64,
+}
+
+/// Whose rows a read takes.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Everyone,
+    Customer(&'a str),
+    /// The customer holding the active key with this hash.
+    HolderOf(&'a str),
+}
+
+impl Scope<'_> {
+    /// `select` (with its own parameters `fixed`, numbered from `$1`) limited to the scope's
+    /// customer by `column`, then `order`.
+    fn statement(&self, select: &str, column: &str, order: &str, fixed: Vec<Arg>) -> Statement {
+        let n = fixed.len() + 1;
+        let filter = match self {
+            Self::Everyone => String::new(),
+            Self::Customer(_) => format!(" AND {column} = ${n}"),
+            Self::HolderOf(_) => format!(
+                " AND {column} = (SELECT customer_id FROM access_keys \
+                     WHERE key_hash = ${n} AND revoked_at IS NULL)"
+            ),
+        };
+        let mut statement = Statement::assembled(format!("{select}{filter}{order}"));
+        for arg in fixed {
+            statement = statement.bind(arg);
+        }
+        match self {
+            Self::Everyone => statement,
+            Self::Customer(id) | Self::HolderOf(id) => statement.bind(*id),
+        }
+    }
+}
+
+/// Ended subscriptions are kept for a year so a denial can say when they ended.
+const ENDED_KEPT: i64 = 366 * 86_400;
+/// Counters of periods that started this long ago no longer matter to any limit.
+const USAGE_KEPT: i64 = 62 * 86_400;
+
+/// Reads the scope's rows in one consistent snapshot, each handed to `sink` as it is
+/// decoded, so no table is ever held whole; returns the ledger version read.
+async fn read(
+    db: &Db,
+    now: i64,
+    scope: Scope<'_>,
+    sink: &mut dyn LedgerSink,
+) -> anyhow::Result<i64> {
+    let mut tx = db.begin_read().await?;
+    let version = current_version(&mut tx).await?;
+    let keys = scope.statement(
+        "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
+         JOIN customers c ON c.id = k.customer_id \
+         WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
+        "k.customer_id",
+        "",
+        vec![],
+    );
+    tx.for_each(keys, |row| sink.key(row))
+        .await
+        .context("Failed to load access keys")?;
+    let grants = scope.statement(
+        "SELECT id, customer_id, note, predictors, quota, quota_period, credits, expires_at \
+         FROM grants WHERE revoked_at IS NULL",
+        "customer_id",
+        " ORDER BY created_at, id",
+        vec![],
+    );
+    tx.for_each(grants, |row| sink.grant(row))
+        .await
+        .context("Failed to load grants")?;
+    let items = scope.statement(
+        "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
+                s.canceled_at, s.ended_at, s.past_due_since, \
+                si.current_period_start, si.current_period_end, p.usage_type, \
+                p.meter_event_name, pr.name AS product_name, \
+                pr.metadata AS product_metadata, p.metadata AS price_metadata \
+         FROM subscription_items si \
+         JOIN subscriptions s ON s.id = si.subscription_id \
+         LEFT JOIN prices p ON p.id = si.price_id \
+         LEFT JOIN products pr ON pr.id = p.product_id \
+         WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
+        "s.customer_id",
+        " ORDER BY s.created, si.id",
+        vec![(now - ENDED_KEPT).into()],
+    );
+    tx.for_each(items, |row| sink.item(row))
+        .await
+        .context("Failed to load subscriptions")?;
+    let purchases = scope.statement(
+        "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
+                pu.disputed_at, pr.name AS product_name, \
+                pr.metadata AS product_metadata, p.metadata AS price_metadata \
+         FROM purchases pu \
+         LEFT JOIN prices p ON p.id = pu.price_id \
+         LEFT JOIN products pr ON pr.id = p.product_id \
+         WHERE true",
+        "pu.customer_id",
+        " ORDER BY pu.paid_at, pu.id",
+        vec![],
+    );
+    tx.for_each(purchases, |row| sink.purchase(row))
+        .await
+        .context("Failed to load purchases")?;
+    let usage = scope.statement(
+        "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
+         WHERE (period_start = 0 OR period_start > $1)",
+        "customer_id",
+        "",
+        vec![(now - USAGE_KEPT).into()],
+    );
+    tx.for_each(usage, |row| sink.usage(row))
+        .await
+        .context("Failed to load usage counters")?;
+    tx.commit().await.context("Failed to end the ledger read")?;
+    Ok(version)
+}
+
+async fn current_version(tx: &mut Tx) -> anyhow::Result<i64> {
+    let (version,) = tx
+        .fetch_one(sql("SELECT version FROM ledger_state WHERE id = 1"))
+        .await
+        .context("Failed to read the ledger version")?;
+    Ok(version)
+}
+
+async fn read_rows(db: &Db, now: i64, scope: Scope<'_>) -> anyhow::Result<LedgerRows> {
+    let mut rows = LedgerRows::default();
+    rows.version = read(db, now, scope, &mut rows).await?;
+    Ok(rows)
+}
+
+impl Snapshot for Db {
+    fn ledger_version(&self) -> BoxFuture<'_, anyhow::Result<i64>> {
+        Box::pin(async move {
+            let (version,) = self
+                .fetch_one(sql("SELECT version FROM ledger_state WHERE id = 1"))
+                .await
+                .context("Failed to read the ledger version")?;
+            Ok(version)
+        })
+    }
+
+    fn load_ledger_into<'a>(
+        &'a self,
+        now: i64,
+        sink: &'a mut dyn LedgerSink,
+    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(read(self, now, Scope::Everyone, sink))
+    }
+
+    fn load_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>> {
+        Box::pin(read_rows(self, now, Scope::Customer(customer_id)))
+    }
+
+    /// The key's customer is found inside the same snapshot, on one connection: at start-up
+    /// every other connection may be busy, and opening one can cost more than the lookup.
+    fn load_customer_of_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<LedgerRows>> {
+        Box::pin(read_rows(self, now, Scope::HolderOf(key_hash)))
+    }
+
+    fn ledger_changes(
+        &self,
+        after: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Option<Vec<LedgerChange>>>> {
+        Box::pin(async move {
+            let mut tx = self.begin_read().await?;
+            let version = current_version(&mut tx).await?;
+            let changes: Vec<LedgerChange> = tx
+                .fetch_all(
+                    sql("SELECT version, customer_id FROM ledger_changes \
+                         WHERE version > $1 AND version <= $2 ORDER BY version")
+                    .bind(after)
+                    .bind(version),
+                )
+                .await
+                .context("Failed to read the ledger changes")?;
+            tx.commit()
+                .await
+                .context("Failed to end the changes read")?;
+            // Every version has its change row, so a full run is exactly this long.
+            let complete = changes.len() as i64 == version - after
+                && changes.first().is_none_or(|c| c.version == after + 1);
+            Ok(complete.then_some(changes))
+        })
+    }
+
+    fn change_signal(&self) -> Option<Arc<Notify>> {
+        let super::sql::Pool::Postgres(pool) = &self.pool else {
+            return None;
+        };
+        let signal = self.signal.get_or_init(|| {
+            let signal = Arc::new(Notify::new());
+            tokio::spawn(super::postgres::listen(pool.clone(), Arc::clone(&signal)));
+            signal
+        });
+        Some(Arc::clone(signal))
+    }
+}
+
+/// Bumps the ledger version in `tx`, records which customer it changed (`None`: possibly many,
+/// such as the catalog) and tells other processes at commit where the engine can. Changes are
+/// kept for a window of versions; a gate further behind reloads everything.
+pub(super) async fn record_change(tx: &mut Tx, customer: Option<&str>) -> anyhow::Result<()> {
+    let (version,): (i64,) = tx
+        .fetch_one(sql(
+            "UPDATE ledger_state SET version = version + 1 WHERE id = 1 RETURNING version",
+        ))
+        .await
+        .context("Failed to bump the ledger version")?;
+    tx.execute(
+        sql("INSERT INTO ledger_changes (version, customer_id) VALUES ($1, $2)")
+            .bind(version)
+            .bind(customer),
+    )
+    .await
+    .context("Failed to record a ledger change")?;
+    tx.execute(sql("DELETE FROM ledger_changes WHERE version <= $1").bind(version - CHANGES_KEPT))
+        .await
+        .context("Failed to trim the ledger changes")?;
+    tx.notify_ledger_changed().await
+}

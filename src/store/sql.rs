@@ -1,0 +1,351 @@
+//! Statements written once for both engines. The ledger's SQL means the same on SQLite and
+//! PostgreSQL (`$n` parameters, `RETURNING`, `ON CONFLICT`, integer times, text ids), and its
+//! values are integers, text and booleans, so a [`Statement`] carries its text and its values
+//! as plain data, and is bound to the engine's own types only when it runs. This file is the one
+//! place that dispatches on the engine; each role's file holds its SQL as ordinary code.
+
+use futures_util::TryStreamExt as _;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Arguments as _, Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
+
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Self::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Self::Bool(Some(v))
+    }
+}
+
+impl From<Option<bool>> for Arg {
+    fn from(v: Option<bool>) -> Self {
+        Self::Bool(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Self::Text(Some(v.to_owned()))
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Self::Text(Some(v))
+    }
+}
+
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Self::Text(Some(v.clone()))
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Self::Text(v.map(str::to_owned))
+    }
+}
+
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Self::Text(v.clone())
+    }
+}
+
+/// The kinds of value the ledger stores, for reading columns without a row type (the export).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+    Bool,
+}
+
+impl Arg {
+    /// A JSON value read as `kind` (`null` for none); `None` if it is of another kind.
+    pub fn from_json(kind: Kind, value: &serde_json::Value) -> Option<Self> {
+        let fits = value.is_null()
+            || match kind {
+                Kind::Int => value.is_i64(),
+                Kind::Text => value.is_string(),
+                Kind::Bool => value.is_boolean(),
+            };
+        fits.then(|| match kind {
+            Kind::Int => Self::Int(value.as_i64()),
+            Kind::Text => Self::Text(value.as_str().map(str::to_owned)),
+            Kind::Bool => Self::Bool(value.as_bool()),
+        })
+    }
+}
+
+/// SQL text and the values of its `$1, $2, …` in order.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    sql: sqlx::SqlStr,
+    args: Vec<Arg>,
+}
+
+/// A statement whose text is written in the code.
+pub fn sql(text: &'static str) -> Statement {
+    Statement {
+        sql: sqlx::SqlStr::from_static(text),
+        args: Vec::new(),
+    }
+}
+
+impl Statement {
+    /// A statement whose text is put together from the code's own fragments (table and
+    /// column names, filters); values are always bound, never spliced.
+    pub fn assembled(text: String) -> Self {
+        use sqlx::SqlSafeStr as _;
+        Self {
+            sql: sqlx::AssertSqlSafe(text).into_sql_str(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn bind(mut self, value: impl Into<Arg>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    pub fn text(&self) -> &str {
+        self.sql.as_str()
+    }
+}
+
+/// A row type both engines can decode (a `#[derive(FromRow)]` struct, or a tuple).
+pub trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// The engine's arguments for `args`.
+fn arguments<DB: Database>(args: Vec<Arg>) -> anyhow::Result<DB::Arguments>
+where
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<bool>: Encode<'t, DB> + Type<DB>,
+{
+    let mut out = DB::Arguments::default();
+    for arg in args {
+        match arg {
+            Arg::Int(v) => out.add(v),
+            Arg::Text(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+        }
+        .map_err(|e| anyhow::anyhow!("Failed to bind a value: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// An open pool of either engine.
+pub(super) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A transaction of either engine.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs one statement on an executor of the engine at hand: `$run(query_with, executor)`.
+macro_rules! dispatch {
+    ($target:expr, $statement:expr, |$query:ident, $exec:ident| $body:expr) => {{
+        let Statement { sql, args } = $statement;
+        match $target {
+            Target::Sqlite($exec) => {
+                let $query = (sql, arguments::<Sqlite>(args)?);
+                $body
+            }
+            Target::Postgres($exec) => {
+                let $query = (sql, arguments::<Postgres>(args)?);
+                $body
+            }
+        }
+    }};
+}
+
+/// Where a statement runs: a pool, or an open transaction's connection.
+enum Target<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Statements outside a transaction, each on a pooled connection.
+impl super::Db {
+    fn target(&self) -> Target<&SqlitePool, &PgPool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Target::Sqlite(pool),
+            Pool::Postgres(pool) => Target::Postgres(pool),
+        }
+    }
+
+    pub async fn execute(&self, statement: Statement) -> anyhow::Result<u64> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_with(q.0, q.1)
+                .execute(exec)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    pub async fn fetch_all<T: Record>(&self, statement: Statement) -> anyhow::Result<Vec<T>> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_all(exec).await?
+        }))
+    }
+
+    pub async fn fetch_optional<T: Record>(
+        &self,
+        statement: Statement,
+    ) -> anyhow::Result<Option<T>> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_optional(exec).await?
+        }))
+    }
+
+    pub async fn fetch_one<T: Record>(&self, statement: Statement) -> anyhow::Result<T> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_one(exec).await?
+        }))
+    }
+}
+
+impl Tx {
+    fn target(
+        &mut self,
+    ) -> Target<&mut <Sqlite as Database>::Connection, &mut <Postgres as Database>::Connection>
+    {
+        match self {
+            Self::Sqlite(tx) => Target::Sqlite(&mut **tx),
+            Self::Postgres(tx) => Target::Postgres(&mut **tx),
+        }
+    }
+
+    pub async fn execute(&mut self, statement: Statement) -> anyhow::Result<u64> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_with(q.0, q.1)
+                .execute(exec)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    pub async fn fetch_all<T: Record>(&mut self, statement: Statement) -> anyhow::Result<Vec<T>> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_all(exec).await?
+        }))
+    }
+
+    pub async fn fetch_optional<T: Record>(
+        &mut self,
+        statement: Statement,
+    ) -> anyhow::Result<Option<T>> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_optional(exec).await?
+        }))
+    }
+
+    pub async fn fetch_one<T: Record>(&mut self, statement: Statement) -> anyhow::Result<T> {
+        Ok(dispatch!(self.target(), statement, |q, exec| {
+            sqlx::query_as_with(q.0, q.1).fetch_one(exec).await?
+        }))
+    }
+
+    /// Every row as JSON values, the columns read as `kinds` in order.
+    pub async fn fetch_values(
+        &mut self,
+        statement: Statement,
+        kinds: &[Kind],
+    ) -> anyhow::Result<Vec<Vec<serde_json::Value>>> {
+        fn values<R: sqlx::Row>(row: &R, kinds: &[Kind]) -> anyhow::Result<Vec<serde_json::Value>>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+            for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+        {
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| {
+                    Ok(match kind {
+                        Kind::Int => serde_json::json!(row.try_get::<Option<i64>, _>(i)?),
+                        Kind::Text => serde_json::json!(row.try_get::<Option<String>, _>(i)?),
+                        Kind::Bool => serde_json::json!(row.try_get::<Option<bool>, _>(i)?),
+                    })
+                })
+                .collect()
+        }
+        dispatch!(self.target(), statement, |q, exec| {
+            let rows = sqlx::query_with(q.0, q.1).fetch_all(exec).await?;
+            rows.iter().map(|row| values(row, kinds)).collect()
+        })
+    }
+
+    /// Hands each row to `each` as it is decoded, so a large read is never held whole.
+    pub async fn for_each<T: Record>(
+        &mut self,
+        statement: Statement,
+        mut each: impl FnMut(T) + Send,
+    ) -> anyhow::Result<()> {
+        dispatch!(self.target(), statement, |q, exec| {
+            let mut rows = sqlx::query_as_with(q.0, q.1).fetch(exec);
+            while let Some(row) = rows.try_next().await? {
+                each(row);
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn commit(self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await?,
+            Self::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// Tells other processes the ledger changed, at commit, where the engine can
+    /// (PostgreSQL `NOTIFY`); on SQLite they find out by polling the version.
+    pub(super) async fn notify_ledger_changed(&mut self) -> anyhow::Result<()> {
+        if let Self::Postgres(tx) = self {
+            super::postgres::notify_ledger_changed(tx).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Counted use, written behind the hot path in batches: usage counters (what quotas and
+//! credits rest on), per-hour activity for reports, each key's last use, and the Billing Meter
+//! events of metered prices (queued in the outbox in the same transaction). Several instances
+//! share counts through a heartbeat and by reading back what the others wrote.
+
+use anyhow::Context as _;
+
+use super::snapshot::UsageRow;
+use super::sql::sql;
+use super::{BoxFuture, Db};
+
+pub trait Usage: Send + Sync {
+    /// Adds counted use in one transaction; usage writes do not bump the ledger version.
+    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Says this instance is alive; returns how many other instances were alive in the last
+    /// ten seconds.
+    fn heartbeat<'a>(&'a self, instance: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// Says this instance has stopped.
+    fn leave<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Usage counters written since `since` (by any instance), to fold into this one's view.
+    fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
+}
+
+/// Counted use not yet written, taken from the gate by the flush.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UsageBatch {
+    pub at: i64,
+    pub counters: Vec<CounterDelta>,
+    pub hourly: Vec<HourlyDelta>,
+    pub last_used: Vec<(String, i64)>,
+    /// Use of metered prices, to report to their Billing Meters.
+    pub meters: Vec<MeterDelta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub entitlement: String,
+    pub period_start: i64,
+    pub customer_id: String,
+    pub used: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyDelta {
+    pub hour: i64,
+    pub tag: String,
+    pub key_id: String,
+    pub customer_id: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterDelta {
+    pub customer_id: String,
+    pub event_name: String,
+    pub value: i64,
+}
+
+impl Usage for Db {
+    /// Each table's rows travel as one JSON array in one parameter: one statement per table
+    /// however large the batch, and nothing to re-prepare per size.
+    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await?;
+            if !batch.counters.is_empty() {
+                let rows: Vec<_> = batch
+                    .counters
+                    .iter()
+                    .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
+                    .collect();
+                tx.execute(
+                    self.with_json_rows(
+                        "INSERT INTO usage_counters \
+                            (entitlement, period_start, customer_id, used, updated_at) \
+                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), j.value ->> 2, \
+                                CAST(j.value ->> 3 AS BIGINT), $2 \
+                         FROM {json_rows} WHERE true \
+                         ON CONFLICT (entitlement, period_start) DO UPDATE \
+                         SET used = usage_counters.used + excluded.used, \
+                             updated_at = excluded.updated_at",
+                    )
+                    .bind(serde_json::to_string(&rows)?)
+                    .bind(batch.at),
+                )
+                .await
+                .context("Failed to write usage counters")?;
+            }
+            if !batch.hourly.is_empty() {
+                let rows: Vec<_> = batch
+                    .hourly
+                    .iter()
+                    .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
+                    .collect();
+                tx.execute(
+                    self.with_json_rows(
+                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
+                         SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                                j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
+                         FROM {json_rows} WHERE true \
+                         ON CONFLICT (hour, tag, key_id) \
+                         DO UPDATE SET count = usage_hourly.count + excluded.count",
+                    )
+                    .bind(serde_json::to_string(&rows)?),
+                )
+                .await
+                .context("Failed to write hourly usage")?;
+            }
+            if !batch.last_used.is_empty() {
+                tx.execute(
+                    self.with_json_rows(
+                        "INSERT INTO key_activity (key_id, last_used_at) \
+                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT) \
+                         FROM {json_rows} WHERE true \
+                         ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
+                             WHEN excluded.last_used_at > key_activity.last_used_at \
+                             THEN excluded.last_used_at ELSE key_activity.last_used_at END",
+                    )
+                    .bind(serde_json::to_string(&batch.last_used)?),
+                )
+                .await
+                .context("Failed to write key activity")?;
+            }
+            for m in &batch.meters {
+                tx.execute(super::meters::queue(m, batch.at))
+                    .await
+                    .context("Failed to queue a meter report")?;
+            }
+            tx.commit().await.context("Failed to commit usage")
+        })
+    }
+
+    fn heartbeat<'a>(&'a self, instance: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move {
+            self.execute(
+                sql("INSERT INTO instances (id, seen_at) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at")
+                .bind(instance)
+                .bind(now),
+            )
+            .await
+            .context("Failed to record this instance's heartbeat")?;
+            let (others,) = self
+                .fetch_one(
+                    sql("SELECT COUNT(*) FROM instances WHERE id <> $1 AND seen_at >= $2")
+                        .bind(instance)
+                        .bind(now - 10),
+                )
+                .await
+                .context("Failed to count other instances")?;
+            Ok(others)
+        })
+    }
+
+    fn leave<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.execute(sql("DELETE FROM instances WHERE id = $1").bind(instance))
+                .await
+                .context("Failed to remove this instance's heartbeat")?;
+            Ok(())
+        })
+    }
+
+    fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>> {
+        Box::pin(async move {
+            self.fetch_all(
+                sql(
+                    "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
+                     WHERE updated_at >= $1",
+                )
+                .bind(since),
+            )
+            .await
+            .context("Failed to read recent usage")
+        })
+    }
+}
