@@ -12,7 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod gate;
 pub mod http;
-pub mod issue;
+pub mod ledger;
 pub mod store;
 pub mod stripe;
 pub mod telemetry;

@@ -22,8 +22,9 @@ use crate::http::middleware::{request_span, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
+use crate::ledger::Ledger;
 use crate::store::{self, Db, Mirror};
-use crate::stripe::Syncer;
+use crate::stripe::{StripeApi, Syncer};
 
 pub use summary::serve;
 
@@ -38,7 +39,8 @@ pub enum TokenSource {
 pub struct Application {
     port: u16,
     server: Server,
-    syncer: Option<Syncer>,
+    /// Present when Stripe is configured: the Stripe jobs run.
+    stripe_api: Option<StripeApi>,
     settings: Settings,
     state: web::Data<AppState>,
     authorize_token: SecretString,
@@ -93,14 +95,19 @@ impl Application {
                     .await?,
             ),
         };
+        let ledger = Arc::new(Ledger::new(
+            Arc::clone(&store),
+            Some(Arc::clone(&gate)),
+            settings.key_prefix.clone(),
+            syncer.clone(),
+            settings.public_url.clone(),
+        ));
         let state = web::Data::new(AppState {
             gate,
+            ledger,
             links,
             webhooks,
-            syncer: syncer.clone(),
             sessions: Sessions::new(session_secret, &settings.public_url),
-            public_url: settings.public_url.clone(),
-            key_prefix: settings.key_prefix.clone(),
             owner_label: settings
                 .owner
                 .as_ref()
@@ -125,7 +132,7 @@ impl Application {
         Ok(Self {
             port,
             server,
-            syncer,
+            stripe_api: syncer.as_ref().map(|s| s.api().clone()),
             settings,
             state,
             authorize_token,
@@ -174,6 +181,7 @@ impl Application {
         let settings = &self.settings;
         let mut tasks = vec![
             tokio::spawn(jobs::ledger_poller::run(
+                Arc::clone(&state.ledger),
                 Arc::clone(&state.gate),
                 Arc::clone(&state.store),
                 settings.ledger_poll_interval,
@@ -186,26 +194,23 @@ impl Application {
                 stopped,
             )),
         ];
-        if let Some(syncer) = self.syncer.clone() {
-            if let Some(webhooks) = &state.webhooks {
-                tasks.push(tokio::spawn(jobs::webhook_worker::run(
-                    syncer.clone(),
-                    Arc::clone(&state.store),
-                    Arc::clone(&state.gate),
-                    Arc::clone(&webhooks.wake),
-                    stop.subscribe(),
-                )));
-            }
+        if let Some(webhooks) = &state.webhooks {
+            tasks.push(tokio::spawn(jobs::webhook_worker::run(
+                Arc::clone(&state.ledger),
+                Arc::clone(&state.store),
+                Arc::clone(&webhooks.wake),
+                stop.subscribe(),
+            )));
+        }
+        if let Some(api) = self.stripe_api.clone() {
             tasks.push(tokio::spawn(jobs::meter_reporter::run(
-                syncer.api().clone(),
+                api,
                 Arc::clone(&state.store),
                 settings.usage_flush_interval.max(Duration::from_secs(1)),
                 stop.subscribe(),
             )));
             tasks.push(tokio::spawn(jobs::reconcile::run(
-                syncer,
-                Arc::clone(&state.gate),
-                Arc::clone(&state.store),
+                Arc::clone(&state.ledger),
                 settings.reconcile_every,
                 stop.subscribe(),
             )));

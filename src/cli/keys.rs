@@ -1,12 +1,9 @@
 use clap::{Args, Subcommand};
 
-use crate::clock::unix_now;
 use crate::config::Settings;
-use crate::domain::{Predictors, calendar};
-use crate::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
-use crate::store::{Db, Keys, Mirror, RevokeOutcome};
-use crate::stripe::Syncer;
-use std::sync::Arc;
+use crate::domain::{CalendarPeriod, Predictors, calendar};
+use crate::ledger::{CustomerRef, GrantSpec, IssueError, IssueRequest, Ledger};
+use crate::store::{Keys, RevokeOutcome};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -41,7 +38,7 @@ pub struct IssueArgs {
     quota: Option<u64>,
     /// The quota's period.
     #[arg(long, value_enum, default_value = "month", requires = "quota")]
-    period: QuotaPeriodArg,
+    period: PeriodArg,
     /// Predictions allowed in all.
     #[arg(long, conflicts_with = "quota")]
     credits: Option<u64>,
@@ -53,11 +50,31 @@ pub struct IssueArgs {
     note: Option<String>,
 }
 
-pub async fn run(command: KeysCommand, store: &Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PeriodArg {
+    Day,
+    Month,
+}
+
+impl From<PeriodArg> for CalendarPeriod {
+    fn from(period: PeriodArg) -> Self {
+        match period {
+            PeriodArg::Day => Self::Day,
+            PeriodArg::Month => Self::Month,
+        }
+    }
+}
+
+pub async fn run(
+    command: KeysCommand,
+    ledger: &Ledger,
+    store: &dyn Keys,
+    settings: &Settings,
+) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Issue(args) => issue(args, store, settings).await,
-        KeysCommand::List { customer } => list(customer.as_deref(), store.as_ref()).await,
-        KeysCommand::Revoke { key } => match store.revoke_key(&key, unix_now()).await? {
+        KeysCommand::Issue(args) => issue(args, ledger, settings).await,
+        KeysCommand::List { customer } => list(customer.as_deref(), store).await,
+        KeysCommand::Revoke { key } => match ledger.revoke_key(&key).await? {
             RevokeOutcome::Revoked { id } => {
                 println!("Revoked {id}. Running servers refuse it within a second.");
                 Ok(())
@@ -75,7 +92,7 @@ pub async fn run(command: KeysCommand, store: &Arc<Db>, settings: &Settings) -> 
     }
 }
 
-async fn issue(args: IssueArgs, store: &Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
+async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow::Result<()> {
     let wants_grant = !args.grants.is_empty()
         || args.quota.is_some()
         || args.credits.is_some()
@@ -96,7 +113,7 @@ async fn issue(args: IssueArgs, store: &Arc<Db>, settings: &Settings) -> anyhow:
             .transpose()?;
         Some(GrantSpec {
             predictors,
-            quota: args.quota.map(|q| (q, args.period)),
+            quota: args.quota.map(|q| (q, args.period.into())),
             credits: args.credits,
             last_day,
             note: args.note,
@@ -109,21 +126,26 @@ async fn issue(args: IssueArgs, store: &Arc<Db>, settings: &Settings) -> anyhow:
         (None, Some(email)) => CustomerRef::Email(email),
         (None, None) => anyhow::bail!("give --customer or --email"),
     };
-    if let CustomerRef::Id(id) = &customer {
-        learn_stripe_customer(id, store, settings).await?;
-    }
     let grant_summary = grant.as_ref().map(describe_grant);
-    let issued = issue_key(
-        store.as_ref(),
-        &settings.key_prefix,
-        IssueRequest {
+    let issued = ledger
+        .issue_key(IssueRequest {
             customer,
             name: args.name,
             grant,
-        },
-        unix_now(),
-    )
-    .await?;
+        })
+        .await
+        .map_err(|e| match e {
+            IssueError::UnknownCustomer(id) => {
+                anyhow::anyhow!("no customer {id} is known here (see `tollbooth customers list`)")
+            }
+            IssueError::AmbiguousEmail { email, ids } => anyhow::anyhow!(
+                "several customers have the email {email}: {ids}; choose one with --customer"
+            ),
+            other => other.into(),
+        })?;
+    if let Some(report) = &issued.learned {
+        println!("Read {} from Stripe: {report}", issued.customer_id);
+    }
     let created = if issued.customer_created {
         " (new)"
     } else {
@@ -151,37 +173,10 @@ async fn issue(args: IssueArgs, store: &Arc<Db>, settings: &Settings) -> anyhow:
     Ok(())
 }
 
-/// A `cus_…` not known here yet is read from Stripe, with its subscriptions and purchases.
-async fn learn_stripe_customer(
-    id: &str,
-    store: &Arc<Db>,
-    settings: &Settings,
-) -> anyhow::Result<()> {
-    if !id.starts_with("cus_") || store.customer(id).await?.is_some() {
-        return Ok(());
-    }
-    let Some(api) = settings.stripe_api()? else {
-        return Ok(());
-    };
-    let report = Syncer::new(api, Arc::clone(store) as Arc<dyn Mirror>)
-        .refresh_customer(id)
-        .await?;
-    if report.customers == 0 {
-        anyhow::bail!("Stripe has no customer {id}");
-    }
-    println!("Read {id} from Stripe: {report}");
-    Ok(())
-}
-
 fn describe_grant(grant: &GrantSpec) -> String {
     let mut parts = vec![grant.predictors.to_string()];
     if let Some((n, period)) = grant.quota {
-        let per = if period == QuotaPeriodArg::Day {
-            "day"
-        } else {
-            "month"
-        };
-        parts.push(format!("{n} predictions per {per}"));
+        parts.push(format!("{n} predictions per {}", period.as_str()));
     }
     if let Some(n) = grant.credits {
         parts.push(format!("{n} credits"));

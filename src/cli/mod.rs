@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::config::Settings;
-use crate::store::{self, Db};
+use crate::ledger::Ledger;
+use crate::store::{self, Db, Mirror};
+use crate::stripe::Syncer;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -112,7 +114,8 @@ where
         }
         Command::Keys(command) => {
             let store = open(&settings).await?;
-            let result = keys::run(command, &store, &settings).await;
+            let ledger = ledger(&settings, &store)?;
+            let result = keys::run(command, &ledger, store.as_ref(), &settings).await;
             store.close().await;
             result
         }
@@ -125,7 +128,8 @@ where
         Command::AuthorizeUrl => print_authorize_url(settings).await,
         Command::Sync => {
             let store = open(&settings).await?;
-            let result = stripe::sync(Arc::clone(&store), &settings).await;
+            let ledger = ledger(&settings, &store)?;
+            let result = stripe::sync(&ledger, &settings).await;
             store.close().await;
             result
         }
@@ -148,6 +152,21 @@ where
             result
         }
     }
+}
+
+/// The ledger's use cases for a command: its writes reach running servers through the ledger
+/// version, within their poll interval.
+fn ledger(settings: &Settings, store: &Arc<Db>) -> anyhow::Result<Ledger> {
+    let stripe = settings
+        .stripe_api()?
+        .map(|api| Syncer::new(api, Arc::clone(store) as Arc<dyn Mirror>));
+    Ok(Ledger::new(
+        Arc::clone(store),
+        None,
+        settings.key_prefix.clone(),
+        stripe,
+        settings.public_url.clone(),
+    ))
 }
 
 /// Every command works on a fresh database: migrations are applied first.

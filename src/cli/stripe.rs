@@ -1,17 +1,15 @@
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::domain::calendar;
-use crate::store::{Db, Inbox, Mirror};
-use crate::stripe::Syncer;
+use crate::ledger::Ledger;
+use crate::store::Inbox;
 
 /// `tollbooth sync`: the full reconcile, with progress on a terminal and a report at the end.
-pub async fn sync(store: Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
-    let api = settings.stripe_api()?.ok_or_else(|| {
-        anyhow::anyhow!("STRIPE_SECRET_KEY is not set: there is nothing to sync from")
-    })?;
-    let syncer = Syncer::new(api, store as Arc<dyn Mirror>);
+pub async fn sync(ledger: &Ledger, settings: &Settings) -> anyhow::Result<()> {
+    if !ledger.selling() {
+        anyhow::bail!("STRIPE_SECRET_KEY is not set: there is nothing to sync from");
+    }
     let terminal = std::io::stderr().is_terminal();
     let progress = |step: &str| {
         if terminal {
@@ -19,7 +17,7 @@ pub async fn sync(store: Arc<Db>, settings: &Settings) -> anyhow::Result<()> {
             let _ = std::io::stderr().flush();
         }
     };
-    let report = syncer.reconcile(&progress).await;
+    let report = ledger.reconcile(&progress).await;
     if terminal {
         eprint!("\r\x1b[2K");
     }

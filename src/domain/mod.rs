@@ -6,12 +6,19 @@ pub mod calendar;
 mod owner;
 mod plan;
 mod predictor_tag;
+mod price;
+mod stripe_ids;
 mod tag_pattern;
 
 pub use access_key::{AccessKey, AccessKeyError, KeyHash, KeyPrefix, MAX_KEY_BYTES, random_base62};
 pub use owner::{Owner, OwnerError};
 pub use plan::PlanRules;
 pub use predictor_tag::{PredictorTag, PredictorTagError};
+pub use price::{CalendarPeriod, PriceType, UsageType};
+pub use stripe_ids::{
+    CheckoutSessionId, NotACheckoutSession, NotAStripeCustomer, StripeCustomerId, is_stripe_id,
+    new_local_customer_id,
+};
 pub use tag_pattern::{Predictors, TagPatternError};
 
 /// `1,234,567`: counts as people read them.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::FastMap;
 use super::names::Ids;
 
-use crate::domain::{KeyHash, PlanRules, Predictors};
+use crate::domain::{CalendarPeriod, KeyHash, PlanRules, Predictors, UsageType};
 use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PurchaseRow};
 
 use super::entitlement::{
@@ -311,10 +311,9 @@ impl Builder<'_> {
         let limit = match (grant.quota, grant.credits) {
             (Some(quota), _) => Limit::Quota {
                 per_period: quota.max(0) as u64,
-                period: if grant.quota_period.as_deref() == Some("day") {
-                    QuotaPeriod::Day
-                } else {
-                    QuotaPeriod::Month
+                period: match CalendarPeriod::parse(grant.quota_period.as_deref()) {
+                    CalendarPeriod::Day => QuotaPeriod::Day,
+                    CalendarPeriod::Month => QuotaPeriod::Month,
                 },
             },
             (None, Some(credits)) => Limit::Credits {
@@ -348,7 +347,7 @@ impl Builder<'_> {
             item.price_metadata.as_deref(),
         );
         // Metered prices bill per prediction, so a quota would only stop what the owner is paid for.
-        let metered = item.usage_type.as_deref() == Some("metered");
+        let metered = UsageType::parse(item.usage_type.as_deref()) == UsageType::Metered;
         let limit = match rules.quota {
             Some(quota) if !metered => Limit::Quota {
                 per_period: quota,

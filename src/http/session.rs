@@ -9,6 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::error::PageError;
+
 const COOKIE: &str = "tb_session";
 /// Sessions last a week; signing in again is one paste of a key.
 const LIFETIME: i64 = 7 * 86_400;
@@ -102,6 +104,17 @@ impl Sessions {
             .as_bytes()
             .ct_eq(token.as_bytes())
             .into()
+    }
+
+    /// Refuses a form sent from another site (see [`Self::same_origin`]).
+    pub fn require_same_origin(&self, request: &HttpRequest) -> Result<(), PageError> {
+        if self.same_origin(request) {
+            Ok(())
+        } else {
+            Err(PageError::Forbidden(
+                "This form must be sent from this site.".into(),
+            ))
+        }
     }
 
     /// A POST from a page of another site is refused: the `Origin` (or, failing that, the

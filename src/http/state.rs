@@ -8,26 +8,21 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use super::session::Sessions;
-use crate::domain::KeyPrefix;
 use crate::gate::{Gate, Links};
+use crate::ledger::Ledger;
 use crate::store::Db;
-use crate::stripe::Syncer;
 
 pub struct AppState {
     /// The hot path: the in-memory view of the ledger, and the use counted on it.
     pub gate: Arc<Gate>,
-    /// The ledger's database, for what pages read and the webhook inbox.
+    /// The use cases the pages call: keys, checkout, the account.
+    pub ledger: Arc<Ledger>,
+    /// The ledger's database: the webhook inbox, and the readiness check.
     pub store: Arc<Db>,
     /// Where refusal messages send people (the pricing and account pages, when selling).
     pub links: Links,
-    /// Present when Stripe is configured: the pages sell, the account links to billing.
-    pub syncer: Option<Syncer>,
     /// The account page's signed sign-in cookies and CSRF tokens.
     pub sessions: Sessions,
-    /// `PUBLIC_URL`, without a trailing slash: where Stripe sends customers back to.
-    pub public_url: String,
-    /// The prefix of keys made on the pages (`KEY_PREFIX`).
-    pub key_prefix: KeyPrefix,
     /// `@owner`, or `the owner` when FXN_OWNER is unset, for page copy.
     pub owner_label: String,
     /// Present when Stripe webhooks are configured.

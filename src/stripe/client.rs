@@ -6,6 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
+use crate::domain::is_stripe_id;
+
 /// The Stripe API at `STRIPE_API_BASE`, with retries on 409/429/5xx that honour
 /// `Stripe-Should-Retry` (1 s, 2 s, 4 s between attempts).
 #[derive(Clone)]
@@ -99,10 +101,5 @@ pub fn stripe_id(value: &Value) -> Option<&str> {
         Value::Object(o) => o.get("id")?.as_str()?,
         _ => return None,
     };
-    let ok = !id.is_empty()
-        && id.len() <= 255
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    ok.then_some(id)
+    is_stripe_id(id).then_some(id)
 }

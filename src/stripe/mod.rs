@@ -1,5 +1,7 @@
-//! Stripe: the API client, webhook signatures, and the sync that keeps the ledger in line.
+//! Stripe: the API client, the calls behind the pages, webhook signatures, and the sync that
+//! keeps the ledger in line.
 
+pub mod billing;
 mod client;
 pub mod objects;
 pub mod signature;

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::client::stripe_id;
+use crate::domain::PriceType;
 use crate::store::{Customer, Price, Product, Purchase, Subscription, SubscriptionItem};
 
 fn int(v: &Value) -> Option<i64> {
@@ -67,10 +68,11 @@ pub fn price(v: &Value, stamp: i64) -> Option<Price> {
     let meter_id = recurring
         .and_then(|r| stripe_id(&r["meter"]))
         .map(str::to_owned);
-    let price_type = match text(&v["type"]) {
-        Some(t) if t == "one_time" || t == "recurring" => t,
-        _ if interval.is_some() => "recurring".to_owned(),
-        _ => "one_time".to_owned(),
+    let price_type = match v["type"].as_str() {
+        Some("one_time") => PriceType::OneTime,
+        Some("recurring") => PriceType::Recurring,
+        _ if interval.is_some() => PriceType::Recurring,
+        _ => PriceType::OneTime,
     };
     Some(Price {
         id: stripe_id(&v["id"])?.to_owned(),
@@ -78,7 +80,7 @@ pub fn price(v: &Value, stamp: i64) -> Option<Price> {
         active: v["active"].as_bool().unwrap_or(true),
         currency: text(&v["currency"]).unwrap_or_else(|| "usd".to_owned()),
         unit_amount: int(&v["unit_amount"]).or_else(|| int(&v["amount"])),
-        price_type,
+        price_type: price_type.as_str().to_owned(),
         recurring_interval: interval,
         recurring_interval_count: interval_count,
         usage_type,

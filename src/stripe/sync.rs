@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::client::{ApiError, StripeApi, stripe_id};
 use super::objects;
 use crate::clock::unix_now_ms;
+use crate::domain::StripeCustomerId;
 use crate::store::{Mirror, Price};
 
 /// What a sync changed, counted per kind.
@@ -305,7 +306,7 @@ impl Syncer {
         // records that.
         let seen: HashSet<String> = ids.iter().cloned().collect();
         for local in self.store.customer_ids().await? {
-            if local.starts_with("cus_") && !seen.contains(&local) {
+            if StripeCustomerId::parse(&local).is_ok() && !seen.contains(&local) {
                 ids.push(local);
             }
         }

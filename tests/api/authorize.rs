@@ -1,7 +1,7 @@
 use tollbooth::clock::unix_now;
+use tollbooth::domain::CalendarPeriod;
 use tollbooth::domain::calendar;
 use tollbooth::domain::{AccessKey, KeyPrefix};
-use tollbooth::issue::QuotaPeriodArg;
 
 use crate::helpers::{Issue, assert_allowed, assert_denied, spawn_app};
 use tollbooth::store::Keys;
@@ -159,7 +159,7 @@ async fn a_quota_allows_exactly_n_in_the_period_then_says_when_it_resets() {
     let app = spawn_app().await;
     let issued = app
         .issue(Issue {
-            quota: Some((3, QuotaPeriodArg::Month)),
+            quota: Some((3, CalendarPeriod::Month)),
             ..Issue::default()
         })
         .await;

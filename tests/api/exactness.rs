@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use tollbooth::issue::QuotaPeriodArg;
+use tollbooth::domain::CalendarPeriod;
 
 use crate::helpers::{Issue, TestApp, assert_denied, spawn_app};
 
@@ -61,7 +61,7 @@ async fn a_quota_of_fifty_allows_exactly_fifty_under_concurrency() {
     let app = Arc::new(spawn_app().await);
     let issued = app
         .issue(Issue {
-            quota: Some((50, QuotaPeriodArg::Day)),
+            quota: Some((50, CalendarPeriod::Day)),
             ..Issue::default()
         })
         .await;

@@ -7,9 +7,9 @@ use tokio::task::JoinHandle;
 use tollbooth::app::Application;
 use tollbooth::clock::unix_now;
 use tollbooth::config::Settings;
-use tollbooth::domain::{KeyPrefix, Predictors, calendar, random_base62};
+use tollbooth::domain::{CalendarPeriod, KeyPrefix, Predictors, calendar, random_base62};
 use tollbooth::gate::Gate;
-use tollbooth::issue::{CustomerRef, GrantSpec, IssueRequest, QuotaPeriodArg, issue_key};
+use tollbooth::ledger::{CustomerRef, GrantSpec, IssueRequest, Ledger};
 use tollbooth::store::sql::sql;
 use tollbooth::store::{Db, InboxEvent, LedgerRows, Snapshot};
 use tollbooth::telemetry;
@@ -187,7 +187,7 @@ pub struct Issue {
     pub email: Option<&'static str>,
     pub customer: Option<String>,
     pub grant: Option<&'static str>,
-    pub quota: Option<(u64, QuotaPeriodArg)>,
+    pub quota: Option<(u64, CalendarPeriod)>,
     pub credits: Option<u64>,
     pub expires: Option<&'static str>,
     pub name: Option<&'static str>,
@@ -313,18 +313,22 @@ pub async fn issue_with(store: &Arc<Db>, issue: Issue) -> IssuedForTest {
         last_day: issue.expires.map(|d| calendar::parse_date(d).unwrap()),
         note: None,
     });
-    let issued = issue_key(
-        store.as_ref(),
-        &KeyPrefix::parse("tb").unwrap(),
-        IssueRequest {
+    // As the CLI does: no gate of its own; a running server picks the key up by polling.
+    let ledger = Ledger::new(
+        Arc::clone(store),
+        None,
+        KeyPrefix::parse("tb").unwrap(),
+        None,
+        "http://localhost".into(),
+    );
+    let issued = ledger
+        .issue_key(IssueRequest {
             customer,
             name: issue.name.map(str::to_owned),
             grant,
-        },
-        unix_now(),
-    )
-    .await
-    .expect("Failed to issue a key");
+        })
+        .await
+        .expect("Failed to issue a key");
     IssuedForTest {
         key: issued.key.as_ref().to_owned(),
         key_id: issued.key_id,

@@ -8,14 +8,20 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Ticker;
-use crate::clock::unix_now;
 use crate::gate::Gate;
+use crate::ledger::Ledger;
 use crate::store::{Db, Snapshot};
 
-pub async fn run(gate: Arc<Gate>, store: Arc<Db>, every: Duration, stop: watch::Receiver<bool>) {
+pub async fn run(
+    ledger: Arc<Ledger>,
+    gate: Arc<Gate>,
+    store: Arc<Db>,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) {
     let mut ticker = Ticker::every(every, stop).or_when(store.change_signal());
     while ticker.next().await {
-        match gate.refresh(store.as_ref(), unix_now()).await {
+        match ledger.refresh().await {
             Ok(true) => tracing::info!(keys = gate.key_count(), "Ledger changed; view reloaded"),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = ?e, "Failed to refresh the ledger view"),

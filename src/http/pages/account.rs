@@ -3,17 +3,17 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{html, see_other};
 use crate::clock::unix_now;
-use crate::domain::{AccessKey, calendar, thousands};
-use crate::gate::{Entitlement, Limit, Source, Status};
+use crate::domain::{calendar, thousands};
 use crate::http::error::PageError;
 use crate::http::session::Session;
 use crate::http::state::AppState;
-use crate::issue::{CustomerRef, IssueRequest, issue_key};
-use crate::store::{Keys, RevokeOutcome};
+use crate::ledger::{
+    BillingError, CustomerRef, IssueError, IssueRequest, KeyHolder, PlanStatus, Revoke, Standing,
+    Term, Use,
+};
 
 #[derive(Template)]
 #[template(path = "signin.html")]
@@ -94,15 +94,8 @@ pub async fn sign_in(
     form: web::Form<SignInForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    if !state.sessions.same_origin(&request) {
-        return Err(PageError::Forbidden(
-            "This form must be sent from this site.".into(),
-        ));
-    }
-    let owner = AccessKey::parse(form.key.trim())
-        .ok()
-        .and_then(|key| state.gate.key_owner(&key));
-    let Some((key_id, customer_id)) = owner else {
+    state.sessions.require_same_origin(&request)?;
+    let Some(holder) = state.ledger.key_holder(&form.key) else {
         let page = SignInPage {
             message: Some("That key is not valid: it may be mistyped or revoked."),
         };
@@ -110,7 +103,9 @@ pub async fn sign_in(
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
         return Ok(response);
     };
-    let cookie = state.sessions.start(&customer_id, &key_id, unix_now());
+    let cookie = state
+        .sessions
+        .start(&holder.customer_id, &holder.key_id, unix_now());
     let mut response = see_other("/account");
     response
         .add_cookie(&cookie)
@@ -137,22 +132,18 @@ pub async fn create_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = require(&request, &state, &form.csrf).await?;
-    let issued = issue_key(
-        state.store.as_ref(),
-        &state.key_prefix,
-        IssueRequest {
+    let issued = state
+        .ledger
+        .issue_key(IssueRequest {
             customer: CustomerRef::Id(session.customer_id.clone()),
             name: Some(form.name.clone()),
             grant: None,
-        },
-        unix_now(),
-    )
-    .await
-    .map_err(|e| match e {
-        crate::issue::IssueError::Unexpected(e) => PageError::Unexpected(e),
-        other => PageError::BadRequest(format!("The key could not be created: {other}.")),
-    })?;
-    state.gate.refresh(state.store.as_ref(), unix_now()).await?;
+        })
+        .await
+        .map_err(|e| match e {
+            IssueError::Unexpected(e) => PageError::Unexpected(e),
+            other => PageError::BadRequest(format!("The key could not be created: {other}.")),
+        })?;
     account_page(&state, &session, None, Some(issued.key.as_ref().to_owned())).await
 }
 
@@ -164,27 +155,31 @@ pub async fn revoke_key(
 ) -> Result<HttpResponse, PageError> {
     let session = require(&request, &state, &form.csrf).await?;
     let key_id = path.into_inner();
-    let keys = state.store.list_keys(Some(&session.customer_id)).await?;
-    let active: Vec<_> = keys.iter().filter(|k| k.revoked_at.is_none()).collect();
-    let Some(key) = active.iter().find(|k| k.id == key_id) else {
-        return Err(PageError::BadRequest(
-            "That key is not one of your active keys.".into(),
-        ));
-    };
-    if active.len() == 1 && form.confirm.as_deref() != Some("yes") {
-        let page = ConfirmRevokePage {
-            csrf: state.sessions.csrf_token(&session),
-            id: key.id.clone(),
-            prefix: key.display_prefix.clone(),
-        };
-        return html(&page, true);
-    }
-    let outcome = state.store.revoke_key(&key_id, unix_now()).await?;
-    state.gate.refresh(state.store.as_ref(), unix_now()).await?;
-    if !matches!(outcome, RevokeOutcome::Revoked { .. }) {
-        return Err(PageError::BadRequest(
-            "That key could not be revoked.".into(),
-        ));
+    let confirmed = form.confirm.as_deref() == Some("yes");
+    match state
+        .ledger
+        .revoke_customer_key(&session.customer_id, &key_id, confirmed)
+        .await?
+    {
+        Revoke::Revoked => {}
+        Revoke::NeedsConfirmation { id, prefix } => {
+            let page = ConfirmRevokePage {
+                csrf: state.sessions.csrf_token(&session),
+                id,
+                prefix,
+            };
+            return html(&page, true);
+        }
+        Revoke::NotTheirs => {
+            return Err(PageError::BadRequest(
+                "That key is not one of your active keys.".into(),
+            ));
+        }
+        Revoke::NotRevoked => {
+            return Err(PageError::BadRequest(
+                "That key could not be revoked.".into(),
+            ));
+        }
     }
     let mut response = see_other("/account");
     if key_id == session.key_id {
@@ -202,26 +197,14 @@ pub async fn billing(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = require(&request, &state, &form.csrf).await?;
-    let syncer = state.syncer.as_ref().ok_or(PageError::NotFound)?;
-    if !session.customer_id.starts_with("cus_") {
-        return Err(PageError::BadRequest(
+    match state.ledger.billing_portal(&session.customer_id).await {
+        Ok(url) => Ok(see_other(&url)),
+        Err(BillingError::NotSelling) => Err(PageError::NotFound),
+        Err(BillingError::NoBilling) => Err(PageError::BadRequest(
             "Your access was given by the owner; there is no billing to manage.".into(),
-        ));
+        )),
+        Err(BillingError::Unexpected(e)) => Err(e.into()),
     }
-    let portal = syncer
-        .api()
-        .post(
-            "/billing_portal/sessions",
-            &json!({
-                "customer": session.customer_id,
-                "return_url": format!("{}/account", state.public_url),
-            }),
-        )
-        .await?;
-    let url = portal["url"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("Stripe returned a portal session without a url"))?;
-    Ok(see_other(url))
 }
 
 /// The session, if its key is still active (revoking the key ends the session).
@@ -229,10 +212,11 @@ async fn signed_in(request: &HttpRequest, state: &AppState) -> Result<Option<Ses
     let Some(session) = state.sessions.read(request, unix_now()) else {
         return Ok(None);
     };
-    let keys = state.store.list_keys(Some(&session.customer_id)).await?;
-    let active = keys
-        .iter()
-        .any(|k| k.id == session.key_id && k.revoked_at.is_none());
+    let holder = KeyHolder {
+        key_id: session.key_id.clone(),
+        customer_id: session.customer_id.clone(),
+    };
+    let active = state.ledger.key_is_active(&holder).await?;
     Ok(active.then_some(session))
 }
 
@@ -242,11 +226,7 @@ async fn require(
     state: &AppState,
     csrf: &str,
 ) -> Result<Session, PageError> {
-    if !state.sessions.same_origin(request) {
-        return Err(PageError::Forbidden(
-            "This form must be sent from this site.".into(),
-        ));
-    }
+    state.sessions.require_same_origin(request)?;
     let session = signed_in(request, state).await?.ok_or_else(|| {
         PageError::Forbidden("Your session has ended. Please sign in again.".into())
     })?;
@@ -264,20 +244,10 @@ async fn account_page(
     message: Option<String>,
     new_key: Option<String>,
 ) -> Result<HttpResponse, PageError> {
-    let now = unix_now();
-    let customer = state.store.customer(&session.customer_id).await?;
-    let plans = state
-        .gate
-        .customer(&session.customer_id, now)
-        .iter()
-        .map(|(e, used)| plan_line(state, e, *used, now))
-        .collect();
-    let keys = state
-        .store
-        .list_keys(Some(&session.customer_id))
-        .await?
+    let account = state.ledger.account(&session.customer_id).await?;
+    let keys = account
+        .keys
         .into_iter()
-        .filter(|k| k.revoked_at.is_none())
         .map(|k| KeyLine {
             id: k.id,
             name: k.name.unwrap_or_else(|| "Unnamed".into()),
@@ -290,72 +260,55 @@ async fn account_page(
         .collect();
     let page = AccountPage {
         csrf: state.sessions.csrf_token(session),
-        email: customer.and_then(|c| c.email),
+        email: account.email,
         message,
         new_key,
-        plans,
+        plans: account.plans.iter().map(plan_line).collect(),
         keys,
-        billing: state.syncer.is_some() && session.customer_id.starts_with("cus_"),
+        billing: account.billing,
     };
     html(&page, true)
 }
 
-fn plan_line(state: &AppState, e: &Entitlement, used: u64, now: i64) -> PlanLine {
-    let in_force = e.in_force(now, state.gate.past_due_grace());
-    let status = match (&in_force, &e.source) {
-        (Ok(()), Source::Subscription(s)) if s.status == Status::Trialing => "Trial".to_owned(),
-        (Ok(()), Source::Subscription(s)) if s.status == Status::PastDue => {
-            "Payment past due".to_owned()
-        }
-        (Ok(()), _) => "Active".to_owned(),
-        (Err(reason), _) => reason.short().to_owned(),
+fn plan_line(plan: &PlanStatus) -> PlanLine {
+    let status = match plan.standing {
+        Standing::Active => "Active",
+        Standing::Trial => "Trial",
+        Standing::PastDue => "Payment past due",
+        Standing::Stopped(why) => why,
     };
-    let dates = match &e.source {
-        Source::Subscription(s) if s.ended_at.get().is_some() || s.status == Status::Canceled => {
-            format!(
-                "Ended {}",
-                calendar::date(s.ended_at().unwrap_or(s.period_end))
-            )
-        }
-        Source::Subscription(s) if s.cancel_at_period_end => {
-            format!("Ends {}", calendar::date(s.period_end))
-        }
-        Source::Subscription(s) => format!("Renews {}", calendar::date(s.period_end)),
-        Source::Grant { expires_at } => match expires_at.get() {
-            Some(at) => format!("Until {}", calendar::date(at - 1)),
-            None => "No end date".to_owned(),
-        },
-        Source::Purchase {
-            pass_expires_at, ..
-        } => match pass_expires_at.get() {
-            Some(at) => format!("Until {}", calendar::date(at)),
-            None => "No end date".to_owned(),
-        },
+    let dates = match plan.term {
+        Term::Ended(at) => format!("Ended {}", calendar::date(at)),
+        Term::Ends(at) => format!("Ends {}", calendar::date(at)),
+        Term::Renews(at) => format!("Renews {}", calendar::date(at)),
+        Term::Until(at) => format!("Until {}", calendar::date(at)),
+        Term::Open => "No end date".to_owned(),
     };
-    let usage = match e.limit {
-        Limit::Unlimited if e.plan.meter.is_some() => format!(
+    let usage = match plan.usage {
+        Use::Unlimited {
+            used,
+            metered: true,
+        } => format!(
             "{} predictions this period, billed per use",
             thousands(used)
         ),
-        Limit::Unlimited => format!("{} predictions this period", thousands(used)),
-        Limit::Quota { per_period, .. } => {
-            format!(
-                "{} of {} predictions this period",
-                thousands(used),
-                thousands(per_period)
-            )
-        }
-        Limit::Credits { total } => format!(
+        Use::Unlimited { used, .. } => format!("{} predictions this period", thousands(used)),
+        Use::Quota { used, per_period } => format!(
+            "{} of {} predictions this period",
+            thousands(used),
+            thousands(per_period)
+        ),
+        Use::Credits { used, total } => format!(
             "{} of {} credits left",
             thousands(total.saturating_sub(used)),
             thousands(total)
         ),
     };
     PlanLine {
-        name: e.plan.name.to_string(),
-        status,
+        name: plan.name.clone(),
+        status: status.to_owned(),
         dates,
         usage,
-        ok: in_force.is_ok(),
+        ok: plan.usable(),
     }
 }

@@ -4,10 +4,10 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{html, money};
-use crate::domain::{PlanRules, Predictors, thousands};
+use crate::domain::{Predictors, PriceType, UsageType, thousands};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
-use crate::store::{Mirror, PlanRow};
+use crate::ledger::Offer;
 
 #[derive(Template)]
 #[template(path = "pricing.html")]
@@ -26,35 +26,27 @@ struct PlanCard {
 }
 
 pub async fn pricing(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let selling = state.syncer.is_some();
-    let plans = if selling {
-        state
-            .store
-            .catalog()
-            .await?
-            .into_iter()
-            .map(|row| card(row, &state.owner_label))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let plans = state
+        .ledger
+        .offers()
+        .await?
+        .into_iter()
+        .map(|offer| card(offer, &state.owner_label))
+        .collect();
+    let selling = state.ledger.selling();
     html(&PricingPage { selling, plans }, false)
 }
 
-fn card(row: PlanRow, owner_label: &str) -> PlanCard {
-    let (rules, _) =
-        PlanRules::from_metadata(Some(&row.product_metadata), Some(&row.price_metadata));
-    let recurring = row.price_type == "recurring";
-    let metered = row.usage_type.as_deref() == Some("metered");
-    let interval = match (
-        row.recurring_interval.as_deref(),
-        row.recurring_interval_count,
-    ) {
-        (Some(unit), Some(n)) if n > 1 => format!("{n} {unit}s"),
-        (Some(unit), _) => unit.to_owned(),
-        _ => String::new(),
+fn card(offer: Offer, owner_label: &str) -> PlanCard {
+    let rules = &offer.rules;
+    let recurring = offer.price_type == PriceType::Recurring;
+    let metered = offer.usage_type == UsageType::Metered;
+    let interval = match &offer.interval {
+        Some((unit, n)) if *n > 1 => format!("{n} {unit}s"),
+        Some((unit, _)) => unit.clone(),
+        None => String::new(),
     };
-    let amount = money(row.unit_amount.unwrap_or(0), &row.currency);
+    let amount = money(offer.unit_amount, &offer.currency);
     let price = match (recurring, metered) {
         (true, true) => format!("{amount} per prediction, billed each {interval}"),
         (true, false) => format!("{amount} / {interval}"),
@@ -88,9 +80,9 @@ fn card(row: PlanRow, owner_label: &str) -> PlanCard {
         ));
     }
     PlanCard {
-        price_id: row.price_id,
-        name: row.name,
-        description: row.description.filter(|d| !d.trim().is_empty()),
+        price_id: offer.price_id,
+        name: offer.name,
+        description: offer.description.filter(|d| !d.trim().is_empty()),
         price,
         includes,
         action: if recurring { "Subscribe" } else { "Buy" },

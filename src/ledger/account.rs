@@ -1,0 +1,156 @@
+//! The account page's use cases: signing in with a key, and a customer's account as they see
+//! it (their plans, what they have used, their keys), in plain terms rather than the gate's
+//! packed types.
+
+use super::Ledger;
+use crate::clock::unix_now;
+use crate::domain::{AccessKey, StripeCustomerId};
+use crate::gate::{Entitlement, Limit, Source, Status};
+use crate::store::{KeyListing, Keys};
+
+/// The key a customer signed in with, and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub key_id: String,
+    pub customer_id: String,
+}
+
+/// A customer's account, as the account page shows it.
+pub struct Account {
+    pub email: Option<String>,
+    pub plans: Vec<PlanStatus>,
+    /// Active keys only, oldest first.
+    pub keys: Vec<KeyListing>,
+    /// Whether the customer can manage billing in Stripe's Billing Portal.
+    pub billing: bool,
+}
+
+/// One plan (a subscription item, a purchase or access given by the owner) of a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanStatus {
+    pub name: String,
+    pub standing: Standing,
+    pub term: Term,
+    pub usage: Use,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Trial,
+    /// Past due, still within the grace period.
+    PastDue,
+    /// Not usable now, with a few words saying why.
+    Stopped(&'static str),
+}
+
+/// When a plan ends, renews or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    Ended(i64),
+    Ends(i64),
+    Renews(i64),
+    /// The last moment of access (the day shown is the day it falls on).
+    Until(i64),
+    Open,
+}
+
+/// What a plan has used in its current period, against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Unlimited { used: u64, metered: bool },
+    Quota { used: u64, per_period: u64 },
+    Credits { used: u64, total: u64 },
+}
+
+impl Ledger {
+    /// Who holds `key`, if it is an active key: what signing in with it starts a session as.
+    pub fn key_holder(&self, key: &str) -> Option<KeyHolder> {
+        let key = AccessKey::parse(key.trim()).ok()?;
+        let (key_id, customer_id) = self.gate.as_ref()?.key_owner(&key)?;
+        Some(KeyHolder {
+            key_id,
+            customer_id,
+        })
+    }
+
+    /// Whether a session's key is still active: revoking the key ends the session.
+    pub async fn key_is_active(&self, holder: &KeyHolder) -> anyhow::Result<bool> {
+        let keys = self.db.list_keys(Some(&holder.customer_id)).await?;
+        Ok(keys
+            .iter()
+            .any(|k| k.id == holder.key_id && k.revoked_at.is_none()))
+    }
+
+    pub async fn account(&self, customer_id: &str) -> anyhow::Result<Account> {
+        let now = unix_now();
+        let customer = self.db.customer(customer_id).await?;
+        let plans = match &self.gate {
+            Some(gate) => gate
+                .customer(customer_id, now)
+                .iter()
+                .map(|(e, used)| PlanStatus::of(e, *used, now, gate.past_due_grace()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let keys = self
+            .db
+            .list_keys(Some(customer_id))
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .collect();
+        Ok(Account {
+            email: customer.and_then(|c| c.email),
+            plans,
+            keys,
+            billing: self.selling() && StripeCustomerId::parse(customer_id).is_ok(),
+        })
+    }
+}
+
+impl PlanStatus {
+    fn of(e: &Entitlement, used: u64, now: i64, past_due_grace: i64) -> Self {
+        let standing = match (e.in_force(now, past_due_grace), &e.source) {
+            (Ok(()), Source::Subscription(s)) if s.status == Status::Trialing => Standing::Trial,
+            (Ok(()), Source::Subscription(s)) if s.status == Status::PastDue => Standing::PastDue,
+            (Ok(()), _) => Standing::Active,
+            (Err(reason), _) => Standing::Stopped(reason.short()),
+        };
+        let term = match &e.source {
+            Source::Subscription(s)
+                if s.ended_at.get().is_some() || s.status == Status::Canceled =>
+            {
+                Term::Ended(s.ended_at().unwrap_or(s.period_end))
+            }
+            Source::Subscription(s) if s.cancel_at_period_end => Term::Ends(s.period_end),
+            Source::Subscription(s) => Term::Renews(s.period_end),
+            // Grants end at midnight after their last day.
+            Source::Grant { expires_at } => expires_at
+                .get()
+                .map_or(Term::Open, |at| Term::Until(at - 1)),
+            Source::Purchase {
+                pass_expires_at, ..
+            } => pass_expires_at.get().map_or(Term::Open, Term::Until),
+        };
+        let usage = match e.limit {
+            Limit::Unlimited => Use::Unlimited {
+                used,
+                metered: e.plan.meter.is_some(),
+            },
+            Limit::Quota { per_period, .. } => Use::Quota { used, per_period },
+            Limit::Credits { total } => Use::Credits { used, total },
+        };
+        Self {
+            name: e.plan.name.to_string(),
+            standing,
+            term,
+            usage,
+        }
+    }
+
+    /// Whether the plan can be used now.
+    pub fn usable(&self) -> bool {
+        !matches!(self.standing, Standing::Stopped(_))
+    }
+}

@@ -1,0 +1,253 @@
+//! Issuing and revoking access keys: by the owner (CLI), by a customer on the account page,
+//! and by the welcome page after a Checkout (see `checkout.rs`).
+
+use super::Ledger;
+use crate::clock::unix_now;
+use crate::domain::{
+    AccessKey, CalendarPeriod, Predictors, StripeCustomerId, calendar, new_local_customer_id,
+    random_base62,
+};
+use crate::store::{Customer, IssueKey, Keys, NewGrant, NewKey, RevokeOutcome};
+use crate::stripe::SyncReport;
+
+/// Whose key it is: an existing customer by id, or a customer found (or created) by email.
+#[derive(Debug, Clone)]
+pub enum CustomerRef {
+    Id(String),
+    Email(String),
+}
+
+/// Access given by hand along with the key.
+#[derive(Debug, Clone)]
+pub struct GrantSpec {
+    pub predictors: Predictors,
+    pub quota: Option<(u64, CalendarPeriod)>,
+    pub credits: Option<u64>,
+    /// The last day of access: access ends at the following midnight UTC.
+    pub last_day: Option<i64>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct IssueRequest {
+    pub customer: CustomerRef,
+    pub name: Option<String>,
+    pub grant: Option<GrantSpec>,
+}
+
+/// The new key, to be shown once and never again.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub key: AccessKey,
+    pub key_id: String,
+    pub customer_id: String,
+    pub customer_created: bool,
+    pub grant_id: Option<String>,
+    pub expires_at: Option<i64>,
+    /// What was read from Stripe first, for a Stripe customer not seen here before.
+    pub learned: Option<SyncReport>,
+}
+
+/// Why a key was not issued. The messages name what is wrong; each edge says what to do
+/// about it in its own terms (a flag, a form).
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("no customer {0} is known here")]
+    UnknownCustomer(String),
+    #[error("Stripe has no customer {0}")]
+    NotInStripe(String),
+    #[error("several customers have the email {email}: {ids}")]
+    AmbiguousEmail { email: String, ids: String },
+    #[error("{0:?} is not an email address")]
+    InvalidEmail(String),
+    #[error("the key name must be at most 100 characters")]
+    NameTooLong,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What revoking one of a customer's own keys came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Revoke {
+    Revoked,
+    /// It is the customer's last active key: nothing was done until they confirm.
+    NeedsConfirmation {
+        id: String,
+        prefix: String,
+    },
+    /// Not one of the customer's active keys.
+    NotTheirs,
+    /// Revoked meanwhile by someone else (another tab, the owner).
+    NotRevoked,
+}
+
+impl Ledger {
+    /// Issues a key (with a grant, when given) for a customer, creating the customer for a
+    /// new email and reading a Stripe customer not seen yet from Stripe first.
+    pub async fn issue_key(&self, request: IssueRequest) -> Result<IssuedKey, IssueError> {
+        let now = unix_now();
+        let name = request
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty());
+        if name.as_ref().is_some_and(|n| n.chars().count() > 100) {
+            return Err(IssueError::NameTooLong);
+        }
+        let learned = match &request.customer {
+            CustomerRef::Id(id) => self.learn_stripe_customer(id).await?,
+            CustomerRef::Email(_) => None,
+        };
+        let (customer_id, new_customer) = self.resolve_customer(request.customer, now).await?;
+        let key = AccessKey::generate(&self.key_prefix);
+        let key_id = new_key_id();
+        let expires_at = request
+            .grant
+            .as_ref()
+            .and_then(|g| g.last_day)
+            .map(|day| day + calendar::DAY);
+        let grant = request.grant.map(|g| NewGrant {
+            id: format!("gr_{}", random_base62(16)),
+            customer_id: customer_id.clone(),
+            predictors: g.predictors.to_string(),
+            quota: g.quota.map(|(n, _)| n.min(i64::MAX as u64) as i64),
+            quota_period: g.quota.map(|(_, p)| p.as_str().to_owned()),
+            credits: g.credits.map(|n| n.min(i64::MAX as u64) as i64),
+            expires_at,
+            note: g.note,
+            created_at: now,
+        });
+        let customer_created = new_customer.is_some();
+        let issue = IssueKey {
+            new_customer,
+            key: new_key(&key, &key_id, &customer_id, name, now),
+            grant,
+        };
+        self.db.issue_key(&issue).await?;
+        self.refresh().await?;
+        Ok(IssuedKey {
+            key,
+            key_id,
+            customer_id,
+            customer_created,
+            grant_id: issue.grant.map(|g| g.id),
+            expires_at,
+            learned,
+        })
+    }
+
+    /// Revokes the key whose id or display prefix is `selector` (the owner's tools).
+    pub async fn revoke_key(&self, selector: &str) -> anyhow::Result<RevokeOutcome> {
+        let outcome = self.db.revoke_key(selector, unix_now()).await?;
+        self.refresh().await?;
+        Ok(outcome)
+    }
+
+    /// Revokes one of a customer's own active keys. Revoking the last one, which leaves the
+    /// customer with no way to predict or sign in, waits for `confirmed`.
+    pub async fn revoke_customer_key(
+        &self,
+        customer_id: &str,
+        key_id: &str,
+        confirmed: bool,
+    ) -> anyhow::Result<Revoke> {
+        let keys = self.db.list_keys(Some(customer_id)).await?;
+        let active: Vec<_> = keys.iter().filter(|k| k.revoked_at.is_none()).collect();
+        let Some(key) = active.iter().find(|k| k.id == key_id) else {
+            return Ok(Revoke::NotTheirs);
+        };
+        if active.len() == 1 && !confirmed {
+            return Ok(Revoke::NeedsConfirmation {
+                id: key.id.clone(),
+                prefix: key.display_prefix.clone(),
+            });
+        }
+        let outcome = self.db.revoke_key(key_id, unix_now()).await?;
+        self.refresh().await?;
+        Ok(match outcome {
+            RevokeOutcome::Revoked { .. } => Revoke::Revoked,
+            _ => Revoke::NotRevoked,
+        })
+    }
+
+    /// A `cus_…` not known here yet is read from Stripe, with its subscriptions and purchases.
+    async fn learn_stripe_customer(&self, id: &str) -> Result<Option<SyncReport>, IssueError> {
+        let (Some(syncer), Ok(_)) = (&self.stripe, StripeCustomerId::parse(id)) else {
+            return Ok(None);
+        };
+        if self.db.customer(id).await?.is_some() {
+            return Ok(None);
+        }
+        let report = syncer.refresh_customer(id).await?;
+        if report.customers == 0 {
+            return Err(IssueError::NotInStripe(id.to_owned()));
+        }
+        Ok(Some(report))
+    }
+
+    async fn resolve_customer(
+        &self,
+        customer: CustomerRef,
+        now: i64,
+    ) -> Result<(String, Option<Customer>), IssueError> {
+        match customer {
+            CustomerRef::Id(id) => match self.db.customer(&id).await? {
+                Some(c) => Ok((c.id, None)),
+                None => Err(IssueError::UnknownCustomer(id)),
+            },
+            CustomerRef::Email(email) => {
+                let email = email.trim().to_owned();
+                let valid = email.len() <= 254
+                    && !email.chars().any(char::is_whitespace)
+                    && email
+                        .split_once('@')
+                        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+                if !valid {
+                    return Err(IssueError::InvalidEmail(email));
+                }
+                let found = self.db.customers_by_email(&email).await?;
+                match found.as_slice() {
+                    [] => {
+                        let customer = Customer {
+                            id: new_local_customer_id(),
+                            email: Some(email),
+                            name: None,
+                            created_at: now,
+                        };
+                        Ok((customer.id.clone(), Some(customer)))
+                    }
+                    [one] => Ok((one.id.clone(), None)),
+                    many => Err(IssueError::AmbiguousEmail {
+                        email,
+                        ids: many
+                            .iter()
+                            .map(|c| c.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn new_key_id() -> String {
+    format!("key_{}", random_base62(16))
+}
+
+/// What is stored of a new key: its hash and display prefix, never the key.
+pub(super) fn new_key(
+    key: &AccessKey,
+    id: &str,
+    customer_id: &str,
+    name: Option<String>,
+    now: i64,
+) -> NewKey {
+    NewKey {
+        id: id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        key_hash: key.hash().to_hex(),
+        display_prefix: key.display_prefix(),
+        name,
+        created_at: now,
+    }
+}

@@ -1,0 +1,75 @@
+//! Keeping the ledger in line with Stripe: the webhook inbox's events and the full reconcile,
+//! each followed by bringing the gate up to date.
+
+use super::Ledger;
+use crate::clock::unix_now;
+use crate::store::{Inbox, InboxEvent};
+use crate::stripe::SyncReport;
+
+/// Seconds before the next attempt after `attempts` failures: 2, 4, 8 … up to an hour.
+fn backoff(attempts: i64) -> i64 {
+    2_i64
+        .saturating_pow(attempts.clamp(1, 12) as u32)
+        .min(3_600)
+}
+
+impl Ledger {
+    /// Acts on a batch of webhook events claimed from the inbox, each re-reading from Stripe
+    /// what it names, and records each one's outcome as soon as it is known: processed, or its
+    /// error and when to try again (backoff). The gate is then brought up to date beside the
+    /// caller, which goes on with the next events.
+    pub async fn apply_events(&self, events: &[InboxEvent]) {
+        for event in events {
+            let outcome = match (&self.stripe, serde_json::from_str(&event.payload)) {
+                (Some(stripe), Ok(payload)) => {
+                    stripe.handle_event(&event.event_type, &payload).await
+                }
+                (None, _) => Err(anyhow::anyhow!("Stripe is not configured")),
+                (_, Err(e)) => Err(anyhow::anyhow!("stored payload is not JSON: {e}")),
+            };
+            record(self.db.as_ref(), event, outcome).await;
+        }
+        self.refresh_soon("webhook events");
+    }
+
+    /// The full sync from Stripe (`tollbooth sync`, and periodically): every product, price
+    /// and customer; what Stripe no longer lists is marked inactive. `progress` hears each step.
+    pub async fn reconcile(&self, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<SyncReport> {
+        let stripe = self.stripe.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("STRIPE_SECRET_KEY is not set: there is nothing to sync from")
+        })?;
+        let report = stripe.reconcile(progress).await;
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = ?e, "Failed to refresh the view after reconcile");
+        }
+        report
+    }
+}
+
+/// Marks the event processed, or schedules its next attempt with the error.
+async fn record(store: &dyn Inbox, event: &InboxEvent, outcome: anyhow::Result<()>) {
+    let recorded = match &outcome {
+        Ok(()) => {
+            tracing::info!(event = %event.id, r#type = %event.event_type, "Webhook event processed");
+            store.event_done(&event.id, unix_now()).await
+        }
+        Err(e) => {
+            let attempts = event.attempts + 1;
+            let retry_in = backoff(attempts);
+            tracing::warn!(
+                event = %event.id,
+                r#type = %event.event_type,
+                attempts,
+                retry_in,
+                error = %format!("{e:#}"),
+                "Webhook event failed; will retry"
+            );
+            store
+                .event_failed(&event.id, &format!("{e:#}"), unix_now() + retry_in)
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(event = %event.id, error = ?e, "Failed to record a webhook event's outcome");
+    }
+}
