@@ -5,6 +5,7 @@ mod decision;
 mod entitlement;
 mod names;
 mod reason;
+mod terms;
 mod usage;
 mod view;
 
@@ -279,14 +280,6 @@ impl Gate {
         Ok(())
     }
 
-    /// Replaces the view with one built from `rows`, a whole ledger already read: the same as
-    /// a reload for a caller that holds the rows (the criterion benchmark of the hot path).
-    pub fn replace(&self, rows: LedgerRows) {
-        let view = Arc::new(self.build(rows));
-        self.swap_in(view);
-        self.loaded.store(true, Ordering::Release);
-    }
-
     /// A view of `rows`, with their usage folded into the counters (after the view, which
     /// gives the entitlements their slots).
     fn build(&self, mut rows: LedgerRows) -> View {
@@ -369,12 +362,6 @@ impl Gate {
             .iter()
             .map(|e| (e.clone(), self.usage.used(e.slot, e.period(now).start)))
             .collect()
-    }
-
-    /// The id of an entitlement (a grant, subscription item or purchase).
-    pub fn entitlement_id(&self, entitlement: &Entitlement) -> String {
-        let ids = self.ids.read().expect("ids lock poisoned");
-        ids.entitlements.get(entitlement.slot).to_owned()
     }
 
     pub fn past_due_grace(&self) -> i64 {
