@@ -31,8 +31,6 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secrets: Vec<SecretString>,
     pub stripe_api_base: String,
-    /// `ADMIN_TOKEN`: bearer token of the admin API; the API is off when unset.
-    pub admin_token: Option<SecretString>,
     /// `SESSION_SECRET`: signs the account page's cookie.
     pub session_secret: Option<SecretString>,
     /// `STRIPE_WEBHOOK_TOLERANCE` (default `300s`): how old a signed webhook may be.
@@ -148,7 +146,6 @@ impl Settings {
                 .unwrap_or_else(|| "https://api.stripe.com".into())
                 .trim_end_matches('/')
                 .to_owned(),
-            admin_token: secret("ADMIN_TOKEN"),
             session_secret: secret("SESSION_SECRET"),
             webhook_tolerance: duration("STRIPE_WEBHOOK_TOLERANCE", Duration::from_secs(300))?,
             reconcile_every: duration("RECONCILE_EVERY", Duration::from_secs(6 * 3600))?,
@@ -227,7 +224,6 @@ impl fmt::Debug for Settings {
             .field("stripe_secret_key", &set(&self.stripe_secret_key))
             .field("stripe_webhook_secrets", &self.stripe_webhook_secrets.len())
             .field("stripe_api_base", &self.stripe_api_base)
-            .field("admin_token", &set(&self.admin_token))
             .field("session_secret", &set(&self.session_secret))
             .field("webhook_tolerance", &self.webhook_tolerance)
             .field("reconcile_every", &self.reconcile_every)

@@ -39,19 +39,13 @@ fn print_summary(app: &Application) {
         "off (STRIPE_SECRET_KEY not set): only keys issued with `tollbooth keys issue` give access"
             .into()
     };
-    let admin = if s.admin_token.is_some() {
-        "on (ADMIN_TOKEN set)"
-    } else {
-        "off (ADMIN_TOKEN not set)"
-    };
     println!(
         "tollbooth {version} listening on http://{host}:{port}\n\
          \x20 database   {db} ({engine})\n\
          \x20 owner      {owner}\n\
          \x20 authorize  {shown_url}\n\
          \x20            ({token_note}; paste it into Function as your authorizationUrl)\n\
-         \x20 stripe     {stripe}\n\
-         \x20 admin      {admin}",
+         \x20 stripe     {stripe}",
         version = env!("CARGO_PKG_VERSION"),
         host = s.host,
         port = app.port(),
