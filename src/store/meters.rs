@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use sqlx::FromRow;
 
 use super::sql::{Statement, sql};
-use super::usage::MeterDelta;
 use super::{BoxFuture, Db};
 use crate::domain::random_base62;
 
@@ -30,6 +29,14 @@ pub struct MeterReport {
     pub value: i64,
     pub created_at: i64,
     pub attempts: i64,
+}
+
+/// Use of one metered price by one customer since the last flush, to report to its meter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterDelta {
+    pub customer_id: String,
+    pub event_name: String,
+    pub value: i64,
 }
 
 /// The statement that queues one meter event, run inside the usage flush's transaction.

@@ -32,14 +32,14 @@ pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{
     Customer, CustomerListing, IssueKey, KeyListing, Keys, NewGrant, NewKey, RevokeOutcome,
 };
-pub use meters::{MeterOutbox, MeterReport};
+pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use snapshot::{
     CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,
     Snapshot, UsageRow,
 };
 pub use transfer::Transfer;
-pub use usage::{CounterDelta, HourlyDelta, MeterDelta, Usage, UsageBatch};
+pub use usage::{CounterDelta, HourlyDelta, Usage, UsageBatch};
 
 use sql::{Pool, Tx};
 

@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 
+use super::meters::MeterDelta;
 use super::snapshot::UsageRow;
 use super::sql::sql;
 use super::{BoxFuture, Db};
@@ -47,13 +48,6 @@ pub struct HourlyDelta {
     pub key_id: String,
     pub customer_id: String,
     pub count: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterDelta {
-    pub customer_id: String,
-    pub event_name: String,
-    pub value: i64,
 }
 
 impl Usage for Db {
