@@ -1,5 +1,5 @@
 //! All configuration, from environment variables, in one struct. Every variable is listed in
-//! the README's configuration table; secrets are `SecretString` and never printed.
+//! the configuration table of docs/operations.md; secrets are `SecretString` and never printed.
 
 use std::fmt;
 use std::time::Duration;

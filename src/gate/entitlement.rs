@@ -253,7 +253,7 @@ mod tests {
     use super::*;
 
     /// The view holds one per subscription item, grant and purchase: its size is most of the
-    /// view's memory (README, "Performance").
+    /// view's memory (docs/performance.md).
     #[test]
     fn an_entitlement_takes_80_bytes() {
         assert_eq!(size_of::<Stamp>(), 8);

@@ -110,7 +110,7 @@ impl View {
         self.keys.len()
     }
 
-    /// Bytes the view's tables hold (what the README's memory figures are made of).
+    /// Bytes the view's tables hold (what the memory figures of docs/performance.md are made of).
     pub fn heap_bytes(&self) -> usize {
         let map = |capacity: usize, entry: usize| capacity * (entry + 1);
         map(self.keys.capacity(), size_of::<(KeyHash, KeyRef)>())

@@ -126,10 +126,6 @@ impl Statement {
         self.args.push(value.into());
         self
     }
-
-    pub fn text(&self) -> &str {
-        self.sql.as_str()
-    }
 }
 
 /// A row type both engines can decode (a `#[derive(FromRow)]` struct, or a tuple).
