@@ -100,7 +100,7 @@ impl Db {
     }
 
     /// A transaction that writes. On SQLite it takes the write lock up front.
-    pub async fn begin_write(&self) -> anyhow::Result<Tx> {
+    async fn begin_write(&self) -> anyhow::Result<Tx> {
         Ok(match &self.pool {
             Pool::Sqlite(pool) => Tx::Sqlite(sqlite::begin_write(pool).await?),
             Pool::Postgres(pool) => Tx::Postgres(postgres::begin_write(pool).await?),
@@ -108,7 +108,7 @@ impl Db {
     }
 
     /// A transaction that reads one consistent state of the ledger.
-    pub async fn begin_read(&self) -> anyhow::Result<Tx> {
+    async fn begin_read(&self) -> anyhow::Result<Tx> {
         Ok(match &self.pool {
             Pool::Sqlite(pool) => Tx::Sqlite(sqlite::begin_read(pool).await?),
             Pool::Postgres(pool) => Tx::Postgres(postgres::begin_read(pool).await?),

@@ -165,12 +165,13 @@ pub(super) enum Pool {
 }
 
 /// A transaction of either engine.
-pub enum Tx {
+pub(super) enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
 
-/// Runs one statement on an executor of the engine at hand: `$run(query_with, executor)`.
+/// Binds `$statement` for the engine of `$target`, then runs `$body` with `$query` (the text
+/// and the engine's arguments) and `$exec` (the engine's pool or connection).
 macro_rules! dispatch {
     ($target:expr, $statement:expr, |$query:ident, $exec:ident| $body:expr) => {{
         let Statement { sql, args } = $statement;
