@@ -28,16 +28,8 @@ OUT=target/bench
 RESULTS=bench/results/$(date -u +%Y-%m-%d).md
 mkdir -p "$OUT" bench/results
 
-command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
-cargo build --release --quiet --bin tollbooth --example floor --example seed
+CUSTOMERS=$CUSTOMERS bench/prepare.sh
 BIN=target/release/tollbooth
-
-echo "Seeding $CUSTOMERS customers…"
-target/release/examples/seed "$CUSTOMERS" "$OUT"
-rm -f "$OUT"/bench.db*
-DATABASE_URL="sqlite://$OUT/bench.db" $BIN import "$OUT/ledger.jsonl"
-psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS tollbooth_bench WITH (FORCE)" -c "CREATE DATABASE tollbooth_bench"
-DATABASE_URL="$PG_BENCH_URL" $BIN import "$OUT/ledger.jsonl"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SERVER_PID=
