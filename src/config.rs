@@ -77,15 +77,34 @@ impl Settings {
                 .map_err(|_| fail("PORT", format!("{p:?} is not a port number")))?,
             None => 8080,
         };
-        let duration = |name: &'static str, default: Duration| match get(name) {
-            Some(text) => parse_duration(&text).ok_or_else(|| {
+        // Each duration within the range where it means something: a flush interval of 0
+        // spins, one of ten days is a crash bound of ten days.
+        let duration = |name: &'static str, default: Duration, range: (Duration, Duration)| {
+            let Some(text) = get(name) else {
+                return Ok(default);
+            };
+            let value = parse_duration(&text).ok_or_else(|| {
                 fail(
                     name,
                     format!("{text:?} is not a duration such as 500ms, 30s, 6h or 3d"),
                 )
-            }),
-            None => Ok(default),
+            })?;
+            if value < range.0 || value > range.1 {
+                return Err(fail(
+                    name,
+                    format!(
+                        "{text:?} is out of range: give between {} and {}",
+                        show_duration(range.0),
+                        show_duration(range.1)
+                    ),
+                ));
+            }
+            Ok(value)
         };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://tollbooth.db".into());
+        check_database_url(&database_url).map_err(|problem| fail("DATABASE_URL", problem))?;
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
         let owner = get("FXN_OWNER")
             .map(|o| Owner::parse(&o))
             .transpose()
@@ -124,7 +143,7 @@ impl Settings {
             })
             .transpose()?;
         Ok(Self {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://tollbooth.db".into()),
+            database_url,
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
             owner,
@@ -147,14 +166,48 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             session_secret: secret("SESSION_SECRET"),
-            webhook_tolerance: duration("STRIPE_WEBHOOK_TOLERANCE", Duration::from_secs(300))?,
-            reconcile_every: duration("RECONCILE_EVERY", Duration::from_secs(6 * 3600))?,
-            past_due_grace: duration("PAST_DUE_GRACE", Duration::from_secs(3 * 86_400))?,
-            usage_flush_interval: duration("USAGE_FLUSH_INTERVAL", Duration::from_secs(1))?,
-            ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", Duration::from_millis(200))?,
+            webhook_tolerance: duration(
+                "STRIPE_WEBHOOK_TOLERANCE",
+                secs(300),
+                (secs(1), secs(3_600)),
+            )?,
+            reconcile_every: duration(
+                "RECONCILE_EVERY",
+                secs(6 * 3_600),
+                (secs(60), secs(30 * 86_400)),
+            )?,
+            past_due_grace: duration(
+                "PAST_DUE_GRACE",
+                secs(3 * 86_400),
+                (secs(0), secs(60 * 86_400)),
+            )?,
+            usage_flush_interval: duration("USAGE_FLUSH_INTERVAL", secs(1), (ms(10), secs(3_600)))?,
+            ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", ms(200), (ms(10), secs(3_600)))?,
             workers,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
         })
+    }
+
+    /// What serving needs beyond what every command needs: Stripe either off or whole. With
+    /// the secret key alone, Stripe's events would all be refused and the ledger would hear of
+    /// payments only at each reconcile; with the webhook secret alone, nothing could sell.
+    pub fn check_for_serving(&self) -> Result<(), ConfigError> {
+        match (
+            self.stripe_secret_key.is_some(),
+            self.stripe_webhook_secrets.is_empty(),
+        ) {
+            (true, true) => Err(ConfigError {
+                name: "STRIPE_WEBHOOK_SECRET",
+                problem: "must be set with STRIPE_SECRET_KEY: the signing secret (whsec_…) of                           your webhook endpoint at <PUBLIC_URL>/stripe/webhook; without it every                           Stripe event is refused"
+                    .into(),
+            }),
+            (false, false) => Err(ConfigError {
+                name: "STRIPE_SECRET_KEY",
+                problem: "must be set with STRIPE_WEBHOOK_SECRET: events are re-read from                           Stripe's API, which needs the secret key (or unset both to run                           without Stripe)"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A Stripe client when `STRIPE_SECRET_KEY` is set.
@@ -169,6 +222,34 @@ impl Settings {
     pub fn database_display(&self) -> String {
         redact_url_password(&self.database_url)
     }
+}
+
+/// `sqlite://FILE` (or `sqlite:FILE`) or `postgres://…` (or `postgresql://…`), nothing else:
+/// a typo must not become a new SQLite file named after it.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let shown = redact_url_password(url);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let file = rest.trim_start_matches("//");
+        let file = file.split('?').next().unwrap_or_default();
+        return if file.is_empty() {
+            Err(format!(
+                "{shown:?} names no file: use sqlite://FILE, e.g. sqlite://tollbooth.db"
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    let problem = match url.split_once("://") {
+        Some((scheme, _)) => format!("{shown:?} is not supported (scheme {scheme:?})"),
+        None => format!("{shown:?} is not a database URL"),
+    };
+    Err(format!(
+        "{problem}: use sqlite://FILE (e.g. sqlite://tollbooth.db) or \
+         postgres://USER:PASSWORD@HOST:5432/DATABASE"
+    ))
 }
 
 /// `500ms`, `30s`, `15m`, `6h`, `3d`; a bare number is seconds.
@@ -188,6 +269,25 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_millis(millis))
+}
+
+/// `500ms`, `30s`, `6h`, `3d`: the largest unit that shows it whole.
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 fn redact_url_password(url: &str) -> String {
@@ -305,6 +405,60 @@ mod tests {
             let error = settings(&[(name, value)]).unwrap_err().to_string();
             assert!(error.starts_with(name), "{name}={value}: {error}");
         }
+    }
+
+    #[test]
+    fn a_database_url_that_is_not_sqlite_or_postgres_is_refused_naming_the_variable() {
+        for (url, says) in [
+            ("notaurl", "is not a database URL"),
+            ("postgress://u@h/db", "scheme \"postgress\""),
+            ("mysql://u:secret@h/db", "scheme \"mysql\""),
+            ("sqlite://", "names no file"),
+        ] {
+            let error = settings(&[("DATABASE_URL", url)]).unwrap_err().to_string();
+            assert!(error.starts_with("DATABASE_URL"), "{url}: {error}");
+            assert!(error.contains(says), "{url}: {error}");
+            assert!(error.contains("sqlite://"), "says what to use: {error}");
+            assert!(!error.contains("secret"), "no password shown: {error}");
+        }
+        for url in [
+            "sqlite://t.db",
+            "sqlite:t.db",
+            "postgresql://h/db",
+            "postgres://h/db",
+        ] {
+            assert!(settings(&[("DATABASE_URL", url)]).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn stripe_half_configured_is_refused_for_serving_naming_what_is_missing() {
+        let key_only = settings(&[("STRIPE_SECRET_KEY", "sk_test_1")]).unwrap();
+        let error = key_only.check_for_serving().unwrap_err().to_string();
+        assert!(error.starts_with("STRIPE_WEBHOOK_SECRET"), "{error}");
+        let secret_only = settings(&[("STRIPE_WEBHOOK_SECRET", "whsec_1")]).unwrap();
+        let error = secret_only.check_for_serving().unwrap_err().to_string();
+        assert!(error.starts_with("STRIPE_SECRET_KEY"), "{error}");
+        assert!(settings(&[]).unwrap().check_for_serving().is_ok());
+    }
+
+    #[test]
+    fn zero_and_absurd_durations_are_refused_naming_the_variable_and_the_range() {
+        let cases = [
+            ("USAGE_FLUSH_INTERVAL", "0s", "between 10ms and 1h"),
+            ("LEDGER_POLL_INTERVAL", "0s", "between 10ms and 1h"),
+            ("RECONCILE_EVERY", "0", "between 1m and 30d"),
+            ("STRIPE_WEBHOOK_TOLERANCE", "0s", "between 1s and 1h"),
+            ("USAGE_FLUSH_INTERVAL", "10d", "between 10ms and 1h"),
+            ("PAST_DUE_GRACE", "400d", "between 0s and 60d"),
+        ];
+        for (name, value, range) in cases {
+            let error = settings(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.starts_with(name), "{name}={value}: {error}");
+            assert!(error.contains(range), "{name}={value}: {error}");
+        }
+        let edge = settings(&[("PAST_DUE_GRACE", "0s"), ("USAGE_FLUSH_INTERVAL", "1h")]).unwrap();
+        assert_eq!(edge.past_due_grace, Duration::ZERO, "no grace is a choice");
     }
 
     #[test]

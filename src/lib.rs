@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod gate;
+pub mod health;
 pub mod http;
 pub mod ledger;
 pub mod store;

@@ -4,6 +4,7 @@
 pub mod jobs;
 mod summary;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,12 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
+use crate::health::Health;
 use crate::http::middleware::{request_span, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
@@ -51,6 +54,7 @@ impl Application {
     /// Opens and migrates the database, loads the ledger view and binds the port; the server
     /// starts answering when [`Self::run_until_stopped`] is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check_for_serving()?;
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -113,6 +117,7 @@ impl Application {
                 .as_ref()
                 .map_or_else(|| "the owner".to_owned(), |o| o.to_string()),
             store,
+            health: Arc::new(Health::default()),
             authorize_token: AuthorizeToken::new(&authorize_token),
         });
 
@@ -179,55 +184,132 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let state = self.state.clone().into_inner();
         let settings = &self.settings;
-        let mut tasks = vec![
-            tokio::spawn(jobs::ledger_poller::run(
+        let mut jobs = Jobs::default();
+        jobs.spawn(
+            "ledger poller",
+            jobs::ledger_poller::run(
                 Arc::clone(&state.ledger),
                 Arc::clone(&state.gate),
                 Arc::clone(&state.store),
+                Arc::clone(&state.health),
                 settings.ledger_poll_interval,
                 stopped.clone(),
-            )),
-            tokio::spawn(jobs::usage_flusher::run(
+            ),
+        );
+        jobs.spawn(
+            "usage flusher",
+            jobs::usage_flusher::run(
                 Arc::clone(&state.gate),
                 Arc::clone(&state.store),
+                Arc::clone(&state.health),
                 settings.usage_flush_interval,
                 stopped,
-            )),
-        ];
+            ),
+        );
         if let Some(webhooks) = &state.webhooks {
-            tasks.push(tokio::spawn(jobs::webhook_worker::run(
-                Arc::clone(&state.ledger),
-                Arc::clone(&state.store),
-                Arc::clone(&webhooks.wake),
-                stop.subscribe(),
-            )));
+            jobs.spawn(
+                "webhook worker",
+                jobs::webhook_worker::run(
+                    Arc::clone(&state.ledger),
+                    Arc::clone(&state.store),
+                    Arc::clone(&webhooks.wake),
+                    stop.subscribe(),
+                ),
+            );
         }
         if let Some(api) = self.stripe_api.clone() {
-            tasks.push(tokio::spawn(jobs::meter_reporter::run(
-                api,
-                Arc::clone(&state.store),
-                settings.usage_flush_interval.max(Duration::from_secs(1)),
-                stop.subscribe(),
-            )));
-            tasks.push(tokio::spawn(jobs::reconcile::run(
-                Arc::clone(&state.ledger),
-                settings.reconcile_every,
-                stop.subscribe(),
-            )));
+            jobs.spawn(
+                "meter reporter",
+                jobs::meter_reporter::run(
+                    api,
+                    Arc::clone(&state.store),
+                    settings.usage_flush_interval.max(Duration::from_secs(1)),
+                    stop.subscribe(),
+                ),
+            );
+            jobs.spawn(
+                "reconcile",
+                jobs::reconcile::run(
+                    Arc::clone(&state.ledger),
+                    settings.reconcile_every,
+                    stop.subscribe(),
+                ),
+            );
         }
-        let served = self.server.await;
+        // A job that ends before the service is stopping has failed: the service stops too,
+        // with the job's name, rather than serving on without it (a supervisor such as Fly's
+        // then starts it again).
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let (served, died) = tokio::select! {
+            served = &mut server => (served, None),
+            died = jobs.first_to_end() => {
+                tracing::error!(job = died.0, reason = %died.1, "A background job stopped; stopping the service");
+                handle.stop(true).await;
+                (server.await, Some(died))
+            }
+        };
         let _ = stop.send(true);
-        for task in tasks {
-            let _ = task.await;
-        }
+        jobs.join_all().await;
         let flushed = jobs::usage_flusher::final_flush(&state.gate, state.store.as_ref()).await;
         match &flushed {
             Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
             Err(e) => tracing::error!(error = ?e, "Failed to flush usage at shutdown"),
         }
         state.store.close().await;
+        if let Some((job, reason)) = died {
+            anyhow::bail!("the {job} stopped ({reason}); the service stopped with it");
+        }
         served.context("The HTTP server failed")?;
         flushed.map(|_| ())
+    }
+}
+
+/// The running background jobs, by name.
+#[derive(Default)]
+struct Jobs {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Jobs {
+    fn spawn(&mut self, name: &'static str, job: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(job).id();
+        self.names.insert(id, name);
+    }
+
+    /// The first job to end, and how (a panic's message, or that it returned). Pending for
+    /// ever when there is no job.
+    async fn first_to_end(&mut self) -> (&'static str, String) {
+        match self.set.join_next_with_id().await {
+            Some(Ok((id, ()))) => (self.name(id), "it returned".to_owned()),
+            Some(Err(e)) => (self.name(e.id()), panic_message(e)),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn name(&self, id: tokio::task::Id) -> &'static str {
+        self.names.get(&id).copied().unwrap_or("background job")
+    }
+
+    async fn join_all(&mut self) {
+        while let Some(ended) = self.set.join_next_with_id().await {
+            if let Err(e) = ended {
+                let job = self.name(e.id());
+                tracing::error!(job, reason = %panic_message(e), "A background job failed while stopping");
+            }
+        }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .map_or_else(|| "it panicked".to_owned(), |m| format!("it panicked: {m}")),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -255,4 +337,25 @@ async fn authorize_token(
 /// 43 base62 characters: over 256 bits.
 fn random_token() -> String {
     random_base62(43)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_that_dies_is_named_with_its_reason() {
+        let mut jobs = Jobs::default();
+        jobs.spawn("steady", std::future::pending());
+        jobs.spawn("flusher", async { panic!("disk on fire") });
+        let (job, reason) = jobs.first_to_end().await;
+        assert_eq!(job, "flusher");
+        assert_eq!(reason, "it panicked: disk on fire");
+
+        jobs.spawn("quitter", async {});
+        assert_eq!(
+            jobs.first_to_end().await,
+            ("quitter", "it returned".to_owned())
+        );
+    }
 }

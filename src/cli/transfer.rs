@@ -5,8 +5,11 @@ use serde_json::{Value, json};
 
 use crate::store::transfer::{TABLES, TableRows, Transfer};
 
-/// `tollbooth export`: one JSON object per row, table by table.
+/// `tollbooth export`: one JSON object per row, table by table. The export holds the
+/// authorize token, the session secret and every key's hash: when standard output is a file
+/// (`tollbooth export > ledger.jsonl`), it is made readable by its owner only.
 pub async fn export(store: &dyn Transfer) -> anyhow::Result<()> {
+    keep_stdout_private()?;
     let tables = store.export().await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut rows = 0;
@@ -20,6 +23,20 @@ pub async fn export(store: &dyn Transfer) -> anyhow::Result<()> {
     out.flush()?;
     eprintln!("Exported {rows} rows from {} tables.", tables.len());
     Ok(())
+}
+
+/// Makes standard output 0600 if it is a regular file (the shell created it with its umask).
+fn keep_stdout_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The file open as standard output, through the process's own descriptor table.
+    let stdout = std::path::Path::new("/proc/self/fd/1");
+    match std::fs::metadata(stdout) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(stdout, std::fs::Permissions::from_mode(0o600))
+                .context("The export's file is readable by others and could not be made 0600")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `tollbooth import FILE`: all or nothing, into an empty ledger.

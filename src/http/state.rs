@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use super::session::Sessions;
 use crate::gate::{Gate, Links};
+use crate::health::Health;
 use crate::ledger::Ledger;
 use crate::store::Db;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The ledger's database: the webhook inbox, and the readiness check.
     pub store: Arc<Db>,
+    /// What the background jobs last managed, for the readiness check.
+    pub health: Arc<Health>,
     /// Where refusal messages send people (the pricing and account pages, when selling).
     pub links: Links,
     /// The account page's signed sign-in cookies and CSRF tokens.

@@ -54,8 +54,8 @@ pub struct Db {
     signal: OnceLock<Arc<Notify>>,
 }
 
-/// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL, anything
-/// else (`sqlite://path`, or a bare path) for an SQLite file created if missing.
+/// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
+/// `sqlite://FILE` for an SQLite file created (0600) if missing.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<Db>> {
     let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Pool::Postgres(postgres::connect(url).await?)
@@ -101,18 +101,24 @@ impl Db {
 
     /// A transaction that writes. On SQLite it takes the write lock up front.
     async fn begin_write(&self) -> anyhow::Result<Tx> {
-        Ok(match &self.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(sqlite::begin_write(pool).await?),
-            Pool::Postgres(pool) => Tx::Postgres(postgres::begin_write(pool).await?),
-        })
+        let begin = match self.pool {
+            Pool::Sqlite(_) => sqlite::BEGIN_WRITE,
+            Pool::Postgres(_) => postgres::BEGIN_WRITE,
+        };
+        Tx::begin(&self.pool, begin)
+            .await
+            .context("Failed to start a write transaction")
     }
 
     /// A transaction that reads one consistent state of the ledger.
     async fn begin_read(&self) -> anyhow::Result<Tx> {
-        Ok(match &self.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(sqlite::begin_read(pool).await?),
-            Pool::Postgres(pool) => Tx::Postgres(postgres::begin_read(pool).await?),
-        })
+        let begin = match self.pool {
+            Pool::Sqlite(_) => sqlite::BEGIN_READ,
+            Pool::Postgres(_) => postgres::BEGIN_READ,
+        };
+        Tx::begin(&self.pool, begin)
+            .await
+            .context("Failed to start a read transaction")
     }
 
     /// `sql` with `{json_rows}` replaced by the engine's way of turning the JSON array in `$1`

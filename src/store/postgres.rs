@@ -2,12 +2,13 @@
 //! migrating under an advisory lock, snapshot reads, claiming with `SKIP LOCKED`, and telling
 //! other instances about changes with `LISTEN/NOTIFY`.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::Transaction;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, Postgres};
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
 /// How a JSON array parameter becomes rows (`j.value`).
@@ -30,10 +31,12 @@ const WARM: usize = 4;
 
 /// The store for several machines: one PostgreSQL database shared by every instance.
 pub(super) async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    let options =
+        PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
     let pool = PgPoolOptions::new()
         .max_connections(8)
-        .connect_lazy(url)
-        .context("The PostgreSQL DATABASE_URL is not valid")?;
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options.clone());
     // Start-up needs several connections at once (migrations, the first lookups, the full
     // load, LISTEN, the heartbeat). Opened together, their set-up round trips overlap instead
     // of queueing: with TLS each one costs tens of milliseconds of waiting.
@@ -45,7 +48,10 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<PgPool> {
     // Held until all are open, so each acquire opens a connection of its own.
     let mut held = Vec::with_capacity(WARM);
     while let Some(opened) = opening.join_next().await {
-        held.push(opened?.context("Failed to connect to PostgreSQL")?);
+        match opened? {
+            Ok(connection) => held.push(connection),
+            Err(_) => return Err(diagnose(&options).await),
+        }
     }
     drop(held);
     // A released connection is pinged before it is idle again; an acquire meanwhile would
@@ -57,6 +63,33 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// Why PostgreSQL cannot be reached, in words that name the server: the pool only says it
+/// timed out. Tries one connection of its own, for two seconds more at most.
+async fn diagnose(options: &PgConnectOptions) -> anyhow::Error {
+    let place = format!("{}:{}", options.get_host(), options.get_port());
+    let attempt = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
+    let problem = match attempt {
+        Err(_) => "did not answer within 5 s: check the host, the port and the network".to_owned(),
+        Ok(Ok(_)) => "answered too slowly to open the first connections within 3 s".to_owned(),
+        Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "refused the connection: is PostgreSQL running there, on that port?".to_owned()
+        }
+        Ok(Err(sqlx::Error::Database(e))) => match e.code().as_deref() {
+            Some("28P01" | "28000") => format!(
+                "refused the credentials of user {:?}: check the user and the password",
+                options.get_username()
+            ),
+            Some("3D000") => format!(
+                "has no database {:?}: create it first",
+                options.get_database().unwrap_or_default()
+            ),
+            _ => e.message().to_owned(),
+        },
+        Ok(Err(e)) => e.to_string(),
+    };
+    anyhow::anyhow!("DATABASE_URL: PostgreSQL at {place} {problem}")
+}
+
 /// sqlx takes an advisory lock, so instances starting together migrate one at a time.
 pub(super) async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations/postgres")
@@ -65,25 +98,15 @@ pub(super) async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("Failed to migrate the PostgreSQL database")
 }
 
-pub(super) async fn begin_write(pool: &PgPool) -> anyhow::Result<Transaction<'static, Postgres>> {
-    pool.begin()
-        .await
-        .context("Failed to start a write transaction")
-}
+pub(super) const BEGIN_WRITE: &str = "BEGIN";
 
 /// A repeatable-read snapshot, so the ledger is loaded as of one instant.
-pub(super) async fn begin_read(pool: &PgPool) -> anyhow::Result<Transaction<'static, Postgres>> {
-    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .context("Failed to start a read transaction")
-}
+pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Sent in every transaction that changes the ledger; delivered to listeners at commit.
-pub(super) async fn notify_ledger_changed(
-    tx: &mut Transaction<'static, Postgres>,
-) -> anyhow::Result<()> {
+pub(super) async fn notify_ledger_changed(conn: &mut PgConnection) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_notify('tollbooth_ledger', '')")
-        .execute(&mut **tx)
+        .execute(conn)
         .await
         .context("Failed to notify other instances")?;
     Ok(())

@@ -4,10 +4,12 @@
 //! as plain data, and is bound to the engine's own types only when it runs. This file is the one
 //! place that dispatches on the engine; each role's file holds its SQL as ordinary code.
 
+use anyhow::Context as _;
 use futures_util::TryStreamExt as _;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Arguments as _, Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
+use sqlx::{Arguments as _, Database, Encode, FromRow, Postgres, Sqlite, Type};
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +166,30 @@ pub(super) enum Pool {
     Postgres(PgPool),
 }
 
-/// A transaction of either engine.
-pub(super) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+/// A transaction of either engine, on a pooled connection of its own. A transaction that does
+/// not end in a successful `COMMIT` or `ROLLBACK` (a statement failed, the disk is full, the
+/// caller gave up) closes its connection instead of returning it to the pool: whatever state
+/// the engine left it in (SQLite may have rolled back by itself, or not), no later caller gets
+/// a connection still inside a transaction.
+pub(super) struct Tx {
+    conn: Conn,
+    open: bool,
+}
+
+enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            match &mut self.conn {
+                Conn::Sqlite(conn) => conn.close_on_drop(),
+                Conn::Postgres(conn) => conn.close_on_drop(),
+            }
+        }
+    }
 }
 
 /// Binds `$statement` for the engine of `$target`, then runs `$body` with `$query` (the text
@@ -235,13 +257,26 @@ impl super::Db {
 }
 
 impl Tx {
+    /// Starts a transaction with `begin` (the engine's `BEGIN …`) on a connection of `pool`.
+    pub(super) async fn begin(pool: &Pool, begin: &'static str) -> anyhow::Result<Self> {
+        let conn = match pool {
+            Pool::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+            Pool::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+        };
+        let mut tx = Self { conn, open: false };
+        // A `BEGIN` that failed started nothing: the connection goes back to the pool as is.
+        tx.execute(sql(begin)).await?;
+        tx.open = true;
+        Ok(tx)
+    }
+
     fn target(
         &mut self,
     ) -> Target<&mut <Sqlite as Database>::Connection, &mut <Postgres as Database>::Connection>
     {
-        match self {
-            Self::Sqlite(tx) => Target::Sqlite(&mut **tx),
-            Self::Postgres(tx) => Target::Postgres(&mut **tx),
+        match &mut self.conn {
+            Conn::Sqlite(conn) => Target::Sqlite(&mut **conn),
+            Conn::Postgres(conn) => Target::Postgres(&mut **conn),
         }
     }
 
@@ -321,27 +356,28 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn commit(self) -> anyhow::Result<()> {
-        match self {
-            Self::Sqlite(tx) => tx.commit().await?,
-            Self::Postgres(tx) => tx.commit().await?,
-        }
+    /// Commits; if that fails, the transaction's connection is closed (see [`Tx`]).
+    pub async fn commit(mut self) -> anyhow::Result<()> {
+        self.execute(sql("COMMIT"))
+            .await
+            .context("Failed to commit")?;
+        self.open = false;
         Ok(())
     }
 
-    pub async fn rollback(self) -> anyhow::Result<()> {
-        match self {
-            Self::Sqlite(tx) => tx.rollback().await?,
-            Self::Postgres(tx) => tx.rollback().await?,
-        }
+    pub async fn rollback(mut self) -> anyhow::Result<()> {
+        self.execute(sql("ROLLBACK"))
+            .await
+            .context("Failed to roll back")?;
+        self.open = false;
         Ok(())
     }
 
     /// Tells other processes the ledger changed, at commit, where the engine can
     /// (PostgreSQL `NOTIFY`); on SQLite they find out by polling the version.
     pub(super) async fn notify_ledger_changed(&mut self) -> anyhow::Result<()> {
-        if let Self::Postgres(tx) = self {
-            super::postgres::notify_ledger_changed(tx).await?;
+        if let Conn::Postgres(conn) = &mut self.conn {
+            super::postgres::notify_ledger_changed(conn).await?;
         }
         Ok(())
     }

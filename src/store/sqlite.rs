@@ -1,14 +1,15 @@
 //! What SQLite does its own way: opening the file, migrating it, starting transactions, and
 //! two phrases of SQL. Everything else is in the role files, written once for both engines.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::Transaction;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 /// How a JSON array parameter becomes rows (`j.value`).
@@ -26,12 +27,9 @@ pub(super) const CLAIM_EVENTS: &str = "UPDATE stripe_events SET claimed_until = 
 /// The default store: one file next to the binary (or on a Fly volume), in WAL mode so the
 /// CLI and the server can use it at the same time.
 pub(super) async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
-    let options = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("Failed to parse the SQLite URL {url}"))?
-    } else {
-        SqliteConnectOptions::new().filename(url)
-    };
+    let options = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("Failed to parse the SQLite URL {url}"))?;
+    keep_private(options.get_filename())?;
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -46,6 +44,46 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         .connect_with(options)
         .await
         .context("Failed to open the SQLite database")
+}
+
+/// The database holds the session secret and the authorize token: only its owner may read
+/// it. A new file is created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and an existing one readable by others is made 0600.
+fn keep_private(file: &Path) -> anyhow::Result<()> {
+    if file.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("Failed to create {}", file.display()));
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        let path = Path::new(&path);
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(
+                || {
+                    format!(
+                        "{} is readable by others and could not be made 0600",
+                        path.display()
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// SQLite has no advisory lock: two processes migrating a new file at once race, and the
@@ -69,14 +107,7 @@ pub(super) async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
 
 /// `BEGIN IMMEDIATE` takes the write lock up front, so a write transaction waits on
 /// `busy_timeout` instead of failing when another process wrote first.
-pub(super) async fn begin_write(pool: &SqlitePool) -> anyhow::Result<Transaction<'static, Sqlite>> {
-    pool.begin_with("BEGIN IMMEDIATE")
-        .await
-        .context("Failed to start a write transaction")
-}
+pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-pub(super) async fn begin_read(pool: &SqlitePool) -> anyhow::Result<Transaction<'static, Sqlite>> {
-    pool.begin()
-        .await
-        .context("Failed to start a read transaction")
-}
+/// In WAL mode a read transaction sees one snapshot from its first read to its end.
+pub(super) const BEGIN_READ: &str = "BEGIN";

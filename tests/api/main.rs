@@ -5,6 +5,7 @@ mod browser;
 mod cold_start;
 mod exactness;
 mod fake_checkout;
+mod faults;
 mod freshness;
 mod health;
 mod helpers;

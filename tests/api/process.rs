@@ -9,15 +9,19 @@ use std::time::Duration;
 use crate::freshness::cli;
 use crate::helpers::{OWNER, TOKEN, TestDatabase};
 
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
+    pub address: String,
     output: Arc<Mutex<String>>,
 }
 
 /// Starts `tollbooth` (serve) on a free port and waits for its start-up summary.
-fn start_server(db_url: &str, extra: &[(&str, &str)]) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tollbooth"));
+pub fn start_server(db_url: &str, extra: &[(&str, &str)]) -> Server {
+    start_command(Command::new(env!("CARGO_BIN_EXE_tollbooth")), db_url, extra)
+}
+
+/// Serves with `command`, which runs the binary (perhaps through a wrapper), on a free port.
+pub fn start_command(mut command: Command, db_url: &str, extra: &[(&str, &str)]) -> Server {
     command
         .env("DATABASE_URL", db_url)
         .env("HOST", "127.0.0.1")
@@ -63,7 +67,11 @@ fn start_server(db_url: &str, extra: &[(&str, &str)]) -> Server {
 }
 
 impl Server {
-    async fn authorize(&self, client: &reqwest::Client, key: &str) -> u16 {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn authorize(&self, client: &reqwest::Client, key: &str) -> u16 {
         client
             .post(format!("{}/authorize/{TOKEN}", self.address))
             .json(&serde_json::json!({"tag": "@acme/sdxl", "accessKey": key}))
@@ -74,7 +82,7 @@ impl Server {
             .as_u16()
     }
 
-    fn signal(&self, signal: &str) {
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -83,7 +91,7 @@ impl Server {
     }
 
     /// Waits for the process to exit and returns whether it exited cleanly, and its output.
-    fn wait(mut self) -> (bool, String) {
+    pub fn wait(mut self) -> (bool, String) {
         let status = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let output = self.output.lock().unwrap().clone();
@@ -91,14 +99,19 @@ impl Server {
     }
 }
 
-fn issue(db_url: &str, args: &[&str]) -> String {
+pub fn issue(db_url: &str, args: &[&str]) -> String {
     let mut all = vec!["keys", "issue", "--email", "p@example.com"];
     all.extend_from_slice(args);
     let out = cli(db_url, &all);
     out.lines().last().unwrap().trim().to_owned()
 }
 
-async fn count_allowed(server: &Server, client: &reqwest::Client, key: &str, n: usize) -> usize {
+pub async fn count_allowed(
+    server: &Server,
+    client: &reqwest::Client,
+    key: &str,
+    n: usize,
+) -> usize {
     let mut allowed = 0;
     for _ in 0..n {
         if server.authorize(client, key).await == 200 {

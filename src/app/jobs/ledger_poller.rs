@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Ticker;
+use crate::clock::unix_now;
 use crate::gate::Gate;
+use crate::health::Health;
 use crate::ledger::Ledger;
 use crate::store::{Db, Snapshot};
 
@@ -16,15 +18,23 @@ pub async fn run(
     ledger: Arc<Ledger>,
     gate: Arc<Gate>,
     store: Arc<Db>,
+    health: Arc<Health>,
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {
     let mut ticker = Ticker::every(every, stop).or_when(store.change_signal());
     while ticker.next().await {
         match ledger.refresh().await {
-            Ok(true) => tracing::info!(keys = gate.key_count(), "Ledger changed; view reloaded"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = ?e, "Failed to refresh the ledger view"),
+            Ok(changed) => {
+                health.view_refreshed(unix_now());
+                if changed {
+                    tracing::info!(keys = gate.key_count(), "Ledger changed; view reloaded");
+                }
+            }
+            Err(e) => {
+                health.view_refresh_failed(unix_now());
+                tracing::warn!(error = ?e, "Failed to refresh the ledger view");
+            }
         }
     }
 }

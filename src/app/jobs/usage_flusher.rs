@@ -11,6 +11,7 @@ use super::Ticker;
 use crate::clock::unix_now;
 use crate::domain::random_base62;
 use crate::gate::Gate;
+use crate::health::Health;
 use crate::store::{Db, Usage};
 
 /// Read back a little further than the last read: other instances' clocks and commits lag.
@@ -19,7 +20,13 @@ const OVERLAP: i64 = 5;
 /// no exactness, and under load it is as many rows as the counters or more.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(gate: Arc<Gate>, store: Arc<Db>, every: Duration, stop: watch::Receiver<bool>) {
+pub async fn run(
+    gate: Arc<Gate>,
+    store: Arc<Db>,
+    health: Arc<Health>,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) {
     let mut ticker = Ticker::every(every, stop);
     let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
@@ -29,8 +36,12 @@ pub async fn run(gate: Arc<Gate>, store: Arc<Db>, every: Duration, stop: watch::
         if with_activity {
             activity_written = tokio::time::Instant::now();
         }
-        if let Err(e) = gate.flush(store.as_ref(), unix_now(), with_activity).await {
-            tracing::warn!(error = ?e, "Failed to flush usage; will retry");
+        match gate.flush(store.as_ref(), unix_now(), with_activity).await {
+            Ok(_) => health.usage_written(unix_now()),
+            Err(e) => {
+                health.usage_write_failed(unix_now());
+                tracing::warn!(error = ?e, "Failed to flush usage; will retry");
+            }
         }
         let now = unix_now();
         // Alone, this instance's counts are the whole truth: nothing to read back.

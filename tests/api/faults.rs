@@ -1,0 +1,218 @@
+//! A bad day: a full disk, mistakes in the configuration, files that must stay private.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestStore, load_ledger};
+use crate::process::{count_allowed, issue, start_command, start_server};
+
+/// `/readyz`: its status and body.
+async fn readiness(client: &reqwest::Client, address: &str) -> (u16, serde_json::Value) {
+    let response = client
+        .get(format!("{address}/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("readyz answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("readyz answers JSON"))
+}
+
+/// Polls `/readyz` until `done` holds of it, for at most `within`.
+async fn wait_for_readiness(
+    client: &reqwest::Client,
+    address: &str,
+    within: Duration,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = readiness(client, address).await;
+        if done(status, &body) || start.elapsed() > within {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_failing(body: &serde_json::Value, part: &str) -> bool {
+    body["failing"]
+        .as_array()
+        .is_some_and(|parts| parts.iter().any(|p| p == part))
+}
+
+/// The disk fills while predictions are counted: writes fail, readiness says so, and once
+/// there is room again the writes resume and every counted prediction reaches the database.
+/// A file-size limit on the process (`ulimit -f`, raised later with `prlimit`) stands in for
+/// the full disk, without root. SQLite only: it is the engine on the service's own disk.
+#[tokio::test]
+async fn usage_writes_resume_after_the_disk_was_full_and_nothing_counted_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("full.db").display());
+    let key = issue(&url, &["--credits", "1000000"]);
+    // The write-ahead log may grow to 64 KiB: a few dozen flushes and heartbeats.
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        "trap '' XFSZ; ulimit -S -f 64; exec \"$0\"",
+        env!("CARGO_BIN_EXE_tollbooth"),
+    ]);
+    let server = start_command(command, &url, &[("USAGE_FLUSH_INTERVAL", "50ms")]);
+    let client = reqwest::Client::new();
+
+    let mut allowed = 0;
+    let start = Instant::now();
+    let full = loop {
+        allowed += count_allowed(&server, &client, &key, 20).await;
+        let (status, body) = readiness(&client, &server.address).await;
+        if status == 503 && is_failing(&body, "usage_writes") {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the writes never failed: {body}"
+        );
+    };
+    allowed += count_allowed(&server, &client, &key, 100).await;
+    let raised = Command::new("prlimit")
+        .args([
+            "--pid",
+            &server.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .unwrap();
+    assert!(raised.success(), "prlimit could not raise the limit");
+    let (status, recovered) =
+        wait_for_readiness(&client, &server.address, Duration::from_secs(10), |s, _| {
+            s == 200
+        })
+        .await;
+    allowed += count_allowed(&server, &client, &key, 30).await;
+    server.signal("-TERM");
+    let (clean, output) = server.wait();
+
+    assert!(full["usage_writes_failing_for_s"].is_i64(), "{full}");
+    assert_eq!(
+        status, 200,
+        "writes resume once there is room: {recovered}\n{output}"
+    );
+    assert!(clean, "a clean exit after the disk was full: {output}");
+    let store = TestStore(tollbooth::store::connect(&url).await.unwrap());
+    let rows = load_ledger(store.as_ref(), tollbooth::clock::unix_now())
+        .await
+        .unwrap();
+    let stored: i64 = rows.usage.iter().map(|u| u.used).sum();
+    assert_eq!(
+        stored as usize, allowed,
+        "every prediction counted while the disk was full is in the database"
+    );
+}
+
+#[tokio::test]
+async fn a_database_url_that_is_not_one_is_refused_and_no_file_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "notaurl",
+        "postgress://u@localhost/db",
+        "mysql://u@localhost/db",
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+            .arg("migrate")
+            .env("DATABASE_URL", url)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url} was accepted");
+        assert!(stderr.contains("DATABASE_URL"), "{url}: {stderr}");
+        assert!(
+            stderr.contains("sqlite://"),
+            "{url}: says what to use: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file was made for a mistyped URL"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_postgresql_is_named_with_its_host_within_five_seconds() {
+    let start = Instant::now();
+    // Nothing listens on port 1.
+    let output = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://tollbooth@127.0.0.1:1/ledger")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success());
+    assert!(stderr.contains("127.0.0.1:1"), "names the host: {stderr}");
+    assert!(stderr.contains("refused"), "says what happened: {stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn stripe_half_configured_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .env("DATABASE_URL", &url)
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("STRIPE_SECRET_KEY", "sk_test_half")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success());
+    assert!(stderr.contains("STRIPE_WEBHOOK_SECRET"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_database_and_an_export_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("private.db");
+    let url = format!("sqlite://{}", db.display());
+    issue(&url, &["--credits", "1"]);
+    let server = start_server(&url, &[]);
+    let client = reqwest::Client::new();
+    wait_for_readiness(&client, &server.address, Duration::from_secs(5), |s, _| {
+        s == 200
+    })
+    .await;
+    let export = dir.path().join("ledger.jsonl");
+    let exported = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .arg("export")
+        .env("DATABASE_URL", &url)
+        .stdout(std::fs::File::create(&export).unwrap())
+        .status()
+        .unwrap();
+    let modes: Vec<(String, u32)> = ["private.db", "private.db-wal", "private.db-shm"]
+        .iter()
+        .map(|name| {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            ((*name).to_owned(), mode & 0o777)
+        })
+        .collect();
+    server.signal("-TERM");
+    server.wait();
+
+    assert!(exported.success());
+    for (name, mode) in modes {
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    let mode = std::fs::metadata(&export).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the export (written through a redirect) is {mode:o}"
+    );
+}
