@@ -14,14 +14,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
 use crate::health::Health;
-use crate::http::middleware::{request_span, security_headers};
+use crate::http::middleware::{PAGES_AT_ONCE, admission, request_span, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
@@ -118,21 +118,28 @@ impl Application {
                 .map_or_else(|| "the owner".to_owned(), |o| o.to_string()),
             store,
             health: Arc::new(Health::default()),
+            pages_in_flight: Semaphore::new(PAGES_AT_ONCE),
             authorize_token: AuthorizeToken::new(&authorize_token),
         });
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(admission))
                 .wrap(security_headers())
                 .wrap(from_fn(request_span))
                 .app_data(app_state.clone())
                 .configure(http::configure)
         })
-        .shutdown_timeout(10);
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
+        .shutdown_timeout(10)
+        // A request's head must arrive within 5 s (its body within BODY_TIMEOUT).
+        .client_request_timeout(Duration::from_secs(5));
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        server = server
+            .workers(workers)
+            .max_connections(connections_per_worker(workers));
         let server = server.listen(listener)?.run();
         Ok(Self {
             port,
@@ -263,6 +270,20 @@ impl Application {
         served.context("The HTTP server failed")?;
         flushed.map(|_| ())
     }
+}
+
+/// Connections each HTTP worker holds at most: together, three quarters of the process's
+/// open-file limit, so a flood of connections never leaves the process without a descriptor
+/// for its database, and the ones beyond wait in the kernel's queue instead of failing.
+fn connections_per_worker(workers: usize) -> usize {
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        })
+        .unwrap_or(25_000);
+    (limit * 3 / 4 / workers.max(1)).max(64)
 }
 
 /// The running background jobs, by name.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::JsonError;
+use super::middleware::BODY_TIMEOUT;
 use super::state::AppState;
 use crate::clock::unix_now;
 use crate::domain::AccessKeyError;
@@ -61,9 +62,11 @@ pub async fn authorize(
                 .into(),
         ));
     }
-    let body = payload
-        .to_bytes_limited(MAX_BODY_BYTES)
+    // Function sends its body with its headers; a body still on its way after the deadline is
+    // not Function's (and only a caller with the token gets this far).
+    let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(MAX_BODY_BYTES))
         .await
+        .map_err(|_| JsonError::Rejected("The request body did not arrive in time.".into()))?
         .map_err(|_| {
             JsonError::PayloadTooLarge(format!(
                 "The request body is larger than {} KiB; send only tag and accessKey.",

@@ -1,9 +1,84 @@
-//! What wraps every request: the security headers, and a span naming the route.
+//! What wraps every request: admission (a deadline on every body, and a cap on the pages and
+//! the webhook in flight, so slow clients cannot take the authorize route's room), the
+//! security headers, and a span naming the route.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpMessage as _, HttpResponse};
+use futures_util::Stream;
+use tokio::time::Sleep;
 use tracing::Instrument as _;
+
+use super::state::AppState;
+
+/// How long a request's body may take to arrive, whole. Stripe's events and the pages' forms
+/// are a few kilobytes; a client that sends a byte a second is not one of theirs.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests to the pages and the webhook handled at once; one more is answered `503` at once
+/// and its connection closed, so a flood of slow bodies holds at most this many connections
+/// (for `BODY_TIMEOUT` at most) and the authorize route keeps its room.
+pub const PAGES_AT_ONCE: usize = 256;
+
+/// Admits requests: the authorize route as it is (it reads its own body under
+/// `BODY_TIMEOUT`), every other route within the cap and under the body deadline.
+pub async fn admission(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if super::authorize::pattern(request.path()).is_some() {
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
+    let state = request
+        .app_data::<web::Data<AppState>>()
+        .expect("the app has its state")
+        .clone();
+    let Ok(_permit) = state.pages_in_flight.try_acquire() else {
+        let busy = HttpResponse::ServiceUnavailable()
+            .insert_header(("Connection", "close"))
+            .insert_header(("Retry-After", "1"))
+            .body("Too many requests at once; try again in a moment.");
+        return Ok(request.into_response(busy).map_into_right_body());
+    };
+    let payload = request.take_payload();
+    request.set_payload(Payload::Stream {
+        payload: Box::pin(Deadline {
+            inner: payload,
+            timer: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
+        }),
+    });
+    Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// A body that ends in an error once its deadline passes.
+struct Deadline {
+    inner: Payload,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// Sent with every response. Scripts and styles come only from this service; no page may be
 /// framed; no Referer leaves for another site (welcome URLs carry a session id), while

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::session::Sessions;
 use crate::gate::{Gate, Links};
@@ -30,6 +30,8 @@ pub struct AppState {
     pub owner_label: String,
     /// Present when Stripe webhooks are configured.
     pub webhooks: Option<Webhooks>,
+    /// Room for the pages and the webhook in flight (`middleware::PAGES_AT_ONCE`).
+    pub pages_in_flight: Semaphore,
     /// The secret path segment of the authorize URL.
     pub authorize_token: AuthorizeToken,
 }

@@ -216,3 +216,70 @@ async fn the_database_and_an_export_are_readable_by_their_owner_only() {
         "the export (written through a redirect) is {mode:o}"
     );
 }
+
+/// Two thousand connections send a request's head and then nothing of its body, to the two
+/// routes anyone may post to. The service runs with 1,024 file descriptors: before, it ran out
+/// of them and the authorize route stopped answering. Now the pages and the webhook hold a
+/// bounded number of bodies, each for `BODY_TIMEOUT` at most, and authorize keeps answering.
+#[tokio::test]
+async fn slow_request_bodies_cannot_starve_the_authorize_route() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let db = crate::helpers::TestDatabase::fresh().await;
+    let key = issue(&db.url, &["--credits", "1000"]);
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        "ulimit -n 1024; exec \"$0\"",
+        env!("CARGO_BIN_EXE_tollbooth"),
+    ]);
+    let server = start_command(command, &db.url, &[]);
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for n in 0..2_000 {
+        let path = if n % 2 == 0 {
+            "/stripe/webhook"
+        } else {
+            "/account/sign-in"
+        };
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let allowed = count_allowed(&server, &client, &key, 20).await;
+    let took = start.elapsed();
+    // Past the body deadline, every slow connection has been answered or closed.
+    tokio::time::sleep(tollbooth::http::middleware::BODY_TIMEOUT + Duration::from_secs(2)).await;
+    let mut still_waiting = 0;
+    for stream in &mut slow {
+        let mut buffer = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut buffer)).await;
+        if read.is_err() {
+            still_waiting += 1;
+        }
+    }
+    server.signal("-TERM");
+    server.wait();
+
+    assert_eq!(
+        allowed, 20,
+        "authorize answered every time while bodies were held"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "20 authorizations took {took:?}"
+    );
+    assert_eq!(
+        still_waiting, 0,
+        "connections left waiting past the body deadline"
+    );
+}
