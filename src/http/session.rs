@@ -1,5 +1,6 @@
-//! The account page's sign-in: a signed, HttpOnly, SameSite=Lax cookie naming the customer and
-//! the key they signed in with, and CSRF tokens derived from it for every state-changing form.
+//! The account page's sign-in cookie: the id of a session kept server-side (the ledger's),
+//! signed, HttpOnly, SameSite=Lax, so that signing out ends every copy of it; and CSRF tokens
+//! derived from the session for every state-changing form.
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
@@ -11,16 +12,9 @@ use subtle::ConstantTimeEq;
 
 use super::error::PageError;
 
-const COOKIE: &str = "tb_session";
-/// Sessions last a week; signing in again is one paste of a key.
-const LIFETIME: i64 = 7 * 86_400;
+use crate::ledger::{SESSION_LIFETIME, Session};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub customer_id: String,
-    pub key_id: String,
-    expires: i64,
-}
+const COOKIE: &str = "tb_session";
 
 pub struct Sessions {
     secret: SecretString,
@@ -53,15 +47,15 @@ impl Sessions {
             .collect()
     }
 
-    pub fn start(&self, customer_id: &str, key_id: &str, now: i64) -> Cookie<'static> {
-        let body = format!("{customer_id}.{key_id}.{}", now + LIFETIME);
-        let value = format!("{body}.{}", self.sign(&body));
+    /// The cookie of a session that has started.
+    pub fn cookie(&self, session: &Session) -> Cookie<'static> {
+        let value = format!("{}.{}", session.id, self.sign(&session.id));
         Cookie::build(COOKIE, value)
             .path("/")
             .http_only(true)
             .secure(self.secure)
             .same_site(SameSite::Lax)
-            .max_age(CookieDuration::seconds(LIFETIME))
+            .max_age(CookieDuration::seconds(SESSION_LIFETIME))
             .finish()
     }
 
@@ -76,27 +70,16 @@ impl Sessions {
         cookie
     }
 
-    /// The session in the request's cookie, if its signature holds and it has not expired.
-    pub fn read(&self, request: &HttpRequest, now: i64) -> Option<Session> {
+    /// The id of the session in the request's cookie, if its signature holds; whether the
+    /// session is still live is the ledger's to say.
+    pub fn session_id(&self, request: &HttpRequest) -> Option<String> {
         let cookie = request.cookie(COOKIE)?;
-        let (body, signature) = cookie.value().rsplit_once('.')?;
-        if !bool::from(self.sign(body).as_bytes().ct_eq(signature.as_bytes())) {
-            return None;
-        }
-        let mut parts = body.splitn(3, '.');
-        let session = Session {
-            customer_id: parts.next()?.to_owned(),
-            key_id: parts.next()?.to_owned(),
-            expires: parts.next()?.parse().ok()?,
-        };
-        (session.expires > now).then_some(session)
+        let (id, signature) = cookie.value().rsplit_once('.')?;
+        bool::from(self.sign(id).as_bytes().ct_eq(signature.as_bytes())).then(|| id.to_owned())
     }
 
     pub fn csrf_token(&self, session: &Session) -> String {
-        self.sign(&format!(
-            "csrf.{}.{}.{}",
-            session.customer_id, session.key_id, session.expires
-        ))
+        self.sign(&format!("csrf.{}", session.id))
     }
 
     pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
@@ -152,36 +135,35 @@ mod tests {
         )
     }
 
+    fn session(id: &str) -> Session {
+        Session {
+            id: id.into(),
+            customer_id: "cus_1".into(),
+            key_id: "key_1".into(),
+            created_at: 1_000,
+            expires_at: 1_000 + SESSION_LIFETIME,
+        }
+    }
+
     #[test]
-    fn a_signed_cookie_reads_back_and_a_tampered_one_does_not() {
+    fn a_signed_cookie_names_its_session_and_a_tampered_one_names_none() {
         let s = sessions();
-        let cookie = s.start("cus_1", "key_1", 1_000);
+        let cookie = s.cookie(&session("ses_1"));
         assert!(cookie.http_only().unwrap() && cookie.secure().unwrap());
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         let request = TestRequest::default()
             .cookie(cookie.clone())
             .to_http_request();
-        let session = s.read(&request, 1_001).expect("valid session");
-        assert_eq!(session.customer_id, "cus_1");
-        assert!(s.read(&request, 1_000 + LIFETIME + 1).is_none(), "expired");
-        let forged = Cookie::new(COOKIE, cookie.value().replace("cus_1", "cus_2"));
+        assert_eq!(s.session_id(&request).as_deref(), Some("ses_1"));
+        let forged = Cookie::new(COOKIE, cookie.value().replace("ses_1", "ses_2"));
         let request = TestRequest::default().cookie(forged).to_http_request();
-        assert!(s.read(&request, 1_001).is_none(), "forged");
+        assert!(s.session_id(&request).is_none(), "forged");
     }
 
     #[test]
     fn csrf_tokens_belong_to_one_session() {
         let s = sessions();
-        let a = Session {
-            customer_id: "cus_1".into(),
-            key_id: "key_1".into(),
-            expires: 9,
-        };
-        let b = Session {
-            customer_id: "cus_1".into(),
-            key_id: "key_2".into(),
-            expires: 9,
-        };
+        let (a, b) = (session("ses_a"), session("ses_b"));
         assert!(s.csrf_ok(&a, &s.csrf_token(&a)));
         assert!(!s.csrf_ok(&b, &s.csrf_token(&a)));
         assert!(!s.csrf_ok(&a, ""));

@@ -1,19 +1,19 @@
-//! The account page's use cases: signing in with a key, and a customer's account as they see
-//! it (their plans, what they have used, their keys), in plain terms rather than the gate's
-//! packed types.
+//! The account page's use cases: signing in with a key and out again (sessions are kept
+//! server-side, so ending one ends every copy of its cookie), and a customer's account as they
+//! see it (their plans, what they have used, their keys), in plain terms rather than the
+//! gate's packed types.
 
 use super::Ledger;
 use crate::clock::unix_now;
-use crate::domain::{AccessKey, StripeCustomerId};
+use crate::domain::{AccessKey, StripeCustomerId, random_base62};
 use crate::gate::{Entitlement, Limit, Source, Status};
-use crate::store::{KeyListing, Keys};
+use crate::store::{KeyListing, Keys, Sessions, StoredSession};
 
-/// The key a customer signed in with, and whose it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyHolder {
-    pub key_id: String,
-    pub customer_id: String,
-}
+/// A signed-in customer: the session, the key it was started with, and whose it is.
+pub type Session = StoredSession;
+
+/// Sessions last a week; signing in again is one paste of a key.
+pub const SESSION_LIFETIME: i64 = 7 * 86_400;
 
 /// A customer's account, as the account page shows it.
 pub struct Account {
@@ -64,22 +64,41 @@ pub enum Use {
 }
 
 impl Ledger {
-    /// Who holds `key`, if it is an active key: what signing in with it starts a session as.
-    pub fn key_holder(&self, key: &str) -> Option<KeyHolder> {
-        let key = AccessKey::parse(key.trim()).ok()?;
-        let (key_id, customer_id) = self.gate.as_ref()?.key_owner(&key)?;
-        Some(KeyHolder {
-            key_id,
+    /// Starts a session for whoever holds `key`, if it is an active key.
+    pub async fn sign_in(&self, key: &str) -> anyhow::Result<Option<Session>> {
+        let Ok(key) = AccessKey::parse(key.trim()) else {
+            return Ok(None);
+        };
+        let Some((key_id, customer_id)) = self.gate.as_ref().and_then(|g| g.key_owner(&key)) else {
+            return Ok(None);
+        };
+        let now = unix_now();
+        let session = Session {
+            // 190 random bits: the cookie's signature is a second lock, not the only one.
+            id: format!("ses_{}", random_base62(32)),
             customer_id,
-        })
+            key_id,
+            created_at: now,
+            expires_at: now + SESSION_LIFETIME,
+        };
+        self.db.start_session(&session).await?;
+        Ok(Some(session))
     }
 
-    /// Whether a session's key is still active: revoking the key ends the session.
-    pub async fn key_is_active(&self, holder: &KeyHolder) -> anyhow::Result<bool> {
-        let keys = self.db.list_keys(Some(&holder.customer_id)).await?;
-        Ok(keys
-            .iter()
-            .any(|k| k.id == holder.key_id && k.revoked_at.is_none()))
+    /// The session with this id while it is live: not signed out, not expired, and its key
+    /// not revoked.
+    pub async fn session(&self, id: &str) -> anyhow::Result<Option<Session>> {
+        self.db.live_session(id, unix_now()).await
+    }
+
+    /// Ends the session: every copy of its cookie stops working.
+    pub async fn sign_out(&self, session: &Session) -> anyhow::Result<()> {
+        self.db.end_session(&session.id, unix_now()).await
+    }
+
+    /// Ends every session of the customer, on every device; returns how many there were.
+    pub async fn sign_out_everywhere(&self, customer_id: &str) -> anyhow::Result<u64> {
+        self.db.end_sessions_of(customer_id, unix_now()).await
     }
 
     pub async fn account(&self, customer_id: &str) -> anyhow::Result<Account> {

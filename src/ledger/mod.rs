@@ -17,7 +17,7 @@ use crate::gate::Gate;
 use crate::store::Db;
 use crate::stripe::Syncer;
 
-pub use account::{Account, KeyHolder, PlanStatus, Standing, Term, Use};
+pub use account::{Account, PlanStatus, SESSION_LIFETIME, Session, Standing, Term, Use};
 pub use checkout::{BillingError, CheckoutError, FulfilError, Offer, Welcome};
 pub use keys::{CustomerRef, GrantSpec, IssueError, IssueRequest, IssuedKey, Revoke};
 

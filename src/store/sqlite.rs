@@ -39,11 +39,22 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         // pages of the whole ledger read at start (16 MiB cost 170 bytes a key at 100,000
         // keys), and the flush did no better with it (docs/performance.md).
         .foreign_keys(true);
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .context("Failed to open the SQLite database")
+    // Two processes opening a new file at once both switch it to WAL, which takes its lock
+    // without waiting: the one that finds it locked tries again.
+    let mut attempt = 0;
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5") && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            opened => return opened.context("Failed to open the SQLite database"),
+        }
+    }
 }
 
 /// The database holds the session secret and the authorize token: only its owner may read

@@ -380,3 +380,61 @@ async fn the_billing_button_opens_the_stripe_portal_for_a_paying_customer() {
 
     assert_eq!(location(&portal), format!("{}/portal", shop.fake.base));
 }
+
+#[tokio::test]
+async fn a_copy_of_the_cookie_is_refused_once_its_session_signed_out() {
+    let shop = shop("Pro").await;
+    let issued = shop.app.issue(Issue::default()).await;
+    let cookie = shop.sign_in(&issued.key).await;
+    let account_url = format!("{}/account", shop.app.address);
+    let (_, account) = shop.get(&account_url, Some(&cookie)).await;
+    let token = csrf(&account);
+
+    let signed_out = shop
+        .post_form("/account/sign-out", Some(&cookie), &[("csrf", &token)])
+        .await
+        .status();
+    let (_, replayed) = shop.get(&account_url, Some(&cookie)).await;
+    let create = shop
+        .post_form(
+            "/account/keys",
+            Some(&cookie),
+            &[("name", "stolen"), ("csrf", &token)],
+        )
+        .await
+        .status();
+
+    assert_eq!(signed_out, 303);
+    assert!(
+        replayed.contains(r#"name="key""#) && !replayed.contains("Sign out"),
+        "the copy shows the sign-in form, not the account: {replayed}"
+    );
+    assert_eq!(create, 403, "the copy cannot make keys");
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_the_other_devices_sessions() {
+    let shop = shop("Pro").await;
+    let issued = shop.app.issue(Issue::default()).await;
+    let laptop = shop.sign_in(&issued.key).await;
+    let phone = shop.sign_in(&issued.key).await;
+    let account_url = format!("{}/account", shop.app.address);
+    let (_, account) = shop.get(&account_url, Some(&laptop)).await;
+
+    let status = shop
+        .post_form(
+            "/account/sign-out-everywhere",
+            Some(&laptop),
+            &[("csrf", &csrf(&account))],
+        )
+        .await
+        .status();
+    let (_, on_phone) = shop.get(&account_url, Some(&phone)).await;
+
+    assert_eq!(status, 303);
+    assert_ne!(laptop, phone, "two sign-ins, two sessions");
+    assert!(
+        on_phone.contains(r#"name="key""#),
+        "the phone is signed out too: {on_phone}"
+    );
+}

@@ -5,13 +5,11 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{html, see_other};
-use crate::clock::unix_now;
 use crate::domain::{calendar, thousands};
 use crate::http::error::PageError;
-use crate::http::session::Session;
 use crate::http::state::AppState;
 use crate::ledger::{
-    BillingError, CustomerRef, IssueError, IssueRequest, KeyHolder, PlanStatus, Revoke, Standing,
+    BillingError, CustomerRef, IssueError, IssueRequest, PlanStatus, Revoke, Session, Standing,
     Term, Use,
 };
 
@@ -95,7 +93,7 @@ pub async fn sign_in(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     state.sessions.require_same_origin(&request)?;
-    let Some(holder) = state.ledger.key_holder(&form.key) else {
+    let Some(session) = state.ledger.sign_in(&form.key).await? else {
         let page = SignInPage {
             message: Some("That key is not valid: it may be mistyped or revoked."),
         };
@@ -103,9 +101,7 @@ pub async fn sign_in(
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
         return Ok(response);
     };
-    let cookie = state
-        .sessions
-        .start(&holder.customer_id, &holder.key_id, unix_now());
+    let cookie = state.sessions.cookie(&session);
     let mut response = see_other("/account");
     response
         .add_cookie(&cookie)
@@ -118,7 +114,8 @@ pub async fn sign_out(
     form: web::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let _ = require(&request, &state, &form.csrf).await?;
+    let session = require(&request, &state, &form.csrf).await?;
+    state.ledger.sign_out(&session).await?;
     let mut response = see_other("/account");
     response
         .add_cookie(&state.sessions.end())
@@ -207,17 +204,33 @@ pub async fn billing(
     }
 }
 
-/// The session, if its key is still active (revoking the key ends the session).
-async fn signed_in(request: &HttpRequest, state: &AppState) -> Result<Option<Session>, PageError> {
-    let Some(session) = state.sessions.read(request, unix_now()) else {
-        return Ok(None);
-    };
-    let holder = KeyHolder {
-        key_id: session.key_id.clone(),
-        customer_id: session.customer_id.clone(),
-    };
-    let active = state.ledger.key_is_active(&holder).await?;
-    Ok(active.then_some(session))
+/// `POST /account/sign-out-everywhere`: ends every session of the customer, on every device.
+pub async fn sign_out_everywhere(
+    request: HttpRequest,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = require(&request, &state, &form.csrf).await?;
+    state
+        .ledger
+        .sign_out_everywhere(&session.customer_id)
+        .await?;
+    let mut response = see_other("/account");
+    response
+        .add_cookie(&state.sessions.end())
+        .map_err(|e| anyhow::anyhow!("Failed to clear the session cookie: {e}"))?;
+    Ok(response)
+}
+
+/// The request's session while it is live: not signed out, not expired, its key not revoked.
+pub(super) async fn signed_in(
+    request: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<Session>, PageError> {
+    match state.sessions.session_id(request) {
+        Some(id) => Ok(state.ledger.session(&id).await?),
+        None => Ok(None),
+    }
 }
 
 /// A signed-in session whose form carries its CSRF token and comes from this site.

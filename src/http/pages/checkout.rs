@@ -4,7 +4,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::see_other;
-use crate::clock::unix_now;
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 use crate::ledger::CheckoutError;
@@ -21,7 +20,7 @@ pub async fn checkout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     state.sessions.require_same_origin(&request)?;
-    let signed_in = state.sessions.read(&request, unix_now());
+    let signed_in = super::account::signed_in(&request, &state).await?;
     let customer = signed_in.as_ref().map(|s| s.customer_id.as_str());
     match state.ledger.start_checkout(&form.price, customer).await {
         Ok(url) => Ok(see_other(&url)),

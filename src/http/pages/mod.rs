@@ -19,6 +19,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account", web::get().to(account::show))
         .route("/account/sign-in", web::post().to(account::sign_in))
         .route("/account/sign-out", web::post().to(account::sign_out))
+        .route(
+            "/account/sign-out-everywhere",
+            web::post().to(account::sign_out_everywhere),
+        )
         .route("/account/keys", web::post().to(account::create_key))
         .route(
             "/account/keys/{id}/revoke",

@@ -6,7 +6,6 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::html;
-use crate::clock::unix_now;
 use crate::domain::CheckoutSessionId;
 use crate::http::error::PageError;
 use crate::http::state::AppState;
@@ -45,7 +44,7 @@ pub async fn welcome(
         .as_deref()
         .and_then(|id| CheckoutSessionId::parse(id).ok())
         .ok_or_else(|| PageError::BadRequest("This link is missing its payment session.".into()))?;
-    let signed_in = state.sessions.read(&request, unix_now());
+    let signed_in = super::account::signed_in(&request, &state).await?;
     let welcome = state
         .ledger
         .fulfil_checkout(

@@ -1,0 +1,120 @@
+//! The account page's sessions, kept server-side so that ending one ends every copy of its
+//! cookie.
+
+use anyhow::Context as _;
+use sqlx::FromRow;
+
+use super::sql::sql;
+use super::{BoxFuture, Db};
+
+pub trait Sessions: Send + Sync {
+    fn start_session<'a>(&'a self, session: &'a StoredSession)
+    -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The session with this id if it has not ended, has not expired at `now`, and the key it
+    /// was started with is still active.
+    fn live_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Option<StoredSession>>>;
+    fn end_session<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Ends every session of the customer; returns how many were live.
+    fn end_sessions_of<'a>(
+        &'a self,
+        customer_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<u64>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct StoredSession {
+    pub id: String,
+    pub customer_id: String,
+    pub key_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Sessions for Db {
+    fn start_session<'a>(
+        &'a self,
+        session: &'a StoredSession,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            // The customer's sessions that ended long ago go as a new one starts.
+            self.execute(
+                sql("DELETE FROM sessions WHERE customer_id = $1 AND \
+                     (expires_at < $2 OR ended_at < $2)")
+                .bind(&session.customer_id)
+                .bind(session.created_at - 30 * 86_400),
+            )
+            .await
+            .context("Failed to clear old sessions")?;
+            self.execute(
+                sql(
+                    "INSERT INTO sessions (id, customer_id, key_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&session.id)
+                .bind(&session.customer_id)
+                .bind(&session.key_id)
+                .bind(session.created_at)
+                .bind(session.expires_at),
+            )
+            .await
+            .context("Failed to store a session")?;
+            Ok(())
+        })
+    }
+
+    fn live_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Option<StoredSession>>> {
+        Box::pin(async move {
+            self.fetch_optional(
+                sql(
+                    "SELECT s.id, s.customer_id, s.key_id, s.created_at, s.expires_at \
+                     FROM sessions s JOIN access_keys k ON k.id = s.key_id \
+                     WHERE s.id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+                       AND k.revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now),
+            )
+            .await
+            .context("Failed to read a session")
+        })
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.execute(
+                sql("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+            )
+            .await
+            .context("Failed to end a session")?;
+            Ok(())
+        })
+    }
+
+    fn end_sessions_of<'a>(
+        &'a self,
+        customer_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<u64>> {
+        Box::pin(async move {
+            self.execute(
+                sql("UPDATE sessions SET ended_at = $1 \
+                     WHERE customer_id = $2 AND ended_at IS NULL AND expires_at > $1")
+                .bind(now)
+                .bind(customer_id),
+            )
+            .await
+            .context("Failed to end the customer's sessions")
+        })
+    }
+}
