@@ -10,8 +10,12 @@ pub fn init_subscriber<W>(default_filter: &str, json: bool, ansi: bool, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // A malformed request from a client is logged by the HTTP library as an error, one line
+    // per request: a flood for anyone who sends garbage. Off by default; `RUST_LOG` (e.g.
+    // `info,actix_http=debug`) shows them.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{default_filter},actix_http::h1::dispatcher=off"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink)

@@ -15,7 +15,7 @@ pub enum KeysCommand {
         #[arg(long)]
         customer: Option<String>,
     },
-    /// Revoke a key, by id (key_…) or display prefix (tb_…).
+    /// Revoke a key, by id (key_…), display prefix (tb_…) or the whole key.
     Revoke { key: String },
 }
 

@@ -74,8 +74,8 @@ pub async fn authorize(
             ))
         })?
         .map_err(|_| JsonError::Rejected("The request body could not be read.".into()))?;
-    let input: AuthorizeBody =
-        serde_json::from_slice(&body).map_err(|_| JsonError::Rejected(diagnose(&body, &state)))?;
+    let input: AuthorizeBody = serde_json::from_slice(&body)
+        .map_err(|e| JsonError::Rejected(diagnose(&body, &e, &state)))?;
 
     let now = unix_now();
     let decision = if state.gate.is_loaded() {
@@ -114,7 +114,15 @@ fn is_json(request: &HttpRequest) -> bool {
 }
 
 /// Says precisely what is wrong with a body the fast path could not read.
-fn diagnose(body: &[u8], state: &AppState) -> String {
+fn diagnose(body: &[u8], error: &serde_json::Error, state: &AppState) -> String {
+    for field in ["tag", "accessKey"] {
+        if error
+            .to_string()
+            .contains(&format!("duplicate field `{field}`"))
+        {
+            return format!("The request has {field} more than once; send it once.");
+        }
+    }
     let object = match serde_json::from_slice::<Value>(body) {
         Err(_) => return "The request body is not valid JSON.".into(),
         Ok(Value::Object(object)) => object,

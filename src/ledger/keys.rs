@@ -135,9 +135,14 @@ impl Ledger {
         })
     }
 
-    /// Revokes the key whose id or display prefix is `selector` (the owner's tools).
+    /// Revokes the key whose id or display prefix is `selector`, or the key itself (the
+    /// owner's tools).
     pub async fn revoke_key(&self, selector: &str) -> anyhow::Result<RevokeOutcome> {
-        let outcome = self.db.revoke_key(selector, unix_now()).await?;
+        let selector = match AccessKey::parse(selector.trim()) {
+            Ok(key) => key.hash().to_hex(),
+            Err(_) => selector.trim().to_owned(),
+        };
+        let outcome = self.db.revoke_key(&selector, unix_now()).await?;
         self.refresh().await?;
         Ok(outcome)
     }

@@ -10,6 +10,7 @@ mod keys;
 mod sync;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::unix_now;
 use crate::domain::KeyPrefix;
@@ -33,6 +34,8 @@ pub struct Ledger {
     stripe: Option<Syncer>,
     /// `PUBLIC_URL`: where Stripe sends customers back to.
     public_url: String,
+    /// A refresh has been asked for beside its caller and has not started yet.
+    refresh_waiting: Arc<AtomicBool>,
 }
 
 impl Ledger {
@@ -49,6 +52,7 @@ impl Ledger {
             key_prefix,
             stripe,
             public_url,
+            refresh_waiting: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -67,13 +71,20 @@ impl Ledger {
         }
     }
 
-    /// [`Self::refresh`] beside the caller, which goes on with its next work; refreshes run one
-    /// at a time, so a burst of writes costs back-to-back refreshes.
+    /// [`Self::refresh`] beside the caller, which goes on with its next work. Calls while a
+    /// refresh is already waiting to start share it: a burst of writes costs one or two
+    /// refreshes, not one each.
     fn refresh_soon(&self, after: &'static str) {
         let (Some(gate), db) = (self.gate.clone(), Arc::clone(&self.db)) else {
             return;
         };
+        if self.refresh_waiting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiting = Arc::clone(&self.refresh_waiting);
         tokio::spawn(async move {
+            // From here on, a new write asks for a refresh of its own.
+            waiting.store(false, Ordering::Release);
             if let Err(e) = gate.refresh(db.as_ref(), unix_now()).await {
                 tracing::warn!(error = ?e, "Failed to refresh the view after {after}");
             }

@@ -1,10 +1,15 @@
 //! Keeping the ledger in line with Stripe: the webhook inbox's events and the full reconcile,
 //! each followed by bringing the gate up to date.
 
+use std::time::Duration;
+
 use super::Ledger;
 use crate::clock::unix_now;
 use crate::store::{Inbox, InboxEvent};
 use crate::stripe::SyncReport;
+
+/// How long one attempt at an event may take (its re-reads from Stripe included).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Seconds before the next attempt after `attempts` failures: 2, 4, 8 … up to an hour.
 fn backoff(attempts: i64) -> i64 {
@@ -14,21 +19,31 @@ fn backoff(attempts: i64) -> i64 {
 }
 
 impl Ledger {
-    /// Acts on a batch of webhook events claimed from the inbox, each re-reading from Stripe
-    /// what it names, and records each one's outcome as soon as it is known: processed, or its
-    /// error and when to try again (backoff). The gate is then brought up to date beside the
-    /// caller, which goes on with the next events.
-    pub async fn apply_events(&self, events: &[InboxEvent]) {
-        for event in events {
-            let outcome = match (&self.stripe, serde_json::from_str(&event.payload)) {
+    /// Acts on one webhook event claimed from the inbox, re-reading from Stripe what it
+    /// names, and records its outcome: processed, or its error and when to try again
+    /// (backoff). An attempt is cut short after `ATTEMPT_TIMEOUT`, so while Stripe does not
+    /// answer, every waiting event still gets its attempt. The gate is brought up to date
+    /// beside the caller. Events are triggers that re-read Stripe, so several may run at once,
+    /// in any order.
+    pub async fn apply_event(&self, event: &InboxEvent) {
+        let attempt = async {
+            match (&self.stripe, serde_json::from_str(&event.payload)) {
                 (Some(stripe), Ok(payload)) => {
                     stripe.handle_event(&event.event_type, &payload).await
                 }
                 (None, _) => Err(anyhow::anyhow!("Stripe is not configured")),
                 (_, Err(e)) => Err(anyhow::anyhow!("stored payload is not JSON: {e}")),
-            };
-            record(self.db.as_ref(), event, outcome).await;
-        }
+            }
+        };
+        let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no answer from Stripe within {} s",
+                    ATTEMPT_TIMEOUT.as_secs()
+                ))
+            });
+        record(self.db.as_ref(), event, outcome).await;
         self.refresh_soon("webhook events");
     }
 

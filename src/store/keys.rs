@@ -28,7 +28,7 @@ pub trait Keys: Send + Sync {
         &'a self,
         customer_id: Option<&'a str>,
     ) -> BoxFuture<'a, anyhow::Result<Vec<KeyListing>>>;
-    /// Revokes the key whose id or display prefix is `selector`.
+    /// Revokes the key whose id, display prefix or hash (hex) is `selector`.
     fn revoke_key<'a>(
         &'a self,
         selector: &'a str,
@@ -248,7 +248,7 @@ impl Keys for Db {
             let found: Vec<(String, Option<i64>, String)> = tx
                 .fetch_all(
                     sql("SELECT id, revoked_at, customer_id FROM access_keys \
-                         WHERE id = $1 OR display_prefix = $1")
+                         WHERE id = $1 OR display_prefix = $1 OR key_hash = $1")
                     .bind(selector),
                 )
                 .await

@@ -102,3 +102,28 @@ async fn keys_list_shows_prefixes_and_never_the_key() {
     assert!(!listing.contains(&key), "the listing must not show the key");
     assert!(customers.contains("l@example.com"), "{customers}");
 }
+
+#[tokio::test]
+async fn keys_revoke_takes_the_whole_key_too() {
+    let app = spawn_app().await;
+    let out = cli(
+        &app.db.url,
+        &[
+            "keys",
+            "issue",
+            "--email",
+            "w@example.com",
+            "--grant",
+            "@acme/*",
+        ],
+    );
+    let key = out.lines().last().unwrap().trim().to_owned();
+    time_until_status(&app, &key, 200).await;
+
+    let revoked = cli(&app.db.url, &["keys", "revoke", &key]);
+    let refused_after = time_until_status(&app, &key, 400).await;
+
+    assert!(revoked.starts_with("Revoked key_"), "{revoked}");
+    assert!(!revoked.contains(&key), "the key is not echoed: {revoked}");
+    assert!(refused_after < Duration::from_secs(1));
+}

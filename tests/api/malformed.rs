@@ -130,3 +130,23 @@ async fn a_missing_access_key_says_how_to_get_one() {
     assert!(message.starts_with("No access key was sent."), "{message}");
     assert!(message.contains("@acme/sdxl"), "{message}");
 }
+
+#[tokio::test]
+async fn a_field_sent_twice_is_named_in_the_message() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(
+            &app.authorize_url(),
+            Some("application/json"),
+            br#"{"tag":"@acme/sdxl","accessKey":"a","accessKey":"b"}"#.to_vec(),
+        )
+        .await;
+
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "The request has accessKey more than once; send it once."
+    );
+}

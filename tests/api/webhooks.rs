@@ -548,3 +548,37 @@ async fn metered_use_is_reported_to_the_billing_meter_exactly_once_despite_a_ret
         "the failed attempt was retried with the same identifier"
     );
 }
+
+/// Stripe stops answering while events queue up: each attempt is cut short and several run at
+/// once, so every waiting event gets its attempt (and its backoff) within about one attempt's
+/// time, instead of one slow failure after another.
+#[tokio::test]
+async fn while_stripe_does_not_answer_every_queued_event_gets_an_attempt() {
+    let stripe = FakeStripe::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/customers/{CUSTOMER}")))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .mount(&stripe.server)
+        .await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let ids: Vec<String> = (0..8).map(|n| format!("evt_outage_{n}")).collect();
+    for id in &ids {
+        app.deliver(&event(id, "customer.updated", json!({"id": CUSTOMER})))
+            .await;
+    }
+
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut attempted = Vec::new();
+    for id in &ids {
+        let stored = app.store.stripe_event(id).await.unwrap().expect("stored");
+        attempted.push((stored.attempts, stored.last_error.unwrap_or_default()));
+    }
+
+    for (attempts, error) in &attempted {
+        assert_eq!(*attempts, 1, "{attempted:?}");
+        assert!(
+            error.contains("no answer from Stripe within 10 s"),
+            "{error}"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::Ticker;
 use crate::clock::unix_now;
@@ -16,27 +17,48 @@ use crate::store::{Db, Inbox};
 /// How long an instance holds the events it claimed; a crashed instance's claims lapse then.
 const CLAIM_LEASE: i64 = 120;
 
+/// Webhook events worked at once.
+const EVENTS_AT_ONCE: usize = 8;
+
 pub async fn run(
     ledger: Arc<Ledger>,
     store: Arc<Db>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) {
-    // Woken by each delivery; the second's round picks up retries that came due.
-    let mut ticker = Ticker::after(Duration::from_secs(1), stop).or_when(Some(wake));
+    let room = Arc::new(Semaphore::new(EVENTS_AT_ONCE));
+    let mut working = JoinSet::new();
+    // Woken by each delivery and each event done; the second's round picks up retries that
+    // came due.
+    let mut ticker = Ticker::after(Duration::from_secs(1), stop).or_when(Some(Arc::clone(&wake)));
     while ticker.next().await {
-        loop {
-            let events = match store.claim_events(unix_now(), CLAIM_LEASE, 50).await {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(error = ?e, "Failed to read the webhook inbox");
-                    break;
-                }
-            };
-            if events.is_empty() {
-                break;
+        while working.try_join_next().is_some() {}
+        let free = room.available_permits();
+        if free == 0 {
+            continue;
+        }
+        let events = match store
+            .claim_events(unix_now(), CLAIM_LEASE, free as i64)
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = ?e, "Failed to read the webhook inbox");
+                continue;
             }
-            ledger.apply_events(&events).await;
+        };
+        for event in events {
+            let permit = Arc::clone(&room)
+                .try_acquire_owned()
+                .expect("no more events claimed than there is room for");
+            let (ledger, wake) = (Arc::clone(&ledger), Arc::clone(&wake));
+            working.spawn(async move {
+                ledger.apply_event(&event).await;
+                drop(permit);
+                wake.notify_one();
+            });
         }
     }
+    // Events under way finish (each within its attempt's timeout) before the service stops.
+    while working.join_next().await.is_some() {}
 }
