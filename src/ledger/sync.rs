@@ -8,6 +8,9 @@ use crate::clock::unix_now;
 use crate::store::{Inbox, InboxEvent};
 use crate::stripe::SyncReport;
 
+/// The setting that keeps when the last successful reconcile ended (Unix seconds).
+const LAST_RECONCILE: &str = "last_reconcile";
+
 /// How long one attempt at an event may take (its re-reads from Stripe included).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,10 +57,33 @@ impl Ledger {
             anyhow::anyhow!("STRIPE_SECRET_KEY is not set: there is nothing to sync from")
         })?;
         let report = stripe.reconcile(progress).await;
+        if report.is_ok() {
+            self.db
+                .put_setting(LAST_RECONCILE, &unix_now().to_string())
+                .await?;
+        }
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = ?e, "Failed to refresh the view after reconcile");
         }
         report
+    }
+
+    /// How long until the next reconcile is due, `every` after the last one that succeeded
+    /// (on any instance, or by `tollbooth sync`): at once if none ever did. A machine that is
+    /// stopped and started again does not wait a whole period to heal.
+    pub async fn next_reconcile_in(&self, every: Duration) -> Duration {
+        let last = match self.db.setting(LAST_RECONCILE).await {
+            Ok(last) => last.and_then(|v| v.parse::<i64>().ok()),
+            Err(e) => {
+                tracing::warn!(error = ?e, "Failed to read when the last reconcile ran");
+                None
+            }
+        };
+        let Some(last) = last else {
+            return Duration::ZERO;
+        };
+        let since = Duration::from_secs(unix_now().saturating_sub(last).max(0) as u64);
+        every.saturating_sub(since)
     }
 }
 

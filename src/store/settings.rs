@@ -15,6 +15,19 @@ impl Db {
         Ok(value.map(|(v,)| v))
     }
 
+    /// Stores `value`, replacing any value before.
+    pub async fn put_setting(&self, name: &'static str, value: &str) -> anyhow::Result<()> {
+        self.execute(
+            sql("INSERT INTO settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value),
+        )
+        .await
+        .with_context(|| format!("Failed to store setting {name}"))?;
+        Ok(())
+    }
+
     /// Stores `value` unless a value exists; returns the one that is stored (first writer
     /// wins).
     pub async fn setting_or_insert(

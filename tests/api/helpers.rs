@@ -118,7 +118,12 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// The service on an existing database, with the test settings.
 pub async fn start_on(db: TestDatabase) -> TestApp {
-    let settings = test_settings(&db.url, &[]);
+    start_on_with(db, &[]).await
+}
+
+/// The service on an existing database, with the test settings and `extra`.
+pub async fn start_on_with(db: TestDatabase, extra: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(&db.url, extra);
     start(db, settings).await
 }
 

@@ -582,3 +582,47 @@ async fn while_stripe_does_not_answer_every_queued_event_gets_an_attempt() {
         );
     }
 }
+
+/// How many times the service listed Stripe's products (the first step of a reconcile) within
+/// `within` of its start, on a database where the last reconcile ended `last_ago` seconds ago
+/// (`None`: never).
+async fn reconciles_at_start(last_ago: Option<i64>, within: Duration) -> usize {
+    let stripe = FakeStripe::start().await;
+    let db = crate::helpers::TestDatabase::fresh().await;
+    if let Some(ago) = last_ago {
+        let store = tollbooth::store::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .put_setting("last_reconcile", &(unix_now() - ago).to_string())
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let base = stripe.server.uri();
+    let _app = crate::helpers::start_on_with(
+        db,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("STRIPE_API_BASE", &base),
+            ("RECONCILE_EVERY", "1h"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(within).await;
+    stripe.requests_to("/v1/products").await
+}
+
+#[tokio::test]
+async fn a_start_reconciles_at_once_when_the_last_reconcile_is_a_period_old_or_never_ran() {
+    assert!(reconciles_at_start(None, Duration::from_secs(2)).await >= 1);
+    assert!(reconciles_at_start(Some(3_601), Duration::from_secs(2)).await >= 1);
+}
+
+#[tokio::test]
+async fn a_start_waits_out_the_period_after_a_recent_reconcile() {
+    assert_eq!(
+        reconciles_at_start(Some(60), Duration::from_secs(2)).await,
+        0
+    );
+}

@@ -29,7 +29,12 @@ impl Ticker {
 
     /// A round every `period`, the first after one period.
     pub fn after(period: Duration, stop: watch::Receiver<bool>) -> Self {
-        Self::starting(Instant::now() + period, period, stop)
+        Self::first_in(period, period, stop)
+    }
+
+    /// A round every `period`, the first after `first`.
+    pub fn first_in(first: Duration, period: Duration, stop: watch::Receiver<bool>) -> Self {
+        Self::starting(Instant::now() + first, period, stop)
     }
 
     fn starting(start: Instant, period: Duration, stop: watch::Receiver<bool>) -> Self {
