@@ -2,6 +2,7 @@
 //! the configuration table of docs/operations.md; secrets are `SecretString` and never printed.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -48,6 +49,10 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// `LOG_FORMAT`: `json` for one JSON object per line; anything else is human-readable.
     pub log_json: bool,
+    /// `USAGE_JOURNAL`: where counted use waits on local disk while the database cannot be
+    /// written (default: beside the SQLite file; for PostgreSQL, `tollbooth-usage-<database>.
+    /// journal` in the working directory).
+    pub usage_journal: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +148,7 @@ impl Settings {
             })
             .transpose()?;
         Ok(Self {
-            database_url,
+            database_url: database_url.clone(),
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
             owner,
@@ -185,6 +190,9 @@ impl Settings {
             ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", ms(200), (ms(10), secs(3_600)))?,
             workers,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            usage_journal: get("USAGE_JOURNAL")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| default_journal(&database_url)),
         })
     }
 
@@ -250,6 +258,23 @@ fn check_database_url(url: &str) -> Result<(), String> {
         "{problem}: use sqlite://FILE (e.g. sqlite://tollbooth.db) or \
          postgres://USER:PASSWORD@HOST:5432/DATABASE"
     ))
+}
+
+/// The usage journal's default place: beside the SQLite file (on the same volume), or named
+/// after the PostgreSQL database in the working directory.
+fn default_journal(database_url: &str) -> PathBuf {
+    let without_query = database_url.split('?').next().unwrap_or_default();
+    match without_query.strip_prefix("sqlite:") {
+        Some(file) => PathBuf::from(format!("{}.usage-journal", file.trim_start_matches("//"))),
+        None => {
+            let database = without_query.rsplit('/').next().unwrap_or("tollbooth");
+            let safe: String = database
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            PathBuf::from(format!("tollbooth-usage-{safe}.journal"))
+        }
+    }
 }
 
 /// `500ms`, `30s`, `15m`, `6h`, `3d`; a bare number is seconds.
@@ -332,6 +357,7 @@ impl fmt::Debug for Settings {
             .field("ledger_poll_interval", &self.ledger_poll_interval)
             .field("workers", &self.workers)
             .field("log_json", &self.log_json)
+            .field("usage_journal", &self.usage_journal)
             .finish()
     }
 }
@@ -459,6 +485,24 @@ mod tests {
         }
         let edge = settings(&[("PAST_DUE_GRACE", "0s"), ("USAGE_FLUSH_INTERVAL", "1h")]).unwrap();
         assert_eq!(edge.past_due_grace, Duration::ZERO, "no grace is a choice");
+    }
+
+    #[test]
+    fn the_usage_journal_sits_beside_the_sqlite_file_or_is_named_after_the_database() {
+        let sqlite = settings(&[("DATABASE_URL", "sqlite:///data/tollbooth.db")]).unwrap();
+        assert_eq!(
+            sqlite.usage_journal,
+            PathBuf::from("/data/tollbooth.db.usage-journal")
+        );
+        let pg = settings(&[(
+            "DATABASE_URL",
+            "postgres://u:p@db.internal/ledger?sslmode=disable",
+        )])
+        .unwrap();
+        assert_eq!(
+            pg.usage_journal,
+            PathBuf::from("tollbooth-usage-ledger.journal")
+        );
     }
 
     #[test]

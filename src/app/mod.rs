@@ -4,6 +4,8 @@
 pub mod jobs;
 mod summary;
 
+use jobs::usage_journal::Journal;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Mutex, Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
@@ -44,6 +46,8 @@ pub struct Application {
     server: Server,
     /// Present when Stripe is configured: the Stripe jobs run.
     stripe_api: Option<StripeApi>,
+    /// Where counted use waits while the database cannot be written.
+    journal: Arc<Mutex<Journal>>,
     settings: Settings,
     state: web::Data<AppState>,
     authorize_token: SecretString,
@@ -64,6 +68,16 @@ impl Application {
         }
         let store = store::connect(&settings.database_url).await?;
         store.migrate().await?;
+        // Use counted before a crash while the database could not be written, before the
+        // ledger (and its counters) is read.
+        let mut journal = Journal::new(settings.usage_journal.clone());
+        if let Some(predictions) = journal.replay(store.as_ref()).await? {
+            tracing::info!(
+                predictions,
+                journal = %journal.path().display(),
+                "Counted use from before a crash written from the usage journal"
+            );
+        }
         let (authorize_token, token_source) = authorize_token(&settings, store.as_ref()).await?;
         let gate = Arc::new(Gate::new(GateRules {
             owner: settings.owner.clone(),
@@ -145,6 +159,7 @@ impl Application {
             port,
             server,
             stripe_api: syncer.as_ref().map(|s| s.api().clone()),
+            journal: Arc::new(Mutex::new(journal)),
             settings,
             state,
             authorize_token,
@@ -208,6 +223,7 @@ impl Application {
             jobs::usage_flusher::run(
                 Arc::clone(&state.gate),
                 Arc::clone(&state.store),
+                Arc::clone(&self.journal),
                 Arc::clone(&state.health),
                 settings.usage_flush_interval,
                 stopped,
@@ -258,7 +274,9 @@ impl Application {
         };
         let _ = stop.send(true);
         jobs.join_all().await;
-        let flushed = jobs::usage_flusher::final_flush(&state.gate, state.store.as_ref()).await;
+        let mut journal = self.journal.lock().await;
+        let flushed =
+            jobs::usage_flusher::final_flush(&state.gate, state.store.as_ref(), &mut journal).await;
         match &flushed {
             Ok(n) => tracing::info!(predictions = n, "Usage flushed; stopped"),
             Err(e) => tracing::error!(error = ?e, "Failed to flush usage at shutdown"),

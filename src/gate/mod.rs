@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use crate::domain::{AccessKey, Owner, PredictorTag};
 use crate::store::{
     GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Snapshot, Usage,
-    UsageRow,
+    UsageBatch, UsageRow,
 };
 
 pub use decision::{Charge, decide};
@@ -40,6 +40,19 @@ pub struct GateRules {
     /// Tags of other owners are refused; `None` accepts every owner.
     pub owner: Option<Owner>,
     pub past_due_grace: i64,
+}
+
+/// Counted use taken for writing: the batch, and what gives it back to the counters.
+pub struct PendingUse {
+    taken: usage::Taken,
+    pub batch: UsageBatch,
+}
+
+impl PendingUse {
+    /// Predictions counted on the counters in the batch.
+    pub fn predictions(&self) -> usize {
+        self.batch.counters.iter().map(|c| c.used as usize).sum()
+    }
 }
 
 /// A prediction that may run, and whose use has been counted.
@@ -317,17 +330,32 @@ impl Gate {
         now: i64,
         with_activity: bool,
     ) -> anyhow::Result<usize> {
-        let taken = self.usage.take(with_activity);
-        if taken.is_empty() {
+        let Some(pending) = self.take_use(now, with_activity) else {
             return Ok(0);
-        }
-        let batch = taken.batch(&self.ids.read().expect("ids lock poisoned"), now);
-        let written = batch.counters.iter().map(|c| c.used as usize).sum();
-        if let Err(e) = store.flush_usage(&batch).await {
-            self.usage.restore(taken);
+        };
+        let written = pending.predictions();
+        if let Err(e) = store.flush_usage(&pending.batch).await {
+            self.put_back(pending);
             return Err(e);
         }
         Ok(written)
+    }
+
+    /// What [`Self::flush`] would write, taken from the counters (`None`: nothing counted);
+    /// for a caller that does more around the write (the usage journal). Give it back with
+    /// [`Self::put_back`] if it is not written.
+    pub fn take_use(&self, now: i64, with_activity: bool) -> Option<PendingUse> {
+        let taken = self.usage.take(with_activity);
+        if taken.is_empty() {
+            return None;
+        }
+        let batch = taken.batch(&self.ids.read().expect("ids lock poisoned"), now);
+        Some(PendingUse { taken, batch })
+    }
+
+    /// Puts back use that could not be written, for the next flush.
+    pub fn put_back(&self, pending: PendingUse) {
+        self.usage.restore(pending.taken);
     }
 
     /// The key's id and customer, for signing in with it.

@@ -125,6 +125,7 @@ impl Taken {
             .collect();
         UsageBatch {
             at: now,
+            journal: None,
             counters,
             hourly,
             last_used,

@@ -32,7 +32,7 @@ pub struct MeterReport {
 }
 
 /// Use of one metered price by one customer since the last flush, to report to its meter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeterDelta {
     pub customer_id: String,
     pub event_name: String,

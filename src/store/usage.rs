@@ -4,6 +4,7 @@
 //! share counts through a heartbeat and by reading back what the others wrote.
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 
 use super::meters::MeterDelta;
 use super::snapshot::UsageRow;
@@ -12,7 +13,8 @@ use super::{BoxFuture, Db};
 
 pub trait Usage: Send + Sync {
     /// Adds counted use in one transaction; usage writes do not bump the ledger version.
-    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Returns false, writing nothing, when the batch covers a journal already applied.
+    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<bool>>;
     /// Says this instance is alive; returns how many other instances were alive in the last
     /// ten seconds.
     fn heartbeat<'a>(&'a self, instance: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<i64>>;
@@ -23,9 +25,12 @@ pub trait Usage: Send + Sync {
 }
 
 /// Counted use not yet written, taken from the gate by the flush.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageBatch {
     pub at: i64,
+    /// The usage journal whose counts this batch holds (all of them, and perhaps more), which
+    /// it marks applied: a journal counts once, whichever writes it first.
+    pub journal: Option<String>,
     pub counters: Vec<CounterDelta>,
     pub hourly: Vec<HourlyDelta>,
     pub last_used: Vec<(String, i64)>,
@@ -33,7 +38,7 @@ pub struct UsageBatch {
     pub meters: Vec<MeterDelta>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterDelta {
     pub entitlement: String,
     pub period_start: i64,
@@ -41,7 +46,7 @@ pub struct CounterDelta {
     pub used: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourlyDelta {
     pub hour: i64,
     pub tag: String,
@@ -53,9 +58,27 @@ pub struct HourlyDelta {
 impl Usage for Db {
     /// Each table's rows travel as one JSON array in one parameter: one statement per table
     /// however large the batch, and nothing to re-prepare per size.
-    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
+            if let Some(journal) = &batch.journal {
+                let first = tx
+                    .execute(
+                        sql(
+                            "INSERT INTO usage_journals (id, applied_at) VALUES ($1, $2) \
+                             ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(journal)
+                        .bind(batch.at),
+                    )
+                    .await
+                    .context("Failed to mark a usage journal applied")?
+                    > 0;
+                if !first {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+            }
             if !batch.counters.is_empty() {
                 let rows: Vec<_> = batch
                     .counters
@@ -119,7 +142,8 @@ impl Usage for Db {
                     .await
                     .context("Failed to queue a meter report")?;
             }
-            tx.commit().await.context("Failed to commit usage")
+            tx.commit().await.context("Failed to commit usage")?;
+            Ok(true)
         })
     }
 

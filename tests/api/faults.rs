@@ -283,3 +283,141 @@ async fn slow_request_bodies_cannot_starve_the_authorize_route() {
         "connections left waiting past the body deadline"
     );
 }
+
+/// A TCP proxy in front of PostgreSQL that can be cut, as an outage of the database (or of the
+/// network to it) is: while cut, its connections are dropped and new ones closed at once.
+struct Outage {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Outage {
+    async fn before(target: String) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (up_, links_) = (Arc::clone(&up), Arc::clone(&links));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up_.load(Ordering::Acquire) {
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links_.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Self { port, up, links }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Release);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        format!(
+            "{scheme}://{}127.0.0.1:{}{path}",
+            user.unwrap_or_default(),
+            self.port
+        )
+    }
+}
+
+/// The host and port of a PostgreSQL URL.
+fn server_of(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// PostgreSQL goes away under load; readiness says so within a second; the process is then
+/// killed (no graceful stop) before the database comes back. What it counted during the
+/// outage was kept in the usage journal and is written by the next start: nothing is lost.
+/// PostgreSQL only (`TEST_DATABASE_URL`); on SQLite the database is a local file. The proxy
+/// runs on the test's runtime while the test waits for processes: two threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_database_outage_loses_nothing_counted_before_the_last_flush() {
+    let db = crate::helpers::TestDatabase::fresh().await;
+    if !db.url.starts_with("postgres") {
+        return;
+    }
+    let key = issue(&db.url, &["--credits", "1000000"]);
+    let outage = Outage::before(server_of(&db.url)).await;
+    let proxied = outage.url(&db.url);
+    let journal = crate::helpers::journal_path();
+    let settings = [
+        ("USAGE_FLUSH_INTERVAL", "100ms"),
+        ("USAGE_JOURNAL", journal.as_str()),
+    ];
+    let server = start_server(&proxied, &settings);
+    let client = reqwest::Client::new();
+    wait_for_readiness(&client, &server.address, Duration::from_secs(5), |s, _| {
+        s == 200
+    })
+    .await;
+    let mut allowed = count_allowed(&server, &client, &key, 50).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    outage.cut();
+    let asked = Instant::now();
+    let (during, body) = readiness(&client, &server.address).await;
+    let answered_in = asked.elapsed();
+    allowed += count_allowed(&server, &client, &key, 200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = std::path::Path::new(&journal).exists();
+    server.signal("-KILL");
+    server.wait();
+    outage.restore();
+    let after = start_server(&proxied, &settings);
+    wait_for_readiness(&client, &after.address, Duration::from_secs(5), |s, _| {
+        s == 200
+    })
+    .await;
+    after.signal("-TERM");
+    after.wait();
+
+    assert_eq!(during, 503, "{body}");
+    assert!(is_failing(&body, "database"), "{body}");
+    assert!(
+        answered_in < Duration::from_secs(1),
+        "readiness took {answered_in:?}"
+    );
+    assert!(kept, "the outage's use was kept in the journal");
+    let store = TestStore(tollbooth::store::connect(&db.url).await.unwrap());
+    let rows = load_ledger(store.as_ref(), tollbooth::clock::unix_now())
+        .await
+        .unwrap();
+    let stored: i64 = rows.usage.iter().map(|u| u.used).sum();
+    assert_eq!(
+        stored as usize, allowed,
+        "every counted prediction was written"
+    );
+    assert!(
+        !std::path::Path::new(&journal).exists(),
+        "the journal was used up"
+    );
+}

@@ -75,6 +75,14 @@ fn with_database_name(url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
+/// A usage journal path no other test uses.
+pub fn journal_path() -> String {
+    std::env::temp_dir()
+        .join(format!("tollbooth-test-{}.journal", random_base62(12)))
+        .display()
+        .to_string()
+}
+
 /// Settings as an owner would set them, for one test's database.
 pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = [
@@ -89,6 +97,8 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    // Each test's usage journal of its own, out of the source tree.
+    vars.insert("USAGE_JOURNAL".into(), journal_path());
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }

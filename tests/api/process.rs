@@ -24,6 +24,7 @@ pub fn start_server(db_url: &str, extra: &[(&str, &str)]) -> Server {
 pub fn start_command(mut command: Command, db_url: &str, extra: &[(&str, &str)]) -> Server {
     command
         .env("DATABASE_URL", db_url)
+        .env("USAGE_JOURNAL", crate::helpers::journal_path())
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
         .env("FXN_OWNER", OWNER)

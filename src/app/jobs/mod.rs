@@ -5,6 +5,7 @@ pub mod ledger_poller;
 pub mod meter_reporter;
 pub mod reconcile;
 pub mod usage_flusher;
+pub mod usage_journal;
 pub mod webhook_worker;
 
 use std::sync::Arc;

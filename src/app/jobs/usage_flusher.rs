@@ -1,13 +1,15 @@
 //! Writes counted use behind the hot path once per interval, and reads back what other
 //! instances wrote, so a quota shared by several instances is overshot by at most what they
-//! allow in about two intervals (docs/operations.md, "Several machines").
+//! allow in about two intervals (docs/operations.md, "Several machines"). While writes fail,
+//! what is pending is kept in the usage journal on local disk (`usage_journal.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use super::Ticker;
+use super::usage_journal::Journal;
 use crate::clock::unix_now;
 use crate::domain::random_base62;
 use crate::gate::Gate;
@@ -23,6 +25,7 @@ const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 pub async fn run(
     gate: Arc<Gate>,
     store: Arc<Db>,
+    journal: Arc<Mutex<Journal>>,
     health: Arc<Health>,
     every: Duration,
     stop: watch::Receiver<bool>,
@@ -36,7 +39,10 @@ pub async fn run(
         if with_activity {
             activity_written = tokio::time::Instant::now();
         }
-        match gate.flush(store.as_ref(), unix_now(), with_activity).await {
+        let mut journal = journal.lock().await;
+        let flushed = flush(&gate, store.as_ref(), &mut journal, with_activity).await;
+        drop(journal);
+        match flushed {
             Ok(_) => health.usage_written(unix_now()),
             Err(e) => {
                 health.usage_write_failed(unix_now());
@@ -66,13 +72,52 @@ pub async fn run(
     }
 }
 
+/// One flush: the batch is written marked with the journal it supersedes; if the write fails,
+/// the batch goes back to the counters and, whole, into the journal.
+async fn flush(
+    gate: &Gate,
+    store: &dyn Usage,
+    journal: &mut Journal,
+    with_activity: bool,
+) -> anyhow::Result<usize> {
+    let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
+        return Ok(0);
+    };
+    pending.batch.journal = journal.covering();
+    match store.flush_usage(&pending.batch).await {
+        Ok(true) => {
+            journal.clear()?;
+            Ok(pending.predictions())
+        }
+        // The journal was applied already (it cannot be, in one process; if it ever is, the
+        // counts go back and are written without it).
+        Ok(false) => {
+            journal.clear()?;
+            gate.put_back(pending);
+            anyhow::bail!("the usage journal was already applied; writing the counts again")
+        }
+        Err(e) => {
+            if let Err(kept) = journal.keep(&pending.batch) {
+                tracing::error!(error = ?kept, "Failed to keep pending use in the usage journal");
+            }
+            gate.put_back(pending);
+            Err(e)
+        }
+    }
+}
+
 /// The last flush, after the HTTP workers have stopped. Handlers run on the workers' own
 /// runtimes, and pooled PostgreSQL connections they opened die with them; a failed attempt
-/// discards such a connection, so a few attempts reach one opened here.
-pub async fn final_flush(gate: &Gate, store: &dyn Usage) -> anyhow::Result<usize> {
+/// discards such a connection, so a few attempts reach one opened here. If the database still
+/// cannot be written, the counts stay in the journal for the next start.
+pub async fn final_flush(
+    gate: &Gate,
+    store: &dyn Usage,
+    journal: &mut Journal,
+) -> anyhow::Result<usize> {
     let mut attempt = 0;
     loop {
-        match gate.flush(store, unix_now(), true).await {
+        match flush(gate, store, journal, true).await {
             Err(e) if attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "Shutdown flush failed; trying another connection");
