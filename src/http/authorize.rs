@@ -14,7 +14,7 @@ use super::middleware::BODY_TIMEOUT;
 use super::state::AppState;
 use crate::clock::unix_now;
 use crate::domain::AccessKeyError;
-use crate::gate::DenyReason;
+use crate::gate::{DenyReason, Links};
 
 /// Matched by a plain prefix: a `{token}` segment would cost a regular-expression match per
 /// prediction.
@@ -31,13 +31,22 @@ pub fn pattern(path: &str) -> Option<String> {
 /// Function sends two short strings; anything much bigger is not from Function.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Unknown fields are ignored: Function may add some.
+/// Function's two strings, borrowed from the body where they need no unescaping. Unknown
+/// fields are ignored: Function may add some.
 #[derive(Deserialize)]
-struct AuthorizeBody<'a> {
+pub struct AuthorizeBody<'a> {
     #[serde(borrow)]
-    tag: Cow<'a, str>,
+    pub tag: Cow<'a, str>,
     #[serde(rename = "accessKey", borrow)]
-    access_key: Cow<'a, str>,
+    pub access_key: Cow<'a, str>,
+}
+
+impl<'a> AuthorizeBody<'a> {
+    /// Reads the body, or says precisely what is wrong with it, in words for the person who
+    /// made the prediction (`links` say where to get a key).
+    pub fn parse(body: &'a [u8], links: &Links) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| diagnose(body, &e, links))
+    }
 }
 
 #[tracing::instrument(name = "authorize", skip_all, fields(outcome))]
@@ -74,8 +83,7 @@ pub async fn authorize(
             ))
         })?
         .map_err(|_| JsonError::Rejected("The request body could not be read.".into()))?;
-    let input: AuthorizeBody = serde_json::from_slice(&body)
-        .map_err(|e| JsonError::Rejected(diagnose(&body, &e, &state)))?;
+    let input = AuthorizeBody::parse(&body, &state.links).map_err(JsonError::Rejected)?;
 
     let now = unix_now();
     let decision = if state.gate.is_loaded() {
@@ -114,7 +122,7 @@ fn is_json(request: &HttpRequest) -> bool {
 }
 
 /// Says precisely what is wrong with a body the fast path could not read.
-fn diagnose(body: &[u8], error: &serde_json::Error, state: &AppState) -> String {
+fn diagnose(body: &[u8], error: &serde_json::Error, links: &Links) -> String {
     for field in ["tag", "accessKey"] {
         if error
             .to_string()
@@ -136,9 +144,7 @@ fn diagnose(body: &[u8], error: &serde_json::Error, state: &AppState) -> String 
         Some(_) => return "The predictor tag (tag) must be a string.".into(),
     };
     match object.get("accessKey") {
-        None | Some(Value::Null) => {
-            DenyReason::Key(AccessKeyError::Empty).message(tag, &state.links)
-        }
+        None | Some(Value::Null) => DenyReason::Key(AccessKeyError::Empty).message(tag, links),
         Some(_) => "The access key (accessKey) must be a string.".into(),
     }
 }

@@ -2,7 +2,7 @@
 //! map. Handlers turn requests into calls on the gate (the hot path) or the ledger's use cases,
 //! and their errors into [`error::JsonError`] or [`error::PageError`].
 
-mod authorize;
+pub mod authorize;
 pub mod error;
 mod health;
 pub mod middleware;
