@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::JsonError;
-use super::middleware::BODY_TIMEOUT;
+use super::BODY_TIMEOUT;
 use super::state::AppState;
 use crate::clock::unix_now;
 use crate::domain::AccessKeyError;

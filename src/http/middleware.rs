@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -16,11 +15,8 @@ use futures_util::Stream;
 use tokio::time::Sleep;
 use tracing::Instrument as _;
 
+use super::BODY_TIMEOUT;
 use super::state::AppState;
-
-/// How long a request's body may take to arrive, whole. Stripe's events and the pages' forms
-/// are a few kilobytes; a client that sends a byte a second is not one of theirs.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests to the pages and the webhook handled at once; one more is answered `503` at once
 /// and its connection closed, so a flood of slow bodies holds at most this many connections

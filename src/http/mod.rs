@@ -11,9 +11,16 @@ pub mod session;
 pub mod state;
 mod webhook;
 
+use std::time::Duration;
+
 use actix_web::{HttpResponse, web};
 
 pub use state::{AppState, Webhooks};
+
+/// How long a request's body may take to arrive, whole, on every route. Function's calls,
+/// Stripe's events and the pages' forms are a few kilobytes; a client that sends a byte a
+/// second is not one of them.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The URL map. The authorize route comes first: every prediction passes through it.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -258,7 +258,7 @@ async fn slow_request_bodies_cannot_starve_the_authorize_route() {
     let allowed = count_allowed(&server, &client, &key, 20).await;
     let took = start.elapsed();
     // Past the body deadline, every slow connection has been answered or closed.
-    tokio::time::sleep(tollbooth::http::middleware::BODY_TIMEOUT + Duration::from_secs(2)).await;
+    tokio::time::sleep(tollbooth::http::BODY_TIMEOUT + Duration::from_secs(2)).await;
     let mut still_waiting = 0;
     for stream in &mut slow {
         let mut buffer = [0u8; 512];
