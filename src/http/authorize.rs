@@ -9,8 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::JsonError;
 use super::BODY_TIMEOUT;
+use super::error::JsonError;
 use super::state::AppState;
 use crate::clock::unix_now;
 use crate::domain::AccessKeyError;
