@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
 use crate::health::Health;
-use crate::http::middleware::{PAGES_AT_ONCE, admission, request_span, security_headers};
+use crate::http::middleware::{PAGES_AT_ONCE, request_span, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
@@ -139,7 +139,6 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(admission))
                 .wrap(security_headers())
                 .wrap(from_fn(request_span))
                 .app_data(app_state.clone())

@@ -2,6 +2,9 @@
 //! Any other method or path under `/authorize` gets the same 404 as a wrong token.
 
 use std::borrow::Cow;
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
 
 use actix_web::http::Method;
 use actix_web::http::header::CONTENT_TYPE;
@@ -73,9 +76,16 @@ pub async fn authorize(
     }
     // Function sends its body with its headers; a body still on its way after the deadline is
     // not Function's (and only a caller with the token gets this far).
-    let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(MAX_BODY_BYTES))
-        .await
-        .map_err(|_| JsonError::Rejected("The request body did not arrive in time.".into()))?
+    // It has almost always come whole with the headers: the deadline's timer is set only when
+    // it has not.
+    let mut read = pin!(payload.to_bytes_limited(MAX_BODY_BYTES));
+    let body = match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(read) => read,
+        Poll::Pending => tokio::time::timeout(BODY_TIMEOUT, read)
+            .await
+            .map_err(|_| JsonError::Rejected("The request body did not arrive in time.".into()))?,
+    };
+    let body = body
         .map_err(|_| {
             JsonError::PayloadTooLarge(format!(
                 "The request body is larger than {} KiB; send only tag and accessKey.",

@@ -23,15 +23,12 @@ use super::state::AppState;
 /// (for `BODY_TIMEOUT` at most) and the authorize route keeps its room.
 pub const PAGES_AT_ONCE: usize = 256;
 
-/// Admits requests: the authorize route as it is (it reads its own body under
-/// `BODY_TIMEOUT`), every other route within the cap and under the body deadline.
+/// Admits a request to the pages or the webhook: within the cap, its body under the deadline.
+/// (The authorize route is not wrapped: it reads its own body under `BODY_TIMEOUT`.)
 pub async fn admission(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if super::authorize::pattern(request.path()).is_some() {
-        return Ok(next.call(request).await?.map_into_left_body());
-    }
     let state = request
         .app_data::<web::Data<AppState>>()
         .expect("the app has its state")

@@ -13,6 +13,7 @@ mod webhook;
 
 use std::time::Duration;
 
+use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 
 pub use state::{AppState, Webhooks};
@@ -22,13 +23,19 @@ pub use state::{AppState, Webhooks};
 /// second is not one of them.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The URL map. The authorize route comes first: every prediction passes through it.
+/// The URL map. The authorize route comes first: every prediction passes through it, and
+/// nothing else wraps it (it keeps its own body deadline). Everything that takes a body from
+/// anyone (the pages, the webhook) goes through admission (`middleware::admission`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::routes(cfg);
-    pages::routes(cfg);
-    webhook::routes(cfg);
     health::routes(cfg);
-    cfg.default_service(web::to(not_found));
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(middleware::admission))
+            .configure(pages::routes)
+            .configure(webhook::routes)
+            .default_service(web::to(not_found)),
+    );
 }
 
 async fn not_found() -> HttpResponse {
