@@ -44,21 +44,21 @@ def pick(round_, target, build):
     return next(r["result"] for r in rows if r["round"] == round_ and r["target"] == target and r["build"] == build)
 rounds = sorted({r["round"] for r in rows})
 print()
-print("| round | target | build | requests/s | ratio to floor | p99 | CPU per request |")
-print("|---:|---|---|---:|---:|---:|---:|")
+print("| round | target | build | requests/s | ratio to floor | p99 | server CPU per request | generator busy |")
+print("|---:|---|---|---:|---:|---:|---:|---:|")
 for n in rounds:
     floor = pick(n, "floor", "floor")
     for target, build in [("floor", "floor"), ("sqlite", "before"), ("sqlite", "after"),
                           ("postgres", "before"), ("postgres", "after")]:
         r = pick(n, target, build)
         print(f"| {n} | {target} | {build} | {r['rps']:,.0f} | {r['rps'] / floor['rps']:.2f} "
-              f"| {r['p99_us']} µs | {r['cpu_us_per_request']} µs |")
+              f"| {r['p99_us']} µs | {r['server_cpu_us_per_request']} µs | {r['generator_busy']} |")
 print()
 print("| engine | after/before throughput (median, per round) | after/before CPU per request (median, per round) |")
 print("|---|---:|---:|")
 for engine in ["sqlite", "postgres"]:
     rps = [pick(n, engine, "after")["rps"] / pick(n, engine, "before")["rps"] for n in rounds]
-    cpu = [pick(n, engine, "after")["cpu_us_per_request"] / pick(n, engine, "before")["cpu_us_per_request"] for n in rounds]
+    cpu = [pick(n, engine, "after")["server_cpu_us_per_request"] / pick(n, engine, "before")["server_cpu_us_per_request"] for n in rounds]
     print(f"| {engine} | {statistics.median(rps):.3f} ({', '.join(f'{x:.3f}' for x in rps)}) "
           f"| {statistics.median(cpu):.3f} ({', '.join(f'{x:.3f}' for x in cpu)}) |")
 PY

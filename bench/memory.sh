@@ -16,7 +16,7 @@ export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072}
 TOKEN=benchmark-authorize-token-0123456789
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env PORT="$PORT" HOST=127.0.0.1 WORKERS=1 AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme \
-  RUST_LOG="${RUST_LOG:-warn}" DATABASE_URL="sqlite://$DB" "$BIN" > target/bench/memory.log 2>&1 &
+  LOG_FORMAT="${LOG_FORMAT-json}" DATABASE_URL="sqlite://$DB" "$BIN" > target/bench/memory.log 2>&1 &
 PID=$!
 trap 'kill $PID 2> /dev/null || true; wait $PID 2> /dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -2,8 +2,12 @@
 # The authorize benchmark, side by side in one run on this machine:
 #   (a) the floor: a minimal actix-web server that parses the same body and answers 200;
 #   (b) tollbooth's authorize route on SQLite;  (c) the same on PostgreSQL;
-# same load generator (wrk, loopback), same server worker count, keys drawn at random from a
-# seeded ledger, usage counting on. Also start-up to the first 200 and memory per key.
+# same load generator (wrk, loopback, requests rendered once at its start), same server worker
+# count, keys drawn at random from a seeded ledger, usage counting on; every server as it ships
+# (fly.toml's LOG_FORMAT=json and default log level, the Docker image's allocator setting).
+# Each window reports the server's and the generator's CPU time per request and how busy each
+# was, so a generator that was the bottleneck shows. Also start-up to the first 200 and memory
+# per key.
 # Writes bench/results/<date>.md and prints it.
 #
 #   bench/run.sh                      # 100,000 customers, 60 s per measurement
@@ -12,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Every server runs with the allocator setting of the Docker image (Dockerfile).
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
+# As fly.toml runs it: JSON logs at the default level (override with e.g. RUST_LOG=warn).
+export LOG_FORMAT=${LOG_FORMAT-json}
 
 CUSTOMERS=${CUSTOMERS:-100000}
 # 60 s windows: each includes one of the once-a-minute activity writes.
@@ -36,7 +42,7 @@ SERVER_PID=
 start() { # start NAME ENV... -- COMMAND...
   local port; port=$(free_port)
   env PORT="$port" HOST=127.0.0.1 WORKERS="$WORKERS" AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme \
-      RUST_LOG=warn "$@" > "$OUT/server.log" 2>&1 &
+      USAGE_JOURNAL="$OUT/run.journal" "$@" > "$OUT/server.log" 2>&1 &
   SERVER_PID=$!
   URL="http://127.0.0.1:$port"
   for _ in $(seq 1 300); do
@@ -55,9 +61,9 @@ start() { # start NAME ENV... -- COMMAND...
 stop() { kill "$SERVER_PID" 2> /dev/null || true; wait "$SERVER_PID" 2> /dev/null || true; }
 trap stop EXIT
 
-load() { # load URL DELAY_MS SECONDS -> the RESULT json
-  BENCH_KEYS="$OUT/keys.txt" BENCH_PATH="/authorize/$TOKEN" BENCH_DELAY_MS="$2" \
-    wrk -t1 -c"$CONNECTIONS" -d"${3}s" -s bench/authorize.lua "$1" | sed -n 's/^RESULT //p'
+load() { # load URL DELAY_MS SECONDS -> the RESULT json, with CPU times (bench/load.py)
+  BENCH_KEYS="$OUT/keys.txt" BENCH_PATH="/authorize/$TOKEN" \
+    bench/load.py "$1" "$SERVER_PID" "$3" "$2" "$CONNECTIONS"
 }
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
@@ -114,17 +120,17 @@ per_key() { python3 -c "print(round(($1 - $2) * 1024 / $CUSTOMERS))"; }
 {
   echo "# Authorize benchmark, $(date -u +%Y-%m-%d)"
   echo
-  echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`"
+  echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`; servers with LOG_FORMAT=${LOG_FORMAT:-(unset)}, RUST_LOG=${RUST_LOG:-(unset: info)}"
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk 1 thread, $CONNECTIONS connections; servers with $WORKERS worker; loopback."
   echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; the counts a quota, credits or a meter rests on written every second, the per-hour reports and unlimited plans' counts once a minute."
   echo
   echo "## Throughput, flat out ($DURATION s)"
   echo
-  echo "| target | requests/s | ratio to floor | p50 | p99 | p99.9 | non-2xx |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| target | requests/s | ratio to floor | p50 | p99 | p99.9 | non-2xx | server CPU per request | server busy | generator CPU per request | generator busy |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for t in "${targets[@]}"; do
     r=${FLAT[$t]}
-    echo "| $t | $(field "$r" rps) | $(python3 -c "print(f'{$(field "$r" rps)/$floor_rps:.2f}')") | $(field "$r" p50_us) µs | $(field "$r" p99_us) µs | $(field "$r" p999_us) µs | $(field "$r" non_2xx) |"
+    echo "| $t | $(field "$r" rps) | $(python3 -c "print(f'{$(field "$r" rps)/$floor_rps:.2f}')") | $(field "$r" p50_us) µs | $(field "$r" p99_us) µs | $(field "$r" p999_us) µs | $(field "$r" non_2xx) | $(field "$r" server_cpu_us_per_request) µs | $(field "$r" server_busy) | $(field "$r" generator_cpu_us_per_request) µs | $(field "$r" generator_busy) |"
   done
   echo
   echo "## Latency at half the floor's throughput (each connection waits a random 0-$(python3 -c "print(2 * $delay)") ms between requests)"

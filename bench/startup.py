@@ -38,7 +38,8 @@ def rss_kib(pid):
 def one_start(key):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(port),
-               AUTHORIZE_TOKEN=token, FXN_OWNER="acme", WORKERS="1", RUST_LOG="warn")
+               AUTHORIZE_TOKEN=token, FXN_OWNER="acme", WORKERS="1",
+               LOG_FORMAT=os.environ.get("LOG_FORMAT", "json"))
     body = json.dumps({"tag": "@acme/sdxl", "accessKey": key})
     started = time.perf_counter()
     process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -23,7 +22,7 @@ use crate::config::Settings;
 use crate::domain::random_base62;
 use crate::gate::{Gate, GateRules, Links};
 use crate::health::Health;
-use crate::http::middleware::{PAGES_AT_ONCE, request_span, security_headers};
+use crate::http::middleware::{PAGES_AT_ONCE, security_headers};
 use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
@@ -140,7 +139,6 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(security_headers())
-                .wrap(from_fn(request_span))
                 .app_data(app_state.clone())
                 .configure(http::configure)
         })

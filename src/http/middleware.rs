@@ -88,8 +88,9 @@ pub fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-/// A span per request naming the matched route pattern, never the raw path (the authorize path
-/// carries the secret token), with the response status. Built only when INFO is enabled.
+/// A span per request to the pages and the webhook naming the matched route pattern, with the
+/// response status. Built only when INFO is enabled. (The authorize route has none: see its
+/// access log.)
 pub async fn request_span(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -99,7 +100,6 @@ pub async fn request_span(
     }
     let route = request
         .match_pattern()
-        .or_else(|| super::authorize::pattern(request.path()))
         .unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!(
         "request",

@@ -24,14 +24,16 @@ pub use state::{AppState, Webhooks};
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The URL map. The authorize route comes first: every prediction passes through it, and
-/// nothing else wraps it (it keeps its own body deadline). Everything that takes a body from
-/// anyone (the pages, the webhook) goes through admission (`middleware::admission`).
+/// no middleware of its own wraps it (it keeps its own body deadline and its opt-in access
+/// log). The pages and the webhook, which take bodies from anyone, go through admission and
+/// get a span per request (`middleware`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::routes(cfg);
     health::routes(cfg);
     cfg.service(
         web::scope("")
             .wrap(from_fn(middleware::admission))
+            .wrap(from_fn(middleware::request_span))
             .configure(pages::routes)
             .configure(webhook::routes)
             .default_service(web::to(not_found)),

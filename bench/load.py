@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""One measured window of load: wrk (one thread, bench/authorize.lua) against URL, with the CPU
+time both sides used. Prints wrk's RESULT with, added, the server's and the generator's CPU
+time per request and how busy each was (1.0: a whole core), so a run shows which side was the
+bottleneck: a generator near 1.0 means the figure is the generator's, not the server's.
+
+    bench/load.py URL SERVER_PID SECONDS [DELAY_MS] [CONNECTIONS]
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+
+url, pid, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+delay = sys.argv[4] if len(sys.argv) > 4 else "0"
+connections = sys.argv[5] if len(sys.argv) > 5 else "64"
+tick = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+env = dict(os.environ, BENCH_KEYS=os.environ.get("BENCH_KEYS", "target/bench/keys.txt"),
+           BENCH_DELAY_MS=delay)
+before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+before = server_cpu()
+out = subprocess.run(
+    ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", "bench/authorize.lua", url],
+    env=env, capture_output=True, text=True, check=True).stdout
+after = server_cpu()
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+wrk_cpu = (children.ru_utime - before_children.ru_utime) + (children.ru_stime - before_children.ru_stime)
+n = max(result["requests"], 1)
+result.update({
+    "server_cpu_us_per_request": round((after - before) * 1e6 / n, 2),
+    "server_busy": round((after - before) / result["seconds"], 2),
+    "generator_cpu_us_per_request": round(wrk_cpu * 1e6 / n, 2),
+    "generator_busy": round(wrk_cpu / result["seconds"], 2),
+})
+print(json.dumps(result))
