@@ -7,9 +7,10 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
+use std::cell::RefCell;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::FastMap;
 use super::names::{Ids, Names};
@@ -30,10 +31,12 @@ const REPORT_ONLY: u32 = u32::MAX;
 const CAPPED: u32 = u32::MAX - 1;
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
-#[derive(Default)]
 pub struct UsageBook {
     counters: RwLock<FastMap<CounterKey, Counter>>,
-    activity: Mutex<Activity>,
+    /// Per-hour activity, a shard per thread that records it: an allowed prediction touches
+    /// only its own thread's shard, never a lock another worker takes (the flush takes each
+    /// shard once a minute). `restored` holds what a failed write gave back.
+    activity: Shards,
     /// Predictions in the current minute per customer slot, packed as `minute << 32 | count`
     /// for a lock-free update.
     windows: RwLock<FastMap<u32, AtomicU64>>,
@@ -134,6 +137,101 @@ impl Taken {
     }
 }
 
+impl Default for UsageBook {
+    fn default() -> Self {
+        Self {
+            counters: RwLock::default(),
+            activity: Shards {
+                book: NEXT_BOOK.fetch_add(1, Ordering::Relaxed),
+                all: Mutex::default(),
+                restored: Mutex::default(),
+            },
+            windows: RwLock::default(),
+        }
+    }
+}
+
+/// Numbers the books, so a thread's shards are told apart by book.
+static NEXT_BOOK: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's activity shard of each book it has recorded to.
+    static SHARDS: RefCell<Vec<(u64, Arc<Mutex<Activity>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Shards {
+    book: u64,
+    /// Every thread's shard of this book, for the flush.
+    all: Mutex<Vec<Arc<Mutex<Activity>>>>,
+    restored: Mutex<Activity>,
+}
+
+impl Shards {
+    /// Runs `f` on this thread's shard, made on its first use.
+    fn with_mine<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
+        SHARDS.with(|shards| {
+            let mut shards = shards.borrow_mut();
+            let shard = match shards.iter().find(|(book, _)| *book == self.book) {
+                Some((_, shard)) => Arc::clone(shard),
+                None => {
+                    let shard = Arc::new(Mutex::new(Activity::default()));
+                    self.all
+                        .lock()
+                        .expect("activity shards lock poisoned")
+                        .push(Arc::clone(&shard));
+                    shards.push((self.book, Arc::clone(&shard)));
+                    shard
+                }
+            };
+            drop(shards);
+            let mut activity = shard.lock().expect("activity lock poisoned");
+            f(&mut activity)
+        })
+    }
+
+    /// Everything recorded since the last take, from every shard; each starts again with room
+    /// for as many entries as it had, so the hot path does not grow its table step by step
+    /// every minute.
+    fn take(&self) -> Activity {
+        let shards: Vec<_> = self
+            .all
+            .lock()
+            .expect("activity shards lock poisoned")
+            .clone();
+        let mut all = std::mem::take(&mut *self.restored.lock().expect("activity lock poisoned"));
+        for shard in shards {
+            let taken = {
+                let mut activity = shard.lock().expect("activity lock poisoned");
+                let room = activity.hourly.len();
+                std::mem::replace(
+                    &mut *activity,
+                    Activity {
+                        tags: Names::default(),
+                        hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
+                    },
+                )
+            };
+            all.absorb(taken);
+        }
+        all
+    }
+}
+
+impl Activity {
+    fn add(&mut self, key: u32, hour: u32, tag: &str, count: u32, into_hour: u16) {
+        let tag = self.tags.intern(tag);
+        let (total, last) = self.hourly.entry((key, hour, tag)).or_default();
+        *total += count;
+        *last = (*last).max(into_hour);
+    }
+
+    fn absorb(&mut self, other: Activity) {
+        for ((key, hour, tag), (count, last)) in other.hourly {
+            self.add(key, hour, other.tags.get(tag), count, last);
+        }
+    }
+}
+
 impl UsageBook {
     pub fn used(&self, entitlement: u32, period_start: i64) -> u64 {
         self.counters
@@ -202,11 +300,8 @@ impl UsageBook {
         let now = now.max(0);
         let hour = (now / 3_600) as u32;
         let into_hour = (now % 3_600) as u16;
-        let mut activity = self.activity.lock().expect("activity lock poisoned");
-        let tag = activity.tags.intern(tag);
-        let (count, last) = activity.hourly.entry((key, hour, tag)).or_default();
-        *count += 1;
-        *last = (*last).max(into_hour);
+        self.activity
+            .with_mine(|activity| activity.add(key, hour, tag, 1, into_hour));
     }
 
     /// Takes what was counted since the last flush: the counts a cap or a meter rests on
@@ -228,17 +323,7 @@ impl UsageBook {
             })
             .collect();
         let activity = if with_activity {
-            let mut activity = self.activity.lock().expect("activity lock poisoned");
-            // The next minute starts with room for as many entries as this one had, so the
-            // hot path does not grow (and rehash) the table again, step by step, every minute.
-            let room = activity.hourly.len();
-            std::mem::replace(
-                &mut *activity,
-                Activity {
-                    tags: Names::default(),
-                    hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
-                },
-            )
+            self.activity.take()
         } else {
             Activity::default()
         };
@@ -252,14 +337,11 @@ impl UsageBook {
                 counter.unflushed.fetch_add(n, Ordering::AcqRel);
             });
         }
-        let mut activity = self.activity.lock().expect("activity lock poisoned");
-        let activity = &mut *activity;
-        for ((key, hour, tag), (count, last)) in taken.activity.hourly {
-            let tag = activity.tags.intern(taken.activity.tags.get(tag));
-            let (total, latest) = activity.hourly.entry((key, hour, tag)).or_default();
-            *total += count;
-            *latest = (*latest).max(last);
-        }
+        self.activity
+            .restored
+            .lock()
+            .expect("activity lock poisoned")
+            .absorb(taken.activity);
     }
 
     /// Folds in totals read from the database (which include other processes' flushed use).
@@ -439,6 +521,34 @@ mod tests {
                 value: 2,
             }]
         );
+    }
+
+    #[test]
+    fn activity_recorded_on_many_threads_is_taken_whole_once() {
+        let (ids, _, key) = ids();
+        let book = Arc::new(UsageBook::default());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let book = Arc::clone(&book);
+                s.spawn(move || {
+                    for n in 0..100 {
+                        book.record(key, if n % 2 == 0 { "@acme/a" } else { "@acme/b" }, 3_600);
+                    }
+                });
+            }
+        });
+        let batch = book.take(true).batch(&ids, 10);
+        let mut rows: Vec<_> = batch
+            .hourly
+            .iter()
+            .map(|h| (h.tag.clone(), h.count))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [("@acme/a".to_owned(), 200), ("@acme/b".to_owned(), 200)]
+        );
+        assert!(book.take(true).is_empty(), "taken once");
     }
 
     /// One per entitlement and period: with the view, most of the gate's memory.
