@@ -42,24 +42,15 @@ impl AccessKey {
 
     /// Accepts any well-formed prefix, so keys stay valid if the owner changes `KEY_PREFIX`.
     pub fn parse(input: &str) -> Result<Self, AccessKeyError> {
-        if input.is_empty() {
-            return Err(AccessKeyError::Empty);
-        }
-        if input.len() > MAX_KEY_BYTES {
-            return Err(AccessKeyError::TooLong);
-        }
-        let (prefix, rest) = input.rsplit_once('_').ok_or(AccessKeyError::Malformed)?;
-        if KeyPrefix::parse(prefix).is_err()
-            || rest.len() != BODY_LEN + CHECKSUM_LEN
-            || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(AccessKeyError::Malformed);
-        }
-        let (body, checksum) = rest.split_at(BODY_LEN);
-        if base62_fixed(crc32(body.as_bytes())) != checksum.as_bytes() {
-            return Err(AccessKeyError::BadChecksum);
-        }
+        check(input)?;
         Ok(Self(input.to_owned()))
+    }
+
+    /// The hash of a well-formed key, without keeping the key: all the hot path needs, with
+    /// nothing allocated.
+    pub fn hash_of(input: &str) -> Result<KeyHash, AccessKeyError> {
+        check(input)?;
+        Ok(KeyHash(Sha256::digest(input.as_bytes()).into()))
     }
 
     /// The only form in which a key is stored.
@@ -72,6 +63,28 @@ impl AccessKey {
         let (prefix, rest) = self.0.rsplit_once('_').expect("parsed keys contain '_'");
         format!("{prefix}_{}", &rest[..DISPLAY_LEN])
     }
+}
+
+/// The form of a key: `{prefix}_{body}{checksum}`, the checksum the body's CRC32.
+fn check(input: &str) -> Result<(), AccessKeyError> {
+    if input.is_empty() {
+        return Err(AccessKeyError::Empty);
+    }
+    if input.len() > MAX_KEY_BYTES {
+        return Err(AccessKeyError::TooLong);
+    }
+    let (prefix, rest) = input.rsplit_once('_').ok_or(AccessKeyError::Malformed)?;
+    if !KeyPrefix::is_valid(prefix)
+        || rest.len() != BODY_LEN + CHECKSUM_LEN
+        || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(AccessKeyError::Malformed);
+    }
+    let (body, checksum) = rest.split_at(BODY_LEN);
+    if base62_fixed(crc32(body.as_bytes())) != checksum.as_bytes() {
+        return Err(AccessKeyError::BadChecksum);
+    }
+    Ok(())
 }
 
 impl AsRef<str> for AccessKey {
@@ -130,17 +143,20 @@ pub struct KeyPrefix(String);
 
 impl KeyPrefix {
     pub fn parse(input: &str) -> Result<Self, String> {
-        let ok = (1..=16).contains(&input.len())
-            && input
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if ok {
+        if Self::is_valid(input) {
             Ok(Self(input.to_owned()))
         } else {
             Err(format!(
                 "KEY_PREFIX must be 1 to 16 lowercase letters or digits, not {input:?}"
             ))
         }
+    }
+
+    fn is_valid(input: &str) -> bool {
+        (1..=16).contains(&input.len())
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     }
 }
 

@@ -4,10 +4,11 @@ use super::owner::is_username;
 
 const MAX_TAG_BYTES: usize = 256;
 
-/// A Function predictor tag, `@owner/name`, as sent in every authorization request.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PredictorTag {
-    text: String,
+/// A Function predictor tag, `@owner/name`, as sent in every authorization request; it
+/// borrows the request's text (nothing is allocated on the hot path).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PredictorTag<'a> {
+    text: &'a str,
     slash: usize,
 }
 
@@ -21,8 +22,8 @@ pub enum PredictorTagError {
     Malformed(String),
 }
 
-impl PredictorTag {
-    pub fn parse(input: &str) -> Result<Self, PredictorTagError> {
+impl<'a> PredictorTag<'a> {
+    pub fn parse(input: &'a str) -> Result<Self, PredictorTagError> {
         if input.is_empty() {
             return Err(PredictorTagError::Empty);
         }
@@ -40,34 +41,34 @@ impl PredictorTag {
             return Err(malformed());
         }
         Ok(Self {
-            text: input.to_owned(),
+            text: input,
             slash: owner.len() + 1,
         })
     }
 
     /// The username after `@`, as sent (compare it with [`super::Owner::is`]).
-    pub fn owner(&self) -> &str {
+    pub fn owner(&self) -> &'a str {
         &self.text[1..self.slash]
     }
 
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &'a str {
         &self.text[self.slash + 1..]
     }
 }
 
-impl AsRef<str> for PredictorTag {
+impl AsRef<str> for PredictorTag<'_> {
     fn as_ref(&self) -> &str {
-        &self.text
+        self.text
     }
 }
 
-impl fmt::Display for PredictorTag {
+impl fmt::Display for PredictorTag<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.text)
     }
 }
 
-impl fmt::Debug for PredictorTag {
+impl fmt::Debug for PredictorTag<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PredictorTag({})", self.text)
     }

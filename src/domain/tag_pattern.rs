@@ -114,7 +114,7 @@ impl fmt::Debug for Predictors {
 mod tests {
     use super::*;
 
-    fn tag(s: &str) -> PredictorTag {
+    fn tag(s: &str) -> PredictorTag<'_> {
         PredictorTag::parse(s).unwrap()
     }
 

@@ -97,7 +97,7 @@ mod tests {
     const DAY: i64 = calendar::DAY;
     const GRACE: i64 = 3 * DAY;
 
-    fn tag(s: &str) -> PredictorTag {
+    fn tag(s: &str) -> PredictorTag<'_> {
         PredictorTag::parse(s).unwrap()
     }
 

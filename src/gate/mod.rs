@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 
-use crate::domain::{AccessKey, Owner, PredictorTag};
+use crate::domain::{AccessKey, KeyHash, Owner, PredictorTag};
 use crate::store::{
     GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Snapshot, Usage,
     UsageBatch, UsageRow,
@@ -159,16 +159,18 @@ impl Gate {
             Ok(parsed) => parsed,
             Err(reason) => return Ok(Err(reason)),
         };
-        let rows = store
-            .load_customer_of_key(&key.hash().to_hex(), now)
-            .await?;
+        let rows = store.load_customer_of_key(&key.to_hex(), now).await?;
         let view = self.build(rows);
         Ok(self.decide_in(&view, &tag, &key, now))
     }
 
     /// Tag and owner first, then the key's form and checksum: nothing is looked up for input
     /// that cannot be right.
-    fn parse(&self, tag: &str, access_key: &str) -> Result<(PredictorTag, AccessKey), DenyReason> {
+    fn parse<'a>(
+        &self,
+        tag: &'a str,
+        access_key: &str,
+    ) -> Result<(PredictorTag<'a>, KeyHash), DenyReason> {
         let tag = PredictorTag::parse(tag).map_err(DenyReason::Tag)?;
         if let Some(owner) = &self.rules.owner
             && !owner.is(tag.owner())
@@ -177,18 +179,18 @@ impl Gate {
                 owner: owner.as_ref().to_owned(),
             });
         }
-        let key = AccessKey::parse(access_key).map_err(DenyReason::Key)?;
+        let key = AccessKey::hash_of(access_key).map_err(DenyReason::Key)?;
         Ok((tag, key))
     }
 
     fn decide_in(
         &self,
         view: &View,
-        tag: &PredictorTag,
-        key: &AccessKey,
+        tag: &PredictorTag<'_>,
+        key: &KeyHash,
         now: i64,
     ) -> Result<Allowed, DenyReason> {
-        let found = view.find(&key.hash()).ok_or(DenyReason::UnknownKey)?;
+        let found = view.find(key).ok_or(DenyReason::UnknownKey)?;
         let customer = found.customer;
         let mut rate_checked = false;
         loop {
