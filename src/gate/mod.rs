@@ -5,6 +5,7 @@ mod decision;
 mod entitlement;
 mod names;
 mod reason;
+mod slots;
 mod terms;
 mod usage;
 mod view;
@@ -263,6 +264,7 @@ impl Gate {
                 .collect();
             let view = current.patched(last, changed, &mut ids);
             self.usage.merge(&ids, &usage);
+            self.usage.publish();
             view
         };
         tracing::debug!(version = view.version, "Ledger view patched");
@@ -280,6 +282,8 @@ impl Gate {
         let version = store.load_ledger_into(now, &mut loading).await?;
         let mut view = loading.part.finish();
         view.version = version;
+        // The counters just read are looked up from the first request on.
+        self.usage.publish();
         self.ids.write().expect("ids lock poisoned").shrink_to_fit();
         let view = Arc::new(view);
         tracing::debug!(
