@@ -51,6 +51,8 @@ pub struct Application {
     state: web::Data<AppState>,
     authorize_token: SecretString,
     token_source: TokenSource,
+    /// Run the background threads below the HTTP workers (`jobs/priority.rs`).
+    yield_to_workers: bool,
 }
 
 impl Application {
@@ -161,6 +163,7 @@ impl Application {
             state,
             authorize_token,
             token_source,
+            yield_to_workers: false,
         })
     }
 
@@ -198,6 +201,13 @@ impl Application {
         &self.settings
     }
 
+    /// Runs every thread but the HTTP workers at a lower priority, once serving: for the
+    /// service run as its own process, never for one built inside another program's.
+    pub fn yield_to_workers(mut self) -> Self {
+        self.yield_to_workers = true;
+        self
+    }
+
     /// Serves until SIGTERM, Ctrl-C or [`Self::handle`]`.stop()`, then writes counted use.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
@@ -226,6 +236,9 @@ impl Application {
                 stopped,
             ),
         );
+        if self.yield_to_workers {
+            jobs.spawn("priorities", jobs::priority::run(stop.subscribe()));
+        }
         if let Some(webhooks) = &state.webhooks {
             jobs.spawn(
                 "webhook worker",

@@ -6,7 +6,7 @@ use super::{Application, TokenSource};
 use crate::config::Settings;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let application = Application::build(settings).await?;
+    let application = Application::build(settings).await?.yield_to_workers();
     print_summary(&application);
     application.run_until_stopped().await
 }

@@ -3,6 +3,7 @@
 
 pub mod ledger_poller;
 pub mod meter_reporter;
+pub mod priority;
 pub mod reconcile;
 pub mod usage_flusher;
 pub mod usage_journal;
