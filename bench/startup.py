@@ -2,8 +2,8 @@
 """Start-up and memory of the tollbooth binary on a seeded ledger.
 
 Measures, over several starts: from process start to the first correct 200 of the authorize
-route (polling as fast as a client can), and resident memory once serving. Prints one JSON
-line. Usage: startup.py BINARY DATABASE_URL KEYS_FILE [RUNS]
+route (polling as fast as a client can), then to /readyz answering 200 (the whole ledger in
+memory), and resident memory half a second after that. Prints one JSON line. Usage: startup.py BINARY DATABASE_URL KEYS_FILE [RUNS]
 """
 import http.client
 import json
@@ -57,18 +57,32 @@ def one_start(key):
             except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
                 if time.perf_counter() - started > 30:
                     raise RuntimeError("no answer within 30 s")
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                ready = time.perf_counter() - started
+                break
+            if time.perf_counter() - started > 60:
+                raise RuntimeError("not ready within 60 s")
+            time.sleep(0.005)
         time.sleep(0.5)
-        return elapsed, rss_kib(process.pid)
+        return elapsed, ready, rss_kib(process.pid)
     finally:
         process.terminate()
         process.wait()
 
 
 results = [one_start(random.choice(keys)) for _ in range(runs)]
-times = sorted(t for t, _ in results)
+times = sorted(t for t, _, _ in results)
+ready = sorted(r for _, r, _ in results)
 print(json.dumps({
     "runs": runs,
     "first_200_ms_median": round(statistics.median(times) * 1000, 1),
     "first_200_ms_max": round(times[-1] * 1000, 1),
-    "rss_kib": statistics.median(r for _, r in results),
+    "ready_ms_median": round(statistics.median(ready) * 1000, 1),
+    "ready_ms_max": round(ready[-1] * 1000, 1),
+    "rss_kib": statistics.median(m for _, _, m in results),
 }))

@@ -119,6 +119,16 @@ impl KeyHash {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The digest's first 128 bits: what an in-memory table needs to tell keys apart (a match
+    /// by chance is a 2^-128 event; guessing a key that matches is a 128-bit preimage).
+    pub fn head(&self) -> [u64; 2] {
+        let mut low = [0u8; 8];
+        let mut high = [0u8; 8];
+        low.copy_from_slice(&self.0[..8]);
+        high.copy_from_slice(&self.0[8..16]);
+        [u64::from_le_bytes(low), u64::from_le_bytes(high)]
+    }
+
     pub fn from_hex(hex: &str) -> Option<Self> {
         if hex.len() != 64 {
             return None;

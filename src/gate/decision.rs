@@ -125,8 +125,8 @@ mod tests {
     fn sub(id: &str, status: Status, tweak: impl FnOnce(&mut SubscriptionState)) -> Entitlement {
         let mut state = SubscriptionState {
             status,
-            period_start: NOW - 10 * DAY,
-            period_end: NOW + 20 * DAY,
+            period_start: (NOW - 10 * DAY).into(),
+            period_end: (NOW + 20 * DAY).into(),
             cancel_at_period_end: false,
             canceled_at: Stamp::default(),
             ended_at: Stamp::default(),
@@ -345,7 +345,7 @@ mod tests {
                 "cancel at period end, after the end",
                 vec![sub("si", Status::Active, |s| {
                     s.cancel_at_period_end = true;
-                    s.period_end = NOW - 1;
+                    s.period_end = (NOW - 1).into();
                 })],
                 &[],
                 "@acme/a",
@@ -458,8 +458,8 @@ mod tests {
         let subscription = sub("si", Status::Active, |_| {});
         assert_eq!(subscription.period(NOW).start, NOW - 10 * DAY);
         let overdue_renewal = sub("si", Status::Active, |s| {
-            s.period_start = NOW - 40 * DAY;
-            s.period_end = NOW - 10 * DAY;
+            s.period_start = (NOW - 40 * DAY).into();
+            s.period_end = (NOW - 10 * DAY).into();
         });
         assert_eq!(overdue_renewal.period(NOW).start, NOW - 10 * DAY);
     }

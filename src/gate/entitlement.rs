@@ -1,4 +1,4 @@
-use std::num::NonZeroI64;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::domain::{Predictors, calendar};
@@ -31,20 +31,42 @@ pub struct Plan {
     pub meter: Option<u32>,
 }
 
-/// A moment in Unix seconds, or none, in 8 bytes (no moment the gate keeps is at 0, in 1970):
-/// half the size of an `Option<i64>`, for the view's hundred thousand entitlements.
+/// A moment in Unix seconds in 4 bytes, for the view's million entitlements: from 1970 to
+/// February 2106, where a later moment (a pass "until 9999") stays, which is as good as never
+/// for a process running now; an earlier one is 1970's first second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stamp(Option<NonZeroI64>);
+pub struct Moment(u32);
+
+impl Moment {
+    pub fn get(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl From<i64> for Moment {
+    fn from(at: i64) -> Self {
+        Self(at.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+}
+
+/// A [`Moment`] or none, in the same 4 bytes (no moment the gate keeps is at 0, in 1970): a
+/// quarter of the size of an `Option<i64>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp(Option<NonZeroU32>);
 
 impl Stamp {
     pub fn get(self) -> Option<i64> {
-        self.0.map(NonZeroI64::get)
+        self.0.map(|at| i64::from(at.get()))
     }
 }
 
 impl From<Option<i64>> for Stamp {
     fn from(at: Option<i64>) -> Self {
-        Self(at.and_then(NonZeroI64::new))
+        Self(at.and_then(|at| match at {
+            0 => None,
+            ..0 => NonZeroU32::new(1),
+            _ => NonZeroU32::new(Moment::from(at).0),
+        }))
     }
 }
 
@@ -65,8 +87,8 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub struct SubscriptionState {
     pub status: Status,
-    pub period_start: i64,
-    pub period_end: i64,
+    pub period_start: Moment,
+    pub period_end: Moment,
     pub cancel_at_period_end: bool,
     pub canceled_at: Stamp,
     pub ended_at: Stamp,
@@ -213,14 +235,16 @@ fn subscription_in_force(s: &SubscriptionState, now: i64, grace: i64) -> Result<
         Status::Active | Status::Trialing => {
             // Stripe ends the subscription at the period's end; honour that even before the
             // `deleted` event arrives.
-            if s.cancel_at_period_end && s.period_end <= now {
-                Err(DenyReason::Canceled { on: s.period_end })
+            if s.cancel_at_period_end && s.period_end.get() <= now {
+                Err(DenyReason::Canceled {
+                    on: s.period_end.get(),
+                })
             } else {
                 Ok(())
             }
         }
         Status::PastDue => {
-            let since = s.past_due_since.get().unwrap_or(s.period_start);
+            let since = s.past_due_since.get().unwrap_or(s.period_start.get());
             if now - since <= grace {
                 Ok(())
             } else {
@@ -237,8 +261,8 @@ fn subscription_in_force(s: &SubscriptionState, now: i64, grace: i64) -> Result<
 /// The stored period, or, if Stripe's renewal has not reached us yet, the next one of the
 /// same length, so the new period's counter is the one the renewal will name.
 fn billing_period(s: &SubscriptionState, now: i64) -> Period {
-    let length = (s.period_end - s.period_start).max(1);
-    let mut start = s.period_start;
+    let length = (s.period_end.get() - s.period_start.get()).max(1);
+    let mut start = s.period_start.get();
     while start + length <= now {
         start += length;
     }
@@ -255,8 +279,26 @@ mod tests {
     /// The view holds one per subscription item, grant and purchase: its size is most of the
     /// view's memory (docs/performance.md).
     #[test]
-    fn an_entitlement_takes_80_bytes() {
-        assert_eq!(size_of::<Stamp>(), 8);
-        assert_eq!(size_of::<Entitlement>(), 80);
+    fn an_entitlement_takes_56_bytes() {
+        assert_eq!(size_of::<Stamp>(), 4);
+        assert_eq!(size_of::<Entitlement>(), 56);
+    }
+
+    #[test]
+    fn moments_outside_four_bytes_stay_at_the_ends() {
+        assert_eq!(Stamp::from(Some(1_700_000_000)).get(), Some(1_700_000_000));
+        assert_eq!(Stamp::from(None).get(), None);
+        assert_eq!(Stamp::from(Some(0)).get(), None);
+        assert_eq!(
+            Stamp::from(Some(-5)).get(),
+            Some(1),
+            "before 1970: long past"
+        );
+        assert_eq!(
+            Stamp::from(Some(253_402_300_799)).get(),
+            Some(i64::from(u32::MAX)),
+            "9999-12-31: 2106, as good as never"
+        );
+        assert_eq!(Moment::from(-1).get(), 0);
     }
 }

@@ -106,8 +106,8 @@ impl<'a> Terms<'a> {
             }),
             source: Source::Subscription(SubscriptionState {
                 status: Status::parse(&item.status),
-                period_start: item.current_period_start,
-                period_end: item.current_period_end,
+                period_start: item.current_period_start.into(),
+                period_end: item.current_period_end.into(),
                 cancel_at_period_end: item.cancel_at_period_end,
                 canceled_at: item.canceled_at.into(),
                 ended_at: item.ended_at.into(),

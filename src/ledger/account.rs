@@ -140,10 +140,10 @@ impl PlanStatus {
             Source::Subscription(s)
                 if s.ended_at.get().is_some() || s.status == Status::Canceled =>
             {
-                Term::Ended(s.ended_at().unwrap_or(s.period_end))
+                Term::Ended(s.ended_at().unwrap_or(s.period_end.get()))
             }
-            Source::Subscription(s) if s.cancel_at_period_end => Term::Ends(s.period_end),
-            Source::Subscription(s) => Term::Renews(s.period_end),
+            Source::Subscription(s) if s.cancel_at_period_end => Term::Ends(s.period_end.get()),
+            Source::Subscription(s) => Term::Renews(s.period_end.get()),
             // Grants end at midnight after their last day.
             Source::Grant { expires_at } => expires_at
                 .get()
