@@ -3,7 +3,8 @@
 # after the whole ledger is in memory (at rest), then after 3 s of load. Compare builds or
 # settings by running it for each, alternately.
 #
-#   bench/memory.sh [BINARY] [SQLITE FILE]    # target/release/tollbooth, target/bench/bench.db
+#   bench/memory.sh [BINARY] [SQLITE FILE] [KEYS FILE]
+#                   # target/release/tollbooth, target/bench/bench.db, target/bench/keys.txt
 #
 # Runs with the Docker image's allocator setting unless GLIBC_TUNABLES is already set (set it
 # to an empty value to measure glibc's default).
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${1:-target/release/tollbooth}
 DB=${2:-target/bench/bench.db}
+KEYS=${3:-target/bench/keys.txt}
 export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072}
 TOKEN=benchmark-authorize-token-0123456789
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -27,6 +29,6 @@ done
 sleep 2
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 rest=$(rss)
-BENCH_KEYS=target/bench/keys.txt BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=0 \
+BENCH_KEYS=$KEYS BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=0 \
   wrk -t1 -c64 -d3s -s bench/authorize.lua "http://127.0.0.1:$PORT" > /dev/null
 echo "{\"rss_kib_at_rest\": $rest, \"rss_kib_after_load\": $(rss)}"

@@ -275,7 +275,7 @@ impl Gate {
     /// Rebuilds the view from the database, keeping this process's unflushed counts.
     pub async fn reload(&self, store: &dyn Snapshot, now: i64) -> anyhow::Result<()> {
         let mut loading = Loading {
-            part: Part::new(View::default()),
+            part: Part::new(),
             ids: &self.ids,
             usage: &self.usage,
         };

@@ -22,9 +22,34 @@ use super::terms::Terms;
 /// No position: a customer slot whose customer is not in the view.
 const NONE: u32 = u32::MAX;
 
+/// A view at one ledger version: the whole ledger as of the last full read or fold (`base`),
+/// and the customers changed since (`recent`), which stand in for their entries in `base`.
+/// A change costs what the recent customers take, not a copy of the whole view: at a million
+/// keys a copy took longer than the webhooks arriving at 200 a second left it. Once more than
+/// [`FOLD_AT`] customers changed, they are folded into a new base.
 #[derive(Default, Clone)]
 pub struct View {
     pub version: i64,
+    base: Arc<Tables>,
+    recent: Option<Arc<Recent>>,
+}
+
+/// Customers changed since the base was made.
+#[derive(Default)]
+struct Recent {
+    tables: Tables,
+    /// Every customer changed since: their entries in the base are out of date (a customer
+    /// whose last key was revoked is here, and in no table).
+    masked: HashSet<u32, foldhash::fast::FixedState>,
+    /// Keys in the base that belong to masked customers.
+    hidden_keys: usize,
+}
+
+/// Changed customers kept beside the base before they are folded into it.
+const FOLD_AT: usize = 4096;
+
+#[derive(Default, Clone)]
+struct Tables {
     /// Keys by the first half of their hash ([`KeyHash::head`]): 16 bytes a key, not 32.
     keys: FastMap<KeyTag, KeyRef>,
     /// Customers that hold a key, each a span of `entitlements`.
@@ -62,6 +87,8 @@ struct Span {
     slot: u32,
     first: u32,
     len: u32,
+    /// The customer's keys.
+    keys: u32,
 }
 
 /// One customer as the view holds it.
@@ -79,17 +106,92 @@ pub struct Found<'a> {
 
 impl View {
     pub fn build(rows: LedgerRows, ids: &mut Ids) -> Self {
-        let mut view = Self {
+        Self {
             version: rows.version,
-            ..Self::default()
+            base: Arc::new(Tables::build(rows, ids)),
+            recent: None,
+        }
+    }
+
+    pub fn find(&self, hash: &KeyHash) -> Option<Found<'_>> {
+        let tag = KeyTag(hash.head());
+        let Some(recent) = &self.recent else {
+            return self.base.find(&tag);
         };
-        view.keys.reserve(rows.keys.len());
-        view.add(rows, ids);
-        view
+        if let Some(found) = recent.tables.find(&tag) {
+            return Some(found);
+        }
+        let found = self.base.find(&tag)?;
+        (!recent.masked.contains(&found.customer.slot)).then_some(found)
+    }
+
+    pub fn customer(&self, slot: u32) -> Option<Customer<'_>> {
+        match &self.recent {
+            Some(recent) if recent.masked.contains(&slot) => recent.tables.customer(slot),
+            _ => self.base.customer(slot),
+        }
+    }
+
+    pub fn key_count(&self) -> usize {
+        match &self.recent {
+            Some(r) => self.base.keys.len() + r.tables.keys.len() - r.hidden_keys,
+            None => self.base.keys.len(),
+        }
+    }
+
+    /// Bytes the view's tables hold (what the memory figures of docs/performance.md are made of).
+    pub fn heap_bytes(&self) -> usize {
+        let recent = self.recent.as_ref().map_or(0, |r| {
+            r.tables.heap_bytes() + r.masked.capacity() * (size_of::<u32>() + 1)
+        });
+        self.base.heap_bytes() + recent
+    }
+
+    /// This view with the named customers replaced by their rows as now stored (a customer
+    /// left without rows, say whose last key was revoked, drops out), at `version`. The base is
+    /// shared with this view, not copied, until the changed customers are folded into it.
+    pub fn patched(&self, version: i64, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
+        let names: Vec<String> = changed.iter().map(|(id, _)| id.clone()).collect();
+        let before = self.recent.as_deref();
+        let mut recent = Recent {
+            tables: before.map_or_else(Tables::default, |r| r.tables.clone()),
+            masked: before.map(|r| r.masked.clone()).unwrap_or_default(),
+            hidden_keys: before.map_or(0, |r| r.hidden_keys),
+        };
+        recent.tables = recent.tables.patched(changed, ids);
+        // After the patch: a customer new to the process has a slot only now.
+        for slot in names.iter().filter_map(|id| ids.customers.find(id)) {
+            if recent.masked.insert(slot)
+                && let Some(span) = self.base.span(slot)
+            {
+                recent.hidden_keys += span.keys as usize;
+            }
+        }
+        if recent.masked.len() > FOLD_AT {
+            return Self {
+                version,
+                base: Arc::new(self.base.folded(&recent)),
+                recent: None,
+            };
+        }
+        Self {
+            version,
+            base: Arc::clone(&self.base),
+            recent: Some(Arc::new(recent)),
+        }
+    }
+}
+
+impl Tables {
+    fn build(rows: LedgerRows, ids: &mut Ids) -> Self {
+        let mut tables = Self::default();
+        tables.keys.reserve(rows.keys.len());
+        tables.add(rows, ids);
+        tables
     }
 
     fn add(&mut self, rows: LedgerRows, ids: &mut Ids) {
-        let mut part = Part::new(std::mem::take(self));
+        let mut part = Part::over(std::mem::take(self));
         for row in rows.keys {
             part.key(row, ids);
         }
@@ -102,28 +204,28 @@ impl View {
         for row in rows.purchases {
             part.purchase(row, ids);
         }
-        *self = part.finish();
+        *self = part.finish_tables();
     }
 
-    pub fn find(&self, hash: &KeyHash) -> Option<Found<'_>> {
-        let key = self.keys.get(&KeyTag(hash.head()))?;
+    fn find(&self, tag: &KeyTag) -> Option<Found<'_>> {
+        let key = self.keys.get(tag)?;
         Some(Found {
             key: key.key,
             customer: self.customer_at(key.customer),
         })
     }
 
-    pub fn customer(&self, slot: u32) -> Option<Customer<'_>> {
+    fn span(&self, slot: u32) -> Option<&Span> {
+        let at = *self.by_customer.get(slot as usize)?;
+        (at != NONE).then(|| &self.customers[at as usize])
+    }
+
+    fn customer(&self, slot: u32) -> Option<Customer<'_>> {
         let at = *self.by_customer.get(slot as usize)?;
         (at != NONE).then(|| self.customer_at(at))
     }
 
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Bytes the view's tables hold (what the memory figures of docs/performance.md are made of).
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         let map = |capacity: usize, entry: usize| capacity * (entry + 1);
         map(self.keys.capacity(), size_of::<(KeyTag, KeyRef)>())
             + self.by_customer.capacity() * size_of::<u32>()
@@ -140,33 +242,73 @@ impl View {
         }
     }
 
-    /// This view with the named customers replaced by their rows as now stored (a customer
-    /// left without rows, say whose last key was revoked, drops out), at `version`.
-    pub fn patched(&self, version: i64, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
+    /// These tables with the named customers replaced by their rows as now stored (a customer
+    /// left without rows, say whose last key was revoked, drops out).
+    fn patched(&self, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
         let gone: HashSet<u32> = changed
             .iter()
             .filter_map(|(id, _)| ids.customers.find(id))
             .collect();
-        let mut view = self.clone();
-        view.version = version;
-        for &slot in &gone {
-            if let Some(at) = view.by_customer.get_mut(slot as usize)
+        let mut tables = self.clone();
+        tables.drop_customers(&gone);
+        for (_, rows) in changed {
+            tables.add(rows, ids);
+        }
+        tables.compact_if_sparse();
+        tables
+    }
+
+    /// The base with the recent customers in place of their old entries.
+    fn folded(&self, recent: &Recent) -> Self {
+        let mut tables = self.clone();
+        tables.drop_customers(&recent.masked);
+        let new = &recent.tables;
+        let mut moved = vec![NONE; new.customers.len()];
+        for (at, span) in new.customers.iter().enumerate() {
+            if new.by_customer[span.slot as usize] != at as u32 {
+                continue; // patched out of the recent tables
+            }
+            moved[at] = tables.customers.len() as u32;
+            if tables.by_customer.len() <= span.slot as usize {
+                tables.by_customer.resize(span.slot as usize + 1, NONE);
+            }
+            tables.by_customer[span.slot as usize] = moved[at];
+            let first = span.first as usize;
+            tables.customers.push(Span {
+                first: tables.entitlements.len() as u32,
+                ..*span
+            });
+            tables
+                .entitlements
+                .extend_from_slice(&new.entitlements[first..first + span.len as usize]);
+        }
+        for (tag, key) in &new.keys {
+            let customer = moved[key.customer as usize];
+            tables.keys.insert(*tag, KeyRef { customer, ..*key });
+        }
+        tables.plans.extend(new.plans.iter().cloned());
+        tables.compact_if_sparse();
+        tables
+    }
+
+    fn drop_customers<S: std::hash::BuildHasher>(&mut self, slots: &HashSet<u32, S>) {
+        for &slot in slots {
+            if let Some(at) = self.by_customer.get_mut(slot as usize)
                 && *at != NONE
             {
                 *at = NONE;
-                view.dead += 1;
+                self.dead += 1;
             }
         }
-        let customers = &view.customers;
-        view.keys
-            .retain(|_, key| !gone.contains(&customers[key.customer as usize].slot));
-        for (_, rows) in changed {
-            view.add(rows, ids);
+        let customers = &self.customers;
+        self.keys
+            .retain(|_, key| !slots.contains(&customers[key.customer as usize].slot));
+    }
+
+    fn compact_if_sparse(&mut self) {
+        if self.dead > self.customers.len() / 4 {
+            self.compact();
         }
-        if view.dead > view.customers.len() / 4 {
-            view.compact();
-        }
-        view
     }
 
     /// The same view without the spans of customers patched out.
@@ -198,14 +340,19 @@ impl View {
 /// subscription items, purchases), in the order they are tried in. Only customers that hold a
 /// key and came in through this part are added; a customer's rows all come in one part.
 pub struct Part {
-    view: View,
+    view: Tables,
     first_new: u32,
     /// Entitlements by where their customer is in the view, until all are read.
     owned: Vec<(u32, Entitlement)>,
 }
 
 impl Part {
-    pub fn new(view: View) -> Self {
+    /// A part that makes a whole view.
+    pub fn new() -> Self {
+        Self::over(Tables::default())
+    }
+
+    fn over(view: Tables) -> Self {
         Self {
             first_new: view.customers.len() as u32,
             view,
@@ -230,9 +377,11 @@ impl Part {
                 slot,
                 first: 0,
                 len: 0,
+                keys: 0,
             });
         }
         let at = *at;
+        view.customers[at as usize].keys += 1;
         let key = KeyRef {
             key: ids.key(&row.id, slot),
             customer: at,
@@ -263,7 +412,15 @@ impl Part {
     }
 
     /// The view with every entitlement read placed in its customer's span.
-    pub fn finish(mut self) -> View {
+    pub fn finish(self) -> View {
+        View {
+            version: 0,
+            base: Arc::new(self.finish_tables()),
+            recent: None,
+        }
+    }
+
+    fn finish_tables(mut self) -> Tables {
         // Stable: each customer's entitlements keep the order they were read in.
         self.owned.sort_by_key(|(at, _)| *at);
         let view = &mut self.view;
@@ -339,17 +496,97 @@ mod tests {
     }
 
     #[test]
+    fn changes_beyond_the_fold_are_folded_into_a_base_equal_to_a_whole_build() {
+        let mut ids = Ids::default();
+        let n = FOLD_AT as u32 + 1;
+        let name = |c: u32| format!("c{c}");
+        let key = |c: u32| KeyRow {
+            id: format!("key_{c}"),
+            customer_id: name(c),
+            key_hash: format!("{c:032x}").repeat(2),
+        };
+        let customer = |c: u32, keys: Vec<KeyRow>, note: &str| LedgerRows {
+            keys,
+            grants: vec![GrantRow {
+                id: format!("g_{c}"),
+                customer_id: name(c),
+                note: Some(note.into()),
+                predictors: "*".into(),
+                quota: None,
+                quota_period: None,
+                credits: None,
+                expires_at: None,
+            }],
+            ..LedgerRows::default()
+        };
+        let all = |note: &dyn Fn(u32) -> String| {
+            let mut rows = LedgerRows::default();
+            for c in 0..n {
+                let one = customer(c, vec![key(c)], &note(c));
+                rows.keys.extend(one.keys);
+                rows.grants.extend(one.grants);
+            }
+            rows
+        };
+        let mut view = View::build(all(&|_| "v0".into()), &mut ids);
+        // Customer 0 loses its key (its customer drops out); the others change their grant.
+        view = view.patched(2, vec![(name(0), LedgerRows::default())], &mut ids);
+        assert_eq!(
+            view.key_count(),
+            n as usize - 1,
+            "the revoked key is not counted"
+        );
+        for c in 1..n {
+            view = view.patched(
+                2 + i64::from(c),
+                vec![(name(c), customer(c, vec![key(c)], "v1"))],
+                &mut ids,
+            );
+            if c == 1 {
+                assert!(
+                    view.recent.is_some(),
+                    "a few changes are kept beside the base"
+                );
+            }
+        }
+        assert!(
+            view.recent.is_none(),
+            "more than FOLD_AT changes are folded in"
+        );
+        let mut expected = all(&|_| "v1".into());
+        expected.keys.remove(0);
+        expected.grants.remove(0);
+        let expected = View::build(expected, &mut ids);
+        assert_eq!(summary(&view, &ids), summary(&expected, &ids));
+        assert_eq!(view.key_count(), n as usize - 1);
+        assert_eq!(customers(&view, &ids).len(), n as usize - 1);
+    }
+
+    #[test]
     fn a_key_takes_24_bytes_in_its_table() {
         assert_eq!(size_of::<(KeyTag, KeyRef)>(), 24);
     }
 
     /// Keys with their customer and that customer's first entitlement's name.
     fn summary(view: &View, ids: &Ids) -> Vec<(String, String, String)> {
-        let mut out: Vec<_> = view
+        let recent = view.recent.as_deref();
+        let base = view
+            .base
             .keys
             .iter()
-            .map(|(tag, key)| {
-                let customer = view.customer_at(key.customer);
+            .map(|(tag, key)| (tag, &*view.base, key));
+        let new = recent
+            .into_iter()
+            .flat_map(|r| r.tables.keys.iter().map(|(tag, key)| (tag, &r.tables, key)));
+        let mut out: Vec<_> = base
+            .chain(new)
+            .map(|(tag, tables, key)| (tag, tables.customer_at(key.customer)))
+            .filter(|(_, customer)| {
+                // A key of the base whose customer changed since stands for nothing.
+                view.customer(customer.slot)
+                    .is_some_and(|now| std::ptr::eq(now.entitlements, customer.entitlements))
+            })
+            .map(|(tag, customer)| {
                 (
                     format!("{:016x}{:016x}", tag.0[0], tag.0[1]),
                     ids.customers.get(customer.slot).to_owned(),
@@ -362,7 +599,12 @@ mod tests {
     }
 
     fn customers(view: &View, ids: &Ids) -> Vec<String> {
-        let mut out: Vec<_> = (0..view.by_customer.len() as u32)
+        let slots = view.base.by_customer.len().max(
+            view.recent
+                .as_ref()
+                .map_or(0, |r| r.tables.by_customer.len()),
+        );
+        let mut out: Vec<_> = (0..slots as u32)
             .filter(|&slot| view.customer(slot).is_some())
             .map(|slot| ids.customers.get(slot).to_owned())
             .collect();
@@ -404,7 +646,7 @@ mod tests {
         assert_eq!(summary(&patched, &ids), summary(&whole, &ids));
         assert_eq!(customers(&patched, &ids), ["b", "c", "d"]);
         assert_eq!(
-            before.keys.len(),
+            before.key_count(),
             4,
             "the view patched from is left as it was"
         );
@@ -432,10 +674,15 @@ mod tests {
                 &mut ids,
             );
         }
+        let patched = &view
+            .recent
+            .as_ref()
+            .expect("patched beside the base")
+            .tables;
         assert!(
-            view.customers.len() < 8 + 8 / 4 + 1,
+            patched.customers.len() < 8 + 8 / 4 + 1,
             "dead spans are dropped once they are a quarter of the view ({} spans)",
-            view.customers.len()
+            patched.customers.len()
         );
         let expected = View::build(
             merged(
