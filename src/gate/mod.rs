@@ -410,3 +410,89 @@ impl Gate {
         self.view.load().key_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::KeyPrefix;
+
+    const NOW: i64 = 1_795_996_800;
+
+    /// A worker answering with warm keys takes no lock another thread can hold: not the ids,
+    /// not the counters' or rate windows' tables, not the activity shards' list, not a reload.
+    /// Every one is held here while another thread authorizes; a lock taken there would stall
+    /// it, and the test fails after ten seconds instead of hanging.
+    #[test]
+    fn a_warm_authorization_takes_no_lock_another_thread_holds() {
+        let gate = Arc::new(Gate::new(GateRules {
+            owner: None,
+            past_due_grace: 0,
+        }));
+        let prefix = KeyPrefix::parse("tb").unwrap();
+        let keys: Vec<AccessKey> = (0..3).map(|_| AccessKey::generate(&prefix)).collect();
+        let mut rows = LedgerRows {
+            version: 1,
+            ..LedgerRows::default()
+        };
+        for (n, key) in keys.iter().enumerate() {
+            rows.keys.push(KeyRow {
+                id: format!("key_{n}"),
+                customer_id: format!("cus_{n}"),
+                key_hash: key.hash().to_hex(),
+            });
+            rows.grants.push(GrantRow {
+                id: format!("grant_{n}"),
+                customer_id: format!("cus_{n}"),
+                note: None,
+                predictors: "*".into(),
+                // Unlimited, a quota, credits: each kind of counter.
+                quota: (n == 1).then_some(1_000_000),
+                quota_period: (n == 1).then(|| "month".into()),
+                credits: (n == 2).then_some(1_000_000),
+                expires_at: None,
+            });
+        }
+        let view = gate.build(rows);
+        gate.swap_in(Arc::new(view));
+        gate.loaded.store(true, Ordering::Release);
+
+        let (warm_tx, warm_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let worker = {
+            let gate = Arc::clone(&gate);
+            let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+            std::thread::spawn(move || {
+                let run = || {
+                    keys.iter()
+                        .filter(|k| gate.authorize("@acme/sdxl", k, NOW).is_ok())
+                        .count()
+                };
+                // The first use makes this thread's shard and each key's counters.
+                warm_tx.send(run()).unwrap();
+                go_rx.recv().unwrap();
+                let allowed: usize = (0..1_000).map(|_| run()).sum();
+                done_tx.send(allowed).unwrap();
+            })
+        };
+        assert_eq!(warm_rx.recv().unwrap(), 3);
+        // What the flush does every second: made counters become readable without a lock.
+        gate.usage.publish();
+
+        let ids = gate.ids.write().unwrap();
+        let usage = gate.usage.hold_locks();
+        let reloading = gate.reloading.try_lock().unwrap();
+        go_tx.send(()).unwrap();
+        let allowed = done_rx.recv_timeout(Duration::from_secs(10));
+        drop((ids, usage, reloading));
+        assert_eq!(
+            allowed,
+            Ok(3_000),
+            "the worker stalled on a lock held elsewhere"
+        );
+        worker.join().unwrap();
+    }
+}

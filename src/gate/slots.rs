@@ -75,6 +75,12 @@ impl<K: Hash + Eq + Copy, V: Default> Slots<K, V> {
     }
 
     /// Folds the keys made since the last call into the table the hot path reads.
+    /// Holds the one lock of these slots, as a thread making a new key would.
+    #[cfg(test)]
+    pub fn lock_pending(&self) -> std::sync::MutexGuard<'_, FastMap<K, u32>> {
+        self.pending.lock().expect("slots lock poisoned")
+    }
+
     pub fn publish(&self) {
         let mut pending = self.pending.lock().expect("slots lock poisoned");
         if pending.is_empty() {

@@ -248,6 +248,23 @@ impl UsageBook {
         self.windows.publish();
     }
 
+    /// Holds every lock the book has, as the flush, a new key and a failed write take them.
+    #[cfg(test)]
+    pub fn hold_locks(&self) -> impl Sized + '_ {
+        (
+            self.counters.lock_pending(),
+            self.windows.lock_pending(),
+            self.activity
+                .all
+                .lock()
+                .expect("activity shards lock poisoned"),
+            self.activity
+                .restored
+                .lock()
+                .expect("activity lock poisoned"),
+        )
+    }
+
     /// Counts one use unless that would pass `cap`; exact under any concurrency.
     pub fn try_take(
         &self,
