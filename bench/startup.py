@@ -3,7 +3,8 @@
 
 Measures, over several starts: from process start to the first correct 200 of the authorize
 route (polling as fast as a client can), then to /readyz answering 200 (the whole ledger in
-memory), and resident memory half a second after that. Prints one JSON line. Usage: startup.py BINARY DATABASE_URL KEYS_FILE [RUNS]
+memory), and resident memory half a second after that. Prints one JSON line.
+Usage: startup.py BINARY DATABASE_URL KEYS_FILE [RUNS]
 """
 import http.client
 import json

@@ -50,12 +50,12 @@ impl AccessKey {
     /// nothing allocated.
     pub fn hash_of(input: &str) -> Result<KeyHash, AccessKeyError> {
         check(input)?;
-        Ok(KeyHash(Sha256::digest(input.as_bytes()).into()))
+        Ok(KeyHash::of(input))
     }
 
     /// The only form in which a key is stored.
     pub fn hash(&self) -> KeyHash {
-        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+        KeyHash::of(&self.0)
     }
 
     /// `tb_AbCd1234`: enough to recognise a key, far too little to use it.
@@ -105,16 +105,11 @@ impl fmt::Debug for AccessKey {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyHash([u8; 32]);
 
-/// A SHA-256 digest is already uniform: eight of its bytes are plenty to hash a map key.
-impl std::hash::Hash for KeyHash {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(head));
-    }
-}
-
 impl KeyHash {
+    fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }

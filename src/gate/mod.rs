@@ -280,8 +280,7 @@ impl Gate {
             usage: &self.usage,
         };
         let version = store.load_ledger_into(now, &mut loading).await?;
-        let mut view = loading.part.finish();
-        view.version = version;
+        let view = loading.part.finish(version);
         // The counters just read are looked up from the first request on.
         self.usage.publish();
         self.ids.write().expect("ids lock poisoned").shrink_to_fit();

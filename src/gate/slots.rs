@@ -41,11 +41,7 @@ impl<K: Hash + Eq + Copy, V: Default> Slots<K, V> {
             return Some(self.at(at));
         }
         let pending = self.pending.lock().expect("slots lock poisoned");
-        let at = pending
-            .get(key)
-            .copied()
-            .or_else(|| self.index.load().get(key).copied())?;
-        Some(self.at(at))
+        Some(self.at(self.place(&pending, key)?))
     }
 
     /// The value of `key`, made (`V::default()`) if it has none.
@@ -54,12 +50,7 @@ impl<K: Hash + Eq + Copy, V: Default> Slots<K, V> {
             return self.at(at);
         }
         let mut pending = self.pending.lock().expect("slots lock poisoned");
-        // Published meanwhile: the table is swapped before the pending entries go.
-        let found = pending
-            .get(&key)
-            .copied()
-            .or_else(|| self.index.load().get(&key).copied());
-        let at = match found {
+        let at = match self.place(&pending, &key) {
             Some(at) => at,
             None => {
                 let at = self.len.load(Ordering::Acquire);
@@ -74,13 +65,22 @@ impl<K: Hash + Eq + Copy, V: Default> Slots<K, V> {
         self.at(at)
     }
 
-    /// Folds the keys made since the last call into the table the hot path reads.
+    /// Where `key`'s value is, looked up with the pending table locked: there, or in the
+    /// table if it was published meanwhile (the table is swapped before the pending entries go).
+    fn place(&self, pending: &FastMap<K, u32>, key: &K) -> Option<u32> {
+        pending
+            .get(key)
+            .copied()
+            .or_else(|| self.index.load().get(key).copied())
+    }
+
     /// Holds the one lock of these slots, as a thread making a new key would.
     #[cfg(test)]
     pub fn lock_pending(&self) -> std::sync::MutexGuard<'_, FastMap<K, u32>> {
         self.pending.lock().expect("slots lock poisoned")
     }
 
+    /// Folds the keys made since the last call into the table the hot path reads.
     pub fn publish(&self) {
         let mut pending = self.pending.lock().expect("slots lock poisoned");
         if pending.is_empty() {

@@ -173,20 +173,19 @@ impl Shards {
     fn with_mine<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
         SHARDS.with(|shards| {
             let mut shards = shards.borrow_mut();
-            let shard = match shards.iter().find(|(book, _)| *book == self.book) {
-                Some((_, shard)) => Arc::clone(shard),
+            let at = match shards.iter().position(|(book, _)| *book == self.book) {
+                Some(at) => at,
                 None => {
                     let shard = Arc::new(Mutex::new(Activity::default()));
                     self.all
                         .lock()
                         .expect("activity shards lock poisoned")
                         .push(Arc::clone(&shard));
-                    shards.push((self.book, Arc::clone(&shard)));
-                    shard
+                    shards.push((self.book, shard));
+                    shards.len() - 1
                 }
             };
-            drop(shards);
-            let mut activity = shard.lock().expect("activity lock poisoned");
+            let mut activity = shards[at].1.lock().expect("activity lock poisoned");
             f(&mut activity)
         })
     }

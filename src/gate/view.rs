@@ -35,7 +35,6 @@ pub struct View {
 }
 
 /// Customers changed since the base was made.
-#[derive(Default)]
 struct Recent {
     tables: Tables,
     /// Every customer changed since: their entries in the base are out of date (a customer
@@ -114,14 +113,17 @@ impl View {
     }
 
     pub fn find(&self, hash: &KeyHash) -> Option<Found<'_>> {
-        let tag = KeyTag(hash.head());
+        self.find_tag(&KeyTag(hash.head()))
+    }
+
+    fn find_tag(&self, tag: &KeyTag) -> Option<Found<'_>> {
         let Some(recent) = &self.recent else {
-            return self.base.find(&tag);
+            return self.base.find(tag);
         };
-        if let Some(found) = recent.tables.find(&tag) {
+        if let Some(found) = recent.tables.find(tag) {
             return Some(found);
         }
-        let found = self.base.find(&tag)?;
+        let found = self.base.find(tag)?;
         (!recent.masked.contains(&found.customer.slot)).then_some(found)
     }
 
@@ -154,11 +156,12 @@ impl View {
         let names: Vec<String> = changed.iter().map(|(id, _)| id.clone()).collect();
         let before = self.recent.as_deref();
         let mut recent = Recent {
-            tables: before.map_or_else(Tables::default, |r| r.tables.clone()),
+            tables: before
+                .map_or_else(Tables::default, |r| r.tables.clone())
+                .patched(changed, ids),
             masked: before.map(|r| r.masked.clone()).unwrap_or_default(),
             hidden_keys: before.map_or(0, |r| r.hidden_keys),
         };
-        recent.tables = recent.tables.patched(changed, ids);
         // After the patch: a customer new to the process has a slot only now.
         for slot in names.iter().filter_map(|id| ids.customers.find(id)) {
             if recent.masked.insert(slot)
@@ -215,14 +218,18 @@ impl Tables {
         })
     }
 
-    fn span(&self, slot: u32) -> Option<&Span> {
+    /// Where a customer slot's span is in `customers`, if the customer is here.
+    fn position(&self, slot: u32) -> Option<u32> {
         let at = *self.by_customer.get(slot as usize)?;
-        (at != NONE).then(|| &self.customers[at as usize])
+        (at != NONE).then_some(at)
+    }
+
+    fn span(&self, slot: u32) -> Option<&Span> {
+        Some(&self.customers[self.position(slot)? as usize])
     }
 
     fn customer(&self, slot: u32) -> Option<Customer<'_>> {
-        let at = *self.by_customer.get(slot as usize)?;
-        (at != NONE).then(|| self.customer_at(at))
+        Some(self.customer_at(self.position(slot)?))
     }
 
     fn heap_bytes(&self) -> usize {
@@ -244,18 +251,17 @@ impl Tables {
 
     /// These tables with the named customers replaced by their rows as now stored (a customer
     /// left without rows, say whose last key was revoked, drops out).
-    fn patched(&self, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
+    fn patched(mut self, changed: Vec<(String, LedgerRows)>, ids: &mut Ids) -> Self {
         let gone: HashSet<u32> = changed
             .iter()
             .filter_map(|(id, _)| ids.customers.find(id))
             .collect();
-        let mut tables = self.clone();
-        tables.drop_customers(&gone);
+        self.drop_customers(&gone);
         for (_, rows) in changed {
-            tables.add(rows, ids);
+            self.add(rows, ids);
         }
-        tables.compact_if_sparse();
-        tables
+        self.compact_if_sparse();
+        self
     }
 
     /// The base with the recent customers in place of their old entries.
@@ -411,10 +417,10 @@ impl Part {
         }
     }
 
-    /// The view with every entitlement read placed in its customer's span.
-    pub fn finish(self) -> View {
+    /// The view, at `version`, with every entitlement read placed in its customer's span.
+    pub fn finish(self, version: i64) -> View {
         View {
-            version: 0,
+            version,
             base: Arc::new(self.finish_tables()),
             recent: None,
         }
@@ -454,12 +460,13 @@ mod tests {
     use super::*;
     use crate::store::KeyRow;
 
-    fn hash(n: u8) -> String {
-        format!("{n:02x}").repeat(32)
+    /// A key hash whose first 128 bits (what the view keeps) tell `n` apart.
+    fn hash(n: u32) -> String {
+        format!("{n:032x}").repeat(2)
     }
 
     /// Customer `c` with keys `keys` and one grant named after the customer and `note`.
-    fn rows(c: &str, keys: &[u8], note: &str) -> LedgerRows {
+    fn rows(c: &str, keys: &[u32], note: &str) -> LedgerRows {
         LedgerRows {
             keys: keys
                 .iter()
@@ -500,35 +507,8 @@ mod tests {
         let mut ids = Ids::default();
         let n = FOLD_AT as u32 + 1;
         let name = |c: u32| format!("c{c}");
-        let key = |c: u32| KeyRow {
-            id: format!("key_{c}"),
-            customer_id: name(c),
-            key_hash: format!("{c:032x}").repeat(2),
-        };
-        let customer = |c: u32, keys: Vec<KeyRow>, note: &str| LedgerRows {
-            keys,
-            grants: vec![GrantRow {
-                id: format!("g_{c}"),
-                customer_id: name(c),
-                note: Some(note.into()),
-                predictors: "*".into(),
-                quota: None,
-                quota_period: None,
-                credits: None,
-                expires_at: None,
-            }],
-            ..LedgerRows::default()
-        };
-        let all = |note: &dyn Fn(u32) -> String| {
-            let mut rows = LedgerRows::default();
-            for c in 0..n {
-                let one = customer(c, vec![key(c)], &note(c));
-                rows.keys.extend(one.keys);
-                rows.grants.extend(one.grants);
-            }
-            rows
-        };
-        let mut view = View::build(all(&|_| "v0".into()), &mut ids);
+        let all = |note: &str| merged((0..n).map(|c| rows(&name(c), &[c], note)).collect(), 1);
+        let mut view = View::build(all("v0"), &mut ids);
         // Customer 0 loses its key (its customer drops out); the others change their grant.
         view = view.patched(2, vec![(name(0), LedgerRows::default())], &mut ids);
         assert_eq!(
@@ -539,7 +519,7 @@ mod tests {
         for c in 1..n {
             view = view.patched(
                 2 + i64::from(c),
-                vec![(name(c), customer(c, vec![key(c)], "v1"))],
+                vec![(name(c), rows(&name(c), &[c], "v1"))],
                 &mut ids,
             );
             if c == 1 {
@@ -553,7 +533,7 @@ mod tests {
             view.recent.is_none(),
             "more than FOLD_AT changes are folded in"
         );
-        let mut expected = all(&|_| "v1".into());
+        let mut expected = all("v1");
         expected.keys.remove(0);
         expected.grants.remove(0);
         let expected = View::build(expected, &mut ids);
@@ -569,23 +549,13 @@ mod tests {
 
     /// Keys with their customer and that customer's first entitlement's name.
     fn summary(view: &View, ids: &Ids) -> Vec<(String, String, String)> {
-        let recent = view.recent.as_deref();
-        let base = view
-            .base
-            .keys
-            .iter()
-            .map(|(tag, key)| (tag, &*view.base, key));
-        let new = recent
+        let recent = view.recent.iter().flat_map(|r| r.tables.keys.keys());
+        let tags: HashSet<&KeyTag> = view.base.keys.keys().chain(recent).collect();
+        let mut out: Vec<_> = tags
             .into_iter()
-            .flat_map(|r| r.tables.keys.iter().map(|(tag, key)| (tag, &r.tables, key)));
-        let mut out: Vec<_> = base
-            .chain(new)
-            .map(|(tag, tables, key)| (tag, tables.customer_at(key.customer)))
-            .filter(|(_, customer)| {
-                // A key of the base whose customer changed since stands for nothing.
-                view.customer(customer.slot)
-                    .is_some_and(|now| std::ptr::eq(now.entitlements, customer.entitlements))
-            })
+            // Through the view's own lookup: a key of the base whose customer changed since
+            // is found only if it is still theirs.
+            .filter_map(|tag| Some((tag, view.find_tag(tag)?.customer)))
             .map(|(tag, customer)| {
                 (
                     format!("{:016x}{:016x}", tag.0[0], tag.0[1]),
@@ -663,7 +633,7 @@ mod tests {
             ),
             &mut ids,
         );
-        for round in 1..=20u8 {
+        for round in 1..=20u32 {
             let n = round % 8;
             view = view.patched(
                 1 + i64::from(round),
@@ -686,9 +656,9 @@ mod tests {
         );
         let expected = View::build(
             merged(
-                (0..8u8)
+                (0..8u32)
                     .map(|n| {
-                        let last = (1..=20u8).filter(|r| r % 8 == n).max().unwrap_or(0);
+                        let last = (1..=20u32).filter(|r| r % 8 == n).max().unwrap_or(0);
                         rows(&format!("c{n}"), &[n], &format!("v{last}"))
                     })
                     .collect(),
