@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 # As fly.toml runs it: JSON logs at the default level (override with e.g. RUST_LOG=warn).
 export LOG_FORMAT=${LOG_FORMAT-json}
+# fly.toml serves metrics on their own listener; any free port here (not scraped).
+export METRICS_ADDR=${METRICS_ADDR-127.0.0.1:0}
 
 CUSTOMERS=${CUSTOMERS:-100000}
 # 60 s windows: each includes one of the once-a-minute activity writes.
@@ -120,7 +122,7 @@ per_key() { python3 -c "print(round(($1 - $2) * 1024 / $CUSTOMERS))"; }
 {
   echo "# Authorize benchmark, $(date -u +%Y-%m-%d)"
   echo
-  echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`; servers with LOG_FORMAT=${LOG_FORMAT:-(unset)}, RUST_LOG=${RUST_LOG:-(unset: info)}"
+  echo "Command: \`CUSTOMERS=$CUSTOMERS DURATION=$DURATION CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS bench/run.sh\`; servers with LOG_FORMAT=${LOG_FORMAT:-(unset)}, RUST_LOG=${RUST_LOG:-(unset: info)}, METRICS_ADDR=${METRICS_ADDR:-(unset)}"
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk 1 thread, $CONNECTIONS connections; servers with $WORKERS worker; loopback."
   echo "Ledger: $CUSTOMERS customers with one key each (40% unlimited subscriptions, 20% subscriptions with a quota, 20% manual grants, 20% credit purchases, 5% also with a canceled subscription); keys drawn at random per request; the counts a quota, credits or a meter rests on written every second, the per-hour reports and unlimited plans' counts once a minute."
   echo

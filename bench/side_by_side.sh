@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 # Every server runs with the allocator setting of the Docker image (Dockerfile).
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
 export LOG_FORMAT=${LOG_FORMAT-json}
+# fly.toml serves metrics on their own listener; any free port here (not scraped).
+export METRICS_ADDR=${METRICS_ADDR-127.0.0.1:0}
 
 OUT=target/bench
 TOKEN=benchmark-authorize-token-0123456789

@@ -2,6 +2,7 @@
 //! the configuration table of docs/operations.md; secrets are `SecretString` and never printed.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +48,9 @@ pub struct Settings {
     pub ledger_poll_interval: Duration,
     /// `WORKERS`: HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// `METRICS_ADDR` (e.g. `0.0.0.0:9091`): where Prometheus metrics are served, on their own
+    /// listener so they are never public with the service; off when unset.
+    pub metrics_addr: Option<SocketAddr>,
     /// `LOG_FORMAT`: `json` for one JSON object per line; anything else is human-readable.
     pub log_json: bool,
     /// `USAGE_JOURNAL`: where counted use waits on local disk while the database cannot be
@@ -147,6 +151,16 @@ impl Settings {
                     .ok_or_else(|| fail("WORKERS", format!("{w:?} is not a positive number")))
             })
             .transpose()?;
+        let metrics_addr = get("METRICS_ADDR")
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    fail(
+                        "METRICS_ADDR",
+                        format!("{a:?} is not an address and port such as 0.0.0.0:9091"),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Self {
             database_url: database_url.clone(),
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
@@ -189,6 +203,7 @@ impl Settings {
             usage_flush_interval: duration("USAGE_FLUSH_INTERVAL", secs(1), (ms(10), secs(3_600)))?,
             ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", ms(200), (ms(10), secs(3_600)))?,
             workers,
+            metrics_addr,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
             usage_journal: get("USAGE_JOURNAL")
                 .map(PathBuf::from)
@@ -356,6 +371,7 @@ impl fmt::Debug for Settings {
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("ledger_poll_interval", &self.ledger_poll_interval)
             .field("workers", &self.workers)
+            .field("metrics_addr", &self.metrics_addr)
             .field("log_json", &self.log_json)
             .field("usage_journal", &self.usage_journal)
             .finish()
@@ -426,6 +442,7 @@ mod tests {
             ("AUTHORIZE_TOKEN", "short"),
             ("USAGE_FLUSH_INTERVAL", "soon"),
             ("WORKERS", "0"),
+            ("METRICS_ADDR", "9091"),
         ];
         for (name, value) in cases {
             let error = settings(&[(name, value)]).unwrap_err().to_string();

@@ -14,6 +14,8 @@ pub mod gate;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
+pub mod per_thread;
 pub mod store;
 pub mod stripe;
 pub mod telemetry;

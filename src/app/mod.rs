@@ -27,6 +27,7 @@ use crate::http::session::Sessions;
 use crate::http::state::AuthorizeToken;
 use crate::http::{self, AppState, Webhooks};
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::store::{self, Db, Mirror};
 use crate::stripe::{StripeApi, Syncer};
 
@@ -53,6 +54,8 @@ pub struct Application {
     token_source: TokenSource,
     /// Run the background threads below the HTTP workers (`jobs/priority.rs`).
     yield_to_workers: bool,
+    /// Bound when `METRICS_ADDR` is set; served once running.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -63,6 +66,13 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = settings
+            .metrics_addr
+            .map(|addr| {
+                TcpListener::bind(addr)
+                    .with_context(|| format!("Failed to bind METRICS_ADDR {addr}"))
+            })
+            .transpose()?;
         let mut settings = settings;
         if settings.public_url_is_default {
             settings.public_url = format!("http://localhost:{port}");
@@ -135,6 +145,7 @@ impl Application {
             health: Arc::new(Health::default()),
             pages_in_flight: Semaphore::new(PAGES_AT_ONCE),
             authorize_token: AuthorizeToken::new(&authorize_token),
+            metrics: Arc::new(Metrics::default()),
         });
 
         let app_state = state.clone();
@@ -164,11 +175,18 @@ impl Application {
             authorize_token,
             token_source,
             yield_to_workers: false,
+            metrics_listener,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let listener = self.metrics_listener.as_ref()?;
+        Some(listener.local_addr().ok()?.port())
     }
 
     /// Stops the server gracefully, as SIGTERM does.
@@ -232,6 +250,7 @@ impl Application {
                 Arc::clone(&state.store),
                 Arc::clone(&self.journal),
                 Arc::clone(&state.health),
+                Arc::clone(&state.metrics),
                 settings.usage_flush_interval,
                 stopped,
             ),
@@ -245,6 +264,7 @@ impl Application {
                 jobs::webhook_worker::run(
                     Arc::clone(&state.ledger),
                     Arc::clone(&state.store),
+                    Arc::clone(&state.metrics),
                     Arc::clone(&webhooks.wake),
                     stop.subscribe(),
                 ),
@@ -269,6 +289,29 @@ impl Application {
                 ),
             );
         }
+        let metrics_server = match self.metrics_listener {
+            Some(listener) => {
+                let server = http::metrics::server(
+                    listener,
+                    http::metrics::Sources {
+                        metrics: Arc::clone(&state.metrics),
+                        gate: Arc::clone(&state.gate),
+                        health: Arc::clone(&state.health),
+                        store: Arc::clone(&state.store),
+                        stripe: self.stripe_api.clone(),
+                    },
+                )
+                .context("Failed to start the metrics listener")?;
+                let handle = server.handle();
+                jobs.spawn("metrics listener", async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(error = %e, "The metrics listener failed");
+                    }
+                });
+                Some(handle)
+            }
+            None => None,
+        };
         // A job that ends before the service is stopping has failed: the service stops too,
         // with the job's name, rather than serving on without it (a supervisor such as Fly's
         // then starts it again).
@@ -283,6 +326,9 @@ impl Application {
             }
         };
         let _ = stop.send(true);
+        if let Some(metrics) = metrics_server {
+            metrics.stop(true).await;
+        }
         jobs.join_all().await;
         let mut journal = self.journal.lock().await;
         let flushed =

@@ -408,6 +408,16 @@ impl Gate {
     pub fn key_count(&self) -> usize {
         self.view.load().key_count()
     }
+
+    /// Customers holding a key, in the view now.
+    pub fn customer_count(&self) -> usize {
+        self.view.load().customer_count()
+    }
+
+    /// The ledger version the view was built at (0 before the first load).
+    pub fn version(&self) -> i64 {
+        self.view.load().version
+    }
 }
 
 #[cfg(test)]

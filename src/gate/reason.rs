@@ -55,30 +55,60 @@ pub struct Links {
 }
 
 impl DenyReason {
+    /// Every reason's label, in the order of [`Self::index`]: the metrics list each, seen or not.
+    pub const LABELS: [&'static str; 21] = [
+        "no_key",
+        "key_too_long",
+        "not_our_key",
+        "key_typo",
+        "bad_tag",
+        "unknown_key",
+        "other_owner",
+        "no_plan",
+        "not_included",
+        "grant_expired",
+        "pass_expired",
+        "canceled",
+        "past_due",
+        "unpaid",
+        "incomplete",
+        "paused",
+        "refunded",
+        "disputed",
+        "quota_used",
+        "credits_used",
+        "rate_limited",
+    ];
+
     /// A stable label for logs and metrics.
     pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// Where the reason's label is in [`Self::LABELS`].
+    pub fn index(&self) -> usize {
         match self {
-            Self::Key(AccessKeyError::Empty) => "no_key",
-            Self::Key(AccessKeyError::TooLong) => "key_too_long",
-            Self::Key(AccessKeyError::Malformed) => "not_our_key",
-            Self::Key(AccessKeyError::BadChecksum) => "key_typo",
-            Self::Tag(_) => "bad_tag",
-            Self::UnknownKey => "unknown_key",
-            Self::OtherOwner { .. } => "other_owner",
-            Self::NoPlan => "no_plan",
-            Self::NotIncluded => "not_included",
-            Self::GrantExpired { .. } => "grant_expired",
-            Self::PassExpired { .. } => "pass_expired",
-            Self::Canceled { .. } => "canceled",
-            Self::PastDue { .. } => "past_due",
-            Self::Unpaid => "unpaid",
-            Self::Incomplete => "incomplete",
-            Self::Paused => "paused",
-            Self::Refunded { .. } => "refunded",
-            Self::Disputed { .. } => "disputed",
-            Self::QuotaUsed { .. } => "quota_used",
-            Self::CreditsUsed { .. } => "credits_used",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::Key(AccessKeyError::Empty) => 0,
+            Self::Key(AccessKeyError::TooLong) => 1,
+            Self::Key(AccessKeyError::Malformed) => 2,
+            Self::Key(AccessKeyError::BadChecksum) => 3,
+            Self::Tag(_) => 4,
+            Self::UnknownKey => 5,
+            Self::OtherOwner { .. } => 6,
+            Self::NoPlan => 7,
+            Self::NotIncluded => 8,
+            Self::GrantExpired { .. } => 9,
+            Self::PassExpired { .. } => 10,
+            Self::Canceled { .. } => 11,
+            Self::PastDue { .. } => 12,
+            Self::Unpaid => 13,
+            Self::Incomplete => 14,
+            Self::Paused => 15,
+            Self::Refunded { .. } => 16,
+            Self::Disputed { .. } => 17,
+            Self::QuotaUsed { .. } => 18,
+            Self::CreditsUsed { .. } => 19,
+            Self::RateLimited { .. } => 20,
         }
     }
 

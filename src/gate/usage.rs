@@ -7,13 +7,13 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use super::FastMap;
 use super::names::{Ids, Names};
 use super::slots::Slots;
+use crate::per_thread::PerThread;
 use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement slot and the start of one of its periods, in Unix seconds as 32 bits
@@ -31,6 +31,7 @@ const REPORT_ONLY: u32 = u32::MAX;
 const CAPPED: u32 = u32::MAX - 1;
 
 /// Counters that outlive view reloads, keyed by entitlement and period start.
+#[derive(Default)]
 pub struct UsageBook {
     /// Read without a lock on the hot path (`Slots`); a counter made in the last second is
     /// behind a mutex until the next flush publishes it.
@@ -139,68 +140,27 @@ impl Taken {
     }
 }
 
-impl Default for UsageBook {
-    fn default() -> Self {
-        Self {
-            counters: Slots::default(),
-            activity: Shards {
-                book: NEXT_BOOK.fetch_add(1, Ordering::Relaxed),
-                all: Mutex::default(),
-                restored: Mutex::default(),
-            },
-            windows: Slots::default(),
-        }
-    }
-}
-
-/// Numbers the books, so a thread's shards are told apart by book.
-static NEXT_BOOK: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// This thread's activity shard of each book it has recorded to.
-    static SHARDS: RefCell<Vec<(u64, Arc<Mutex<Activity>>)>> = const { RefCell::new(Vec::new()) };
-}
-
+/// Per-hour activity, recorded by each thread in its own shard and merged by the flush.
+#[derive(Default)]
 struct Shards {
-    book: u64,
-    /// Every thread's shard of this book, for the flush.
-    all: Mutex<Vec<Arc<Mutex<Activity>>>>,
+    mine: PerThread<Mutex<Activity>>,
+    /// What a failed write gave back, merged into the next take.
     restored: Mutex<Activity>,
 }
 
 impl Shards {
     /// Runs `f` on this thread's shard, made on its first use.
     fn with_mine<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
-        SHARDS.with(|shards| {
-            let mut shards = shards.borrow_mut();
-            let at = match shards.iter().position(|(book, _)| *book == self.book) {
-                Some(at) => at,
-                None => {
-                    let shard = Arc::new(Mutex::new(Activity::default()));
-                    self.all
-                        .lock()
-                        .expect("activity shards lock poisoned")
-                        .push(Arc::clone(&shard));
-                    shards.push((self.book, shard));
-                    shards.len() - 1
-                }
-            };
-            let mut activity = shards[at].1.lock().expect("activity lock poisoned");
-            f(&mut activity)
-        })
+        self.mine
+            .with_mine(|shard| f(&mut shard.lock().expect("activity lock poisoned")))
     }
 
     /// Everything recorded since the last take, from every shard; each starts again with room
     /// for as many entries as it had, so the hot path does not grow its table step by step
     /// every minute.
     fn take(&self) -> Activity {
-        let shards: Vec<_> = self
-            .all
-            .lock()
-            .expect("activity shards lock poisoned")
-            .clone();
         let mut all = std::mem::take(&mut *self.restored.lock().expect("activity lock poisoned"));
-        for shard in shards {
+        for shard in self.mine.all() {
             let taken = {
                 let mut activity = shard.lock().expect("activity lock poisoned");
                 let room = activity.hourly.len();
@@ -253,10 +213,7 @@ impl UsageBook {
         (
             self.counters.lock_pending(),
             self.windows.lock_pending(),
-            self.activity
-                .all
-                .lock()
-                .expect("activity shards lock poisoned"),
+            self.activity.mine.list(),
             self.activity
                 .restored
                 .lock()

@@ -141,6 +141,22 @@ impl View {
         }
     }
 
+    /// Customers in the view (those holding at least one key).
+    pub fn customer_count(&self) -> usize {
+        let live = |tables: &Tables| tables.customers.len() - tables.dead;
+        match &self.recent {
+            Some(r) => {
+                let replaced = r
+                    .masked
+                    .iter()
+                    .filter(|&&slot| self.base.customer(slot).is_some())
+                    .count();
+                live(&self.base) - replaced + live(&r.tables)
+            }
+            None => live(&self.base),
+        }
+    }
+
     /// Bytes the view's tables hold (what the memory figures of docs/performance.md are made of).
     pub fn heap_bytes(&self) -> usize {
         let recent = self.recent.as_ref().map_or(0, |r| {
@@ -540,6 +556,7 @@ mod tests {
         assert_eq!(summary(&view, &ids), summary(&expected, &ids));
         assert_eq!(view.key_count(), n as usize - 1);
         assert_eq!(customers(&view, &ids).len(), n as usize - 1);
+        assert_eq!(view.customer_count(), n as usize - 1);
     }
 
     #[test]
@@ -615,6 +632,8 @@ mod tests {
         assert_eq!(patched.version, 9);
         assert_eq!(summary(&patched, &ids), summary(&whole, &ids));
         assert_eq!(customers(&patched, &ids), ["b", "c", "d"]);
+        assert_eq!(patched.customer_count(), 3);
+        assert_eq!(whole.customer_count(), 3);
         assert_eq!(
             before.key_count(),
             4,
@@ -667,5 +686,6 @@ mod tests {
             &mut ids,
         );
         assert_eq!(summary(&view, &ids), summary(&expected, &ids));
+        assert_eq!(view.customer_count(), 8, "dead spans are not counted");
     }
 }

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::task::Poll;
+use std::time::Instant;
 
 use actix_web::http::Method;
 use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,6 +20,7 @@ use super::state::AppState;
 use crate::clock::unix_now;
 use crate::domain::AccessKeyError;
 use crate::gate::{DenyReason, Links};
+use crate::metrics::Outcome;
 
 /// Matched by a plain prefix: a `{token}` segment would cost a regular-expression match per
 /// prediction.
@@ -47,8 +50,9 @@ impl<'a> AuthorizeBody<'a> {
 }
 
 /// Every prediction passes through here, so nothing is logged or traced per request at the
-/// default level: the access log (`RUST_LOG=tollbooth::access=debug`) is opt-in, for
-/// debugging, and never shows the path (it holds the token), the key or the body.
+/// default level: each answer is counted in the metrics (by outcome, with its latency), and
+/// the access log (`RUST_LOG=tollbooth::access=debug`) is opt-in, for debugging, and never
+/// shows the path (it holds the token), the key or the body.
 pub async fn authorize(
     request: HttpRequest,
     payload: web::Payload,
@@ -64,7 +68,64 @@ pub async fn authorize(
     {
         return Err(JsonError::NotFound);
     }
-    if !is_json(&request) {
+    let started = Instant::now();
+    let (outcome, answer) = answer(&request, payload, &state).await;
+    state.metrics.authorization(outcome, started.elapsed());
+    answer
+}
+
+/// The answer to a call with the right token, and how it is counted.
+async fn answer(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> (Outcome, Result<HttpResponse, JsonError>) {
+    let input = match read_body(request, payload).await {
+        Ok(body) => body,
+        Err(e) => return (Outcome::BAD_REQUEST, Err(e)),
+    };
+    let input = match AuthorizeBody::parse(&input, &state.links) {
+        Ok(input) => input,
+        Err(message) => return (Outcome::BAD_REQUEST, Err(JsonError::Rejected(message))),
+    };
+    let now = unix_now();
+    let decision = if state.gate.is_loaded() {
+        state.gate.authorize(&input.tag, &input.access_key, now)
+    } else {
+        match state
+            .gate
+            .authorize_cold(state.store.as_ref(), &input.tag, &input.access_key, now)
+            .await
+        {
+            Ok(decision) => decision,
+            Err(e) => return (Outcome::FAILED, Err(e.into())),
+        }
+    };
+    match decision {
+        Ok(_) => {
+            access_log(200, "allow");
+            (
+                Outcome::ALLOWED,
+                Ok(HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(r#"{"authorized":true}"#)),
+            )
+        }
+        Err(reason) => {
+            access_log(400, reason.label());
+            (
+                Outcome::refused(&reason),
+                Err(JsonError::Rejected(
+                    reason.message(&input.tag, &state.links),
+                )),
+            )
+        }
+    }
+}
+
+/// The body, whole, if it is JSON of a sensible size that arrived in time.
+async fn read_body(request: &HttpRequest, payload: web::Payload) -> Result<Bytes, JsonError> {
+    if !is_json(request) {
         return Err(JsonError::UnsupportedMediaType(
             "The request must be JSON (Content-Type: application/json) with tag and accessKey."
                 .into(),
@@ -81,39 +142,13 @@ pub async fn authorize(
             .await
             .map_err(|_| JsonError::Rejected("The request body did not arrive in time.".into()))?,
     };
-    let body = body
-        .map_err(|_| {
-            JsonError::PayloadTooLarge(format!(
-                "The request body is larger than {} KiB; send only tag and accessKey.",
-                MAX_BODY_BYTES / 1024
-            ))
-        })?
-        .map_err(|_| JsonError::Rejected("The request body could not be read.".into()))?;
-    let input = AuthorizeBody::parse(&body, &state.links).map_err(JsonError::Rejected)?;
-
-    let now = unix_now();
-    let decision = if state.gate.is_loaded() {
-        state.gate.authorize(&input.tag, &input.access_key, now)
-    } else {
-        state
-            .gate
-            .authorize_cold(state.store.as_ref(), &input.tag, &input.access_key, now)
-            .await?
-    };
-    match decision {
-        Ok(_) => {
-            access_log(200, "allow");
-            Ok(HttpResponse::Ok()
-                .content_type("application/json")
-                .body(r#"{"authorized":true}"#))
-        }
-        Err(reason) => {
-            access_log(400, reason.label());
-            Err(JsonError::Rejected(
-                reason.message(&input.tag, &state.links),
-            ))
-        }
-    }
+    body.map_err(|_| {
+        JsonError::PayloadTooLarge(format!(
+            "The request body is larger than {} KiB; send only tag and accessKey.",
+            MAX_BODY_BYTES / 1024
+        ))
+    })?
+    .map_err(|_| JsonError::Rejected("The request body could not be read.".into()))
 }
 
 fn access_log(status: u16, outcome: &'static str) {

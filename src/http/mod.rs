@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod error;
 mod health;
+pub mod metrics;
 pub mod middleware;
 mod pages;
 pub mod session;

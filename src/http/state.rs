@@ -11,6 +11,7 @@ use super::session::Sessions;
 use crate::gate::{Gate, Links};
 use crate::health::Health;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::store::Db;
 
 pub struct AppState {
@@ -34,6 +35,8 @@ pub struct AppState {
     pub pages_in_flight: Semaphore,
     /// The secret path segment of the authorize URL.
     pub authorize_token: AuthorizeToken,
+    /// What is counted for the metrics listener: each authorization's outcome and latency.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The webhook route's secrets, and the bell that wakes the inbox worker.

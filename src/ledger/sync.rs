@@ -27,8 +27,8 @@ impl Ledger {
     /// (backoff). An attempt is cut short after `ATTEMPT_TIMEOUT`, so while Stripe does not
     /// answer, every waiting event still gets its attempt. The gate is brought up to date
     /// beside the caller. Events are triggers that re-read Stripe, so several may run at once,
-    /// in any order.
-    pub async fn apply_event(&self, event: &InboxEvent) {
+    /// in any order. Returns whether the event was processed (or will be tried again).
+    pub async fn apply_event(&self, event: &InboxEvent) -> bool {
         let attempt = async {
             match (&self.stripe, serde_json::from_str(&event.payload)) {
                 (Some(stripe), Ok(payload)) => {
@@ -46,8 +46,10 @@ impl Ledger {
                     ATTEMPT_TIMEOUT.as_secs()
                 ))
             });
+        let processed = outcome.is_ok();
         record(self.db.as_ref(), event, outcome).await;
         self.refresh_soon("webhook events");
+        processed
     }
 
     /// The full sync from Stripe (`tollbooth sync`, and periodically): every product, price

@@ -1,5 +1,7 @@
 //! Calls to the Stripe API through async-stripe's client, read back as plain JSON.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +15,8 @@ use crate::domain::is_stripe_id;
 #[derive(Clone)]
 pub struct StripeApi {
     client: stripe::Client,
+    /// Requests answered, by HTTP status (`error`: no answer), shared by every clone.
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +39,19 @@ impl StripeApi {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| anyhow::anyhow!("Invalid Stripe configuration: {e}"))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            calls: Arc::default(),
+        })
+    }
+
+    /// Requests made so far, by the status of their last answer (`200`, `404`, …, or `error`
+    /// when none came), for the metrics; retries within one request count once.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls
+            .lock()
+            .expect("Stripe calls lock poisoned")
+            .clone()
     }
 
     /// `GET /v1{path}` with `query` (a JSON object, form-encoded the way Stripe expects).
@@ -59,6 +75,17 @@ impl StripeApi {
     async fn send(&self, path: &str, request: RequestBuilder) -> Result<Value, ApiError> {
         let response: Result<miniserde::json::Value, stripe::StripeError> =
             request.customize().send(&self.client).await;
+        let status = match &response {
+            Ok(_) => "200".to_owned(),
+            Err(stripe::StripeError::Stripe(_, status)) => status.to_string(),
+            Err(_) => "error".to_owned(),
+        };
+        *self
+            .calls
+            .lock()
+            .expect("Stripe calls lock poisoned")
+            .entry(status)
+            .or_default() += 1;
         let value = response.map_err(|e| match e {
             stripe::StripeError::Stripe(_, 404) => ApiError::NotFound(path.to_owned()),
             stripe::StripeError::JSONDeserialize(_) => ApiError::Unsupported(path.to_owned()),

@@ -107,6 +107,8 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener, when `METRICS_ADDR` was set.
+    pub metrics_address: Option<String>,
     pub store: TestStore,
     pub gate: Arc<Gate>,
     pub client: reqwest::Client,
@@ -143,12 +145,16 @@ async fn start(db: TestDatabase, settings: Settings) -> TestApp {
         .await
         .expect("Failed to build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let store = app.store();
     let gate = app.gate();
     let handle = app.handle();
     let task = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         store: TestStore(store),
         gate,
         client: reqwest::Client::new(),

@@ -12,6 +12,7 @@ mod helpers;
 mod instances;
 mod localstripe;
 mod malformed;
+mod metrics;
 mod pages;
 mod process;
 mod stripe_fake;

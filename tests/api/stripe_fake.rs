@@ -168,12 +168,19 @@ impl FakeStripe {
 }
 
 pub async fn spawn_app_with_stripe(stripe: &FakeStripe) -> TestApp {
-    spawn_app_with(&[
+    spawn_app_with_stripe_and(stripe, &[]).await
+}
+
+/// The app selling through `stripe`, with `extra` settings.
+pub async fn spawn_app_with_stripe_and(stripe: &FakeStripe, extra: &[(&str, &str)]) -> TestApp {
+    let uri = stripe.server.uri();
+    let mut settings = vec![
         ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ("STRIPE_API_BASE", &stripe.server.uri()),
-    ])
-    .await
+        ("STRIPE_API_BASE", uri.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    spawn_app_with(&settings).await
 }
 
 impl TestApp {

@@ -14,6 +14,7 @@ use crate::clock::unix_now;
 use crate::domain::random_base62;
 use crate::gate::Gate;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::store::{Db, Usage};
 
 /// Read back a little further than the last read: other instances' clocks and commits lag.
@@ -27,6 +28,7 @@ pub async fn run(
     store: Arc<Db>,
     journal: Arc<Mutex<Journal>>,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     every: Duration,
     stop: watch::Receiver<bool>,
 ) {
@@ -39,9 +41,11 @@ pub async fn run(
         if with_activity {
             activity_written = tokio::time::Instant::now();
         }
+        let started = std::time::Instant::now();
         let mut journal = journal.lock().await;
         let flushed = flush(&gate, store.as_ref(), &mut journal, with_activity).await;
         drop(journal);
+        metrics.usage_flush(started.elapsed(), flushed.is_ok());
         match flushed {
             Ok(_) => health.usage_written(unix_now()),
             Err(e) => {

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::Ticker;
 use crate::clock::unix_now;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::store::{Db, Inbox};
 
 /// How long an instance holds the events it claimed; a crashed instance's claims lapse then.
@@ -23,6 +24,7 @@ const EVENTS_AT_ONCE: usize = 8;
 pub async fn run(
     ledger: Arc<Ledger>,
     store: Arc<Db>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) {
@@ -51,9 +53,11 @@ pub async fn run(
             let permit = Arc::clone(&room)
                 .try_acquire_owned()
                 .expect("no more events claimed than there is room for");
-            let (ledger, wake) = (Arc::clone(&ledger), Arc::clone(&wake));
+            let (ledger, wake, metrics) =
+                (Arc::clone(&ledger), Arc::clone(&wake), Arc::clone(&metrics));
             working.spawn(async move {
-                ledger.apply_event(&event).await;
+                let processed = ledger.apply_event(&event).await;
+                metrics.webhook_event(&event.event_type, processed);
                 drop(permit);
                 wake.notify_one();
             });
