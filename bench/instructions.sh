@@ -35,6 +35,7 @@ for BIN in "$@"; do
   DATABASE_URL="sqlite://$OUT/small.db" "$BIN" import "$OUT/ledger.jsonl" > /dev/null
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   env PORT="$PORT" WORKERS=1 AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme LOG_FORMAT="${LOG_FORMAT-json}" \
+    METRICS_ADDR="${METRICS_ADDR-127.0.0.1:0}" \
     USAGE_FLUSH_INTERVAL=60s LEDGER_POLL_INTERVAL=60s DATABASE_URL="sqlite://$OUT/small.db" \
     valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
     "$BIN" > "$OUT/server.log" 2>&1 &

@@ -2,6 +2,7 @@
 //! composition root's (`app::serve`), which the binary hands in: nothing here builds the
 //! service.
 
+mod audit;
 mod customers;
 mod keys;
 mod stripe;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::config::Settings;
+use crate::domain::Actor;
 use crate::ledger::Ledger;
 use crate::store::{self, Db, Mirror};
 use crate::stripe::Syncer;
@@ -55,6 +57,16 @@ enum Command {
     Import { file: String },
     /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
     AuthorizeUrl,
+    /// The audit log, newest first: every change of the ledger, by whom (the command line,
+    /// a customer on the account page, a Stripe event, the reconcile, a checkout).
+    Audit {
+        /// Only this customer's changes.
+        #[arg(long)]
+        customer: Option<String>,
+        /// How many rows to show.
+        #[arg(long, default_value_t = audit::DEFAULT_LIMIT)]
+        limit: i64,
+    },
 }
 
 /// Parses the command line and the environment, sets up logging and the runtime, and runs
@@ -90,7 +102,15 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings, serve)) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The owner's commands change the ledger as the command line; the service's own work is
+    // attributed by each of its edges.
+    let ran = if serving {
+        runtime.block_on(run(command, settings, serve))
+    } else {
+        runtime.block_on(Actor::Cli.acting(run(command, settings, serve)))
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -148,6 +168,12 @@ where
         Command::Events => {
             let store = open(&settings).await?;
             let result = stripe::failed_events(store.as_ref()).await;
+            store.close().await;
+            result
+        }
+        Command::Audit { customer, limit } => {
+            let store = open(&settings).await?;
+            let result = audit::run(store.as_ref(), customer.as_deref(), limit).await;
             store.close().await;
             result
         }

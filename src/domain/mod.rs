@@ -2,6 +2,7 @@
 //! inside never checks them again.
 
 mod access_key;
+mod actor;
 pub mod calendar;
 mod owner;
 mod plan;
@@ -11,6 +12,7 @@ mod stripe_ids;
 mod tag_pattern;
 
 pub use access_key::{AccessKey, AccessKeyError, KeyHash, KeyPrefix, MAX_KEY_BYTES, random_base62};
+pub use actor::Actor;
 pub use owner::{Owner, OwnerError};
 pub use plan::PlanRules;
 pub use predictor_tag::{PredictorTag, PredictorTagError};

@@ -2,8 +2,10 @@
 //! Keys are stored as their SHA-256 and a display prefix, never as themselves.
 
 use anyhow::Context as _;
+use serde_json::json;
 use sqlx::FromRow;
 
+use super::audit::{Change, audit};
 use super::snapshot::record_change;
 use super::sql::{Tx, sql};
 use super::{BoxFuture, Db};
@@ -176,6 +178,27 @@ impl Keys for Db {
                 .await
                 .context("Failed to store the grant")?;
             }
+            audit(
+                &mut tx,
+                Change {
+                    action: "key.issued",
+                    customer_id: Some(&issue.key.customer_id),
+                    subject: Some(&issue.key.id),
+                    detail: Some(json!({
+                        "name": issue.key.name,
+                        "new_customer": issue.new_customer.is_some(),
+                        "grant": issue.grant.as_ref().map(|g| json!({
+                            "id": g.id,
+                            "predictors": g.predictors,
+                            "quota": g.quota,
+                            "quota_period": g.quota_period,
+                            "credits": g.credits,
+                            "expires_at": g.expires_at,
+                        })),
+                    })),
+                },
+            )
+            .await?;
             record_change(&mut tx, Some(&issue.key.customer_id)).await?;
             tx.commit().await.context("Failed to commit the new key")
         })
@@ -209,6 +232,16 @@ impl Keys for Db {
                     .context("Failed to drop the second key")?;
                 return Ok(false);
             }
+            audit(
+                &mut tx,
+                Change {
+                    action: "key.issued",
+                    customer_id: Some(&issue.key.customer_id),
+                    subject: Some(&issue.key.id),
+                    detail: Some(json!({ "checkout_session": session_id })),
+                },
+            )
+            .await?;
             record_change(&mut tx, Some(&issue.key.customer_id)).await?;
             tx.commit()
                 .await
@@ -264,6 +297,16 @@ impl Keys for Db {
                     )
                     .await
                     .context("Failed to revoke the key")?;
+                    audit(
+                        &mut tx,
+                        Change {
+                            action: "key.revoked",
+                            customer_id: Some(customer),
+                            subject: Some(id),
+                            detail: None,
+                        },
+                    )
+                    .await?;
                     record_change(&mut tx, Some(customer)).await?;
                     RevokeOutcome::Revoked { id: id.clone() }
                 }

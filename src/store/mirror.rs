@@ -3,8 +3,10 @@
 //! overwrites a newer one; and the catalog the pricing page sells from.
 
 use anyhow::Context as _;
+use serde_json::json;
 use sqlx::FromRow;
 
+use super::audit::{Change, audit, subscription_state};
 use super::keys::{Customer, insert_customer};
 use super::snapshot::record_change;
 use super::sql::sql;
@@ -129,7 +131,35 @@ impl Mirror for Db {
     fn upsert_customer<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
+            let before: Option<(Option<String>, Option<String>, Option<i64>)> = tx
+                .fetch_optional(
+                    sql("SELECT email, name, deleted_at FROM customers WHERE id = $1")
+                        .bind(&customer.id),
+                )
+                .await
+                .context("Failed to read a customer")?;
             insert_customer(&mut tx, customer).await?;
+            let after = (customer.email.clone(), customer.name.clone(), None);
+            if before.as_ref() != Some(&after) {
+                let shown = |c: &(Option<String>, Option<String>, Option<i64>)| json!({"email": c.0, "name": c.1, "deleted_at": c.2});
+                audit(
+                    &mut tx,
+                    Change {
+                        action: if before.is_some() {
+                            "customer.updated"
+                        } else {
+                            "customer.created"
+                        },
+                        customer_id: Some(&customer.id),
+                        subject: Some(&customer.id),
+                        detail: Some(json!({
+                            "before": before.as_ref().map(shown),
+                            "after": shown(&after),
+                        })),
+                    },
+                )
+                .await?;
+            }
             record_change(&mut tx, Some(&customer.id)).await?;
             tx.commit().await.context("Failed to commit the customer")
         })
@@ -138,13 +168,27 @@ impl Mirror for Db {
     fn delete_customer<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
-            tx.execute(
-                sql("UPDATE customers SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            let deleted = tx
+                .execute(
+                    sql("UPDATE customers SET deleted_at = $1 \
+                         WHERE id = $2 AND deleted_at IS NULL")
                     .bind(now)
                     .bind(id),
-            )
-            .await
-            .context("Failed to mark a customer deleted")?;
+                )
+                .await
+                .context("Failed to mark a customer deleted")?;
+            if deleted > 0 {
+                audit(
+                    &mut tx,
+                    Change {
+                        action: "customer.deleted",
+                        customer_id: Some(id),
+                        subject: Some(id),
+                        detail: None,
+                    },
+                )
+                .await?;
+            }
             record_change(&mut tx, Some(id)).await?;
             tx.commit()
                 .await
@@ -183,7 +227,22 @@ impl Mirror for Db {
             .await
             .context("Failed to store a product")?;
             let written = (Some(product.name.clone()), Some(product.metadata.clone()));
-            if before != Some(written) {
+            if before.as_ref() != Some(&written) {
+                let shown =
+                    |p: &(Option<String>, Option<String>)| json!({"name": p.0, "metadata": p.1});
+                audit(
+                    &mut tx,
+                    Change {
+                        action: "product.updated",
+                        customer_id: None,
+                        subject: Some(&product.id),
+                        detail: Some(json!({
+                            "before": before.as_ref().map(shown),
+                            "after": shown(&written),
+                        })),
+                    },
+                )
+                .await?;
                 record_change(&mut tx, None).await?;
             }
             tx.commit().await.context("Failed to commit a product")
@@ -248,7 +307,21 @@ impl Mirror for Db {
                 Some(price.metadata.clone()),
                 price.meter_event_name.clone(),
             );
-            if before != Some(written) {
+            if before.as_ref() != Some(&written) {
+                let shown = |p: &Read| json!({"product": p.0, "usage_type": p.1, "metadata": p.2, "meter_event_name": p.3});
+                audit(
+                    &mut tx,
+                    Change {
+                        action: "price.updated",
+                        customer_id: None,
+                        subject: Some(&price.id),
+                        detail: Some(json!({
+                            "before": before.as_ref().map(shown),
+                            "after": shown(&written),
+                        })),
+                    },
+                )
+                .await?;
                 record_change(&mut tx, None).await?;
             }
             tx.commit().await.context("Failed to commit a price")
@@ -261,6 +334,7 @@ impl Mirror for Db {
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
+            let before = subscription_state(&mut tx, &sub.id).await?;
             // Same-second ties are written: a re-fetch at the same stamp is at least as fresh
             // as what is stored.
             let written = tx
@@ -314,6 +388,23 @@ impl Mirror for Db {
                     .await
                     .context("Failed to store a subscription item")?;
                 }
+                let after = subscription_state(&mut tx, &sub.id).await?;
+                if before != after {
+                    audit(
+                        &mut tx,
+                        Change {
+                            action: if before.is_some() {
+                                "subscription.updated"
+                            } else {
+                                "subscription.created"
+                            },
+                            customer_id: Some(&sub.customer_id),
+                            subject: Some(&sub.id),
+                            detail: Some(json!({"before": before, "after": after})),
+                        },
+                    )
+                    .await?;
+                }
                 record_change(&mut tx, Some(&sub.customer_id)).await?;
             }
             tx.commit()
@@ -326,6 +417,13 @@ impl Mirror for Db {
     fn put_purchase<'a>(&'a self, purchase: &'a Purchase) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
+            let before: Option<(Option<i64>, Option<i64>)> = tx
+                .fetch_optional(
+                    sql("SELECT refunded_at, disputed_at FROM purchases WHERE id = $1")
+                        .bind(&purchase.id),
+                )
+                .await
+                .context("Failed to read a purchase")?;
             tx.execute(
                 sql(
                     "INSERT INTO purchases (id, customer_id, price_id, quantity, payment_intent, \
@@ -345,6 +443,34 @@ impl Mirror for Db {
             )
             .await
             .context("Failed to store a purchase")?;
+            let action = match before {
+                None => Some("purchase.recorded"),
+                Some((refunded, _)) if refunded != purchase.refunded_at => {
+                    Some("purchase.refunded")
+                }
+                Some((_, disputed)) if disputed != purchase.disputed_at => {
+                    Some("purchase.disputed")
+                }
+                Some(_) => None,
+            };
+            if let Some(action) = action {
+                audit(
+                    &mut tx,
+                    Change {
+                        action,
+                        customer_id: Some(&purchase.customer_id),
+                        subject: Some(&purchase.id),
+                        detail: Some(json!({
+                            "price": purchase.price_id,
+                            "quantity": purchase.quantity,
+                            "paid_at": purchase.paid_at,
+                            "refunded_at": purchase.refunded_at,
+                            "disputed_at": purchase.disputed_at,
+                        })),
+                    },
+                )
+                .await?;
+            }
             record_change(&mut tx, Some(&purchase.customer_id)).await?;
             tx.commit().await.context("Failed to commit a purchase")
         })
@@ -395,6 +521,18 @@ impl Mirror for Db {
                 tx.execute(sql("UPDATE prices SET active = FALSE WHERE id = $1").bind(id))
                     .await
                     .context("Failed to deactivate a price")?;
+            }
+            if !products.is_empty() || !prices.is_empty() {
+                audit(
+                    &mut tx,
+                    Change {
+                        action: "catalog.deactivated",
+                        customer_id: None,
+                        subject: None,
+                        detail: Some(json!({"products": products, "prices": prices})),
+                    },
+                )
+                .await?;
             }
             record_change(&mut tx, None).await?;
             tx.commit()

@@ -1,7 +1,7 @@
 //! The ledger's storage, split by the role its callers need: the gate reads a [`Snapshot`],
 //! the use cases write [`Keys`], the Stripe sync [`Mirror`]s objects, the webhook worker
 //! drains the [`Inbox`], the flusher writes [`Usage`] and fills the [`MeterOutbox`], the
-//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], and the metrics count the [`Backlog`]. Each role is a small trait in its own file with its
+//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
 //! SQL beside it; a caller takes only the trait it uses, which is also what a test or a
 //! benchmark fakes.
 //!
@@ -9,6 +9,7 @@
 //! scheme at start. The SQL is written once ([`sql`]); `sqlite.rs` and `postgres.rs` hold only
 //! what the engines do differently.
 
+mod audit;
 mod backlog;
 mod inbox;
 mod keys;
@@ -30,6 +31,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use tokio::sync::Notify;
 
+pub use audit::{Audit, AuditRow};
 pub use backlog::{Backlog, BacklogCounts};
 pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{

@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 
+use super::audit::{Change, audit};
 use super::snapshot::record_change;
 use super::sql::{Arg, Kind, Statement, sql};
 use super::{BoxFuture, Db};
@@ -185,6 +186,18 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
         ],
     ),
+    (
+        "audit_log",
+        &[
+            ("id", Text),
+            ("at", Int),
+            ("actor", Text),
+            ("action", Text),
+            ("customer_id", Text),
+            ("subject", Text),
+            ("detail", Text),
+        ],
+    ),
 ];
 
 fn select_sql(table: &str, columns: &[(&str, Kind)]) -> String {
@@ -265,6 +278,16 @@ impl Transfer for Db {
                     }
                 }
             }
+            audit(
+                &mut tx,
+                Change {
+                    action: "ledger.imported",
+                    customer_id: None,
+                    subject: None,
+                    detail: Some(serde_json::json!({ "rows": count })),
+                },
+            )
+            .await?;
             record_change(&mut tx, None).await?;
             tx.commit().await.context("Failed to commit the import")?;
             // Fresh statistics, so the planner uses the indexes on the new rows at once

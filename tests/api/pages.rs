@@ -106,7 +106,7 @@ pub fn revealed_key(html: &str) -> Option<String> {
     Some(html[start..end].to_owned())
 }
 
-fn csrf(html: &str) -> String {
+pub fn csrf(html: &str) -> String {
     let start = html
         .find(r#"name="csrf" value=""#)
         .expect("a form with a CSRF token")

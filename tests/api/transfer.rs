@@ -5,6 +5,8 @@ use std::process::{Command, Stdio};
 
 use tollbooth::clock::unix_now;
 
+use tollbooth::store::Audit;
+
 use crate::helpers::{Issue, TestDatabase, assert_allowed, assert_denied, test_settings};
 use tollbooth::store::Transfer;
 
@@ -55,6 +57,12 @@ async fn an_exported_sqlite_ledger_imports_into_a_new_database_and_answers_the_s
     assert!(String::from_utf8_lossy(&imported.stdout).starts_with("Imported"));
 
     let moved = crate::helpers::start_on(target).await;
+    // The audit log moves with the ledger, and the import is a change of its own.
+    let audit = moved.store.audit_log(None, 10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["ledger.imported", "key.issued"]);
+    assert_eq!(audit[0].actor, "cli");
+    assert_eq!(audit[1].subject.as_deref(), Some(issued.key_id.as_str()));
     assert_allowed(&moved, "@acme/a", &issued.key).await;
     assert_allowed(&moved, "@acme/a", &issued.key).await;
     assert_denied(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tollbooth::clock::unix_now;
-use tollbooth::store::{Customer, MeterOutbox, Mirror};
+use tollbooth::store::{Audit, Customer, MeterOutbox, Mirror};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -202,6 +202,37 @@ async fn a_plan_change_in_the_catalog_reaches_every_subscriber_within_a_second()
     );
     let (status, _) = app.authorize_json("@acme/whisper", &key).await;
     assert_eq!(status, 200, "the predictor still in the plan");
+}
+
+#[tokio::test]
+async fn a_webhook_event_is_audited_as_the_event_once_however_often_it_is_re_read() {
+    let (stripe, app, _key) = customer_with_a_key().await;
+    let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
+
+    // The same state delivered twice (Stripe retries, or two events name the subscription):
+    // one change.
+    for id in ["evt_audited_1", "evt_audited_2"] {
+        app.deliver(&event(
+            id,
+            "customer.subscription.created",
+            subscription("active", 1),
+        ))
+        .await;
+        wait_processed(&app, id).await;
+    }
+
+    let rows = app.store.audit_log(Some(CUSTOMER), 20).await.unwrap();
+    let subscription_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action.starts_with("subscription."))
+        .collect();
+    assert_eq!(subscription_rows.len(), 1, "{rows:#?}");
+    assert_eq!(subscription_rows[0].action, "subscription.created");
+    assert_eq!(subscription_rows[0].actor, "stripe:evt_audited_1");
+    let detail: serde_json::Value =
+        serde_json::from_str(subscription_rows[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["before"], serde_json::Value::Null);
+    assert_eq!(detail["after"]["status"], "active");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::Ticker;
 use crate::clock::unix_now;
+use crate::domain::Actor;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::store::{Db, Inbox};
@@ -56,7 +57,9 @@ pub async fn run(
             let (ledger, wake, metrics) =
                 (Arc::clone(&ledger), Arc::clone(&wake), Arc::clone(&metrics));
             working.spawn(async move {
-                let processed = ledger.apply_event(&event).await;
+                let processed = Actor::StripeEvent(event.id.clone())
+                    .acting(ledger.apply_event(&event))
+                    .await;
                 metrics.webhook_event(&event.event_type, processed);
                 drop(permit);
                 wake.notify_one();

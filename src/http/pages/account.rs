@@ -5,7 +5,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{html, see_other};
-use crate::domain::{calendar, thousands};
+use crate::domain::{Actor, calendar, thousands};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 use crate::ledger::{
@@ -129,13 +129,12 @@ pub async fn create_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = require(&request, &state, &form.csrf).await?;
-    let issued = state
-        .ledger
-        .issue_key(IssueRequest {
+    let issued = Actor::Customer(session.customer_id.clone())
+        .acting(state.ledger.issue_key(IssueRequest {
             customer: CustomerRef::Id(session.customer_id.clone()),
             name: Some(form.name.clone()),
             grant: None,
-        })
+        }))
         .await
         .map_err(|e| match e {
             IssueError::Unexpected(e) => PageError::Unexpected(e),
@@ -153,9 +152,12 @@ pub async fn revoke_key(
     let session = require(&request, &state, &form.csrf).await?;
     let key_id = path.into_inner();
     let confirmed = form.confirm.as_deref() == Some("yes");
-    match state
-        .ledger
-        .revoke_customer_key(&session.customer_id, &key_id, confirmed)
+    match Actor::Customer(session.customer_id.clone())
+        .acting(
+            state
+                .ledger
+                .revoke_customer_key(&session.customer_id, &key_id, confirmed),
+        )
         .await?
     {
         Revoke::Revoked => {}

@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::html;
-use crate::domain::CheckoutSessionId;
+use crate::domain::{Actor, CheckoutSessionId};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 use crate::ledger::{FulfilError, Welcome};
@@ -45,12 +45,11 @@ pub async fn welcome(
         .and_then(|id| CheckoutSessionId::parse(id).ok())
         .ok_or_else(|| PageError::BadRequest("This link is missing its payment session.".into()))?;
     let signed_in = super::account::signed_in(&request, &state).await?;
-    let welcome = state
-        .ledger
-        .fulfil_checkout(
+    let welcome = Actor::Checkout(session_id.as_ref().to_owned())
+        .acting(state.ledger.fulfil_checkout(
             &session_id,
             signed_in.as_ref().map(|s| s.customer_id.as_str()),
-        )
+        ))
         .await
         .map_err(|e| match e {
             FulfilError::NotSelling => PageError::NotFound,

@@ -1,0 +1,132 @@
+//! The audit log: every change of the ledger leaves a row saying who made it, through each
+//! edge that can change it; rows cannot be changed or removed; they move with the ledger.
+
+use tollbooth::store::Audit;
+use tollbooth::store::sql::sql;
+
+use crate::freshness::cli;
+use crate::helpers::{Issue, spawn_app};
+use crate::pages::{csrf, revealed_key, shop};
+
+#[tokio::test]
+async fn keys_issued_and_revoked_at_the_command_line_are_recorded_as_the_command_line() {
+    let app = spawn_app().await;
+    let issued = cli(
+        &app.db.url,
+        &[
+            "keys",
+            "issue",
+            "--email",
+            "cli@example.com",
+            "--name",
+            "laptop",
+        ],
+    );
+    let key = issued.lines().last().unwrap().trim();
+    cli(&app.db.url, &["keys", "revoke", key]);
+
+    let rows = app.store.audit_log(None, 10).await.unwrap();
+    let seen: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.actor.as_str(), r.action.as_str()))
+        .collect();
+    assert_eq!(seen, [("cli", "key.revoked"), ("cli", "key.issued")]);
+    assert_eq!(rows[0].subject, rows[1].subject, "the same key");
+    let detail: serde_json::Value =
+        serde_json::from_str(rows[1].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["name"], "laptop");
+    assert_eq!(detail["new_customer"], true);
+
+    let listed = cli(&app.db.url, &["audit", "--limit", "1"]);
+    assert!(listed.contains("key.revoked"), "{listed}");
+    assert!(
+        !listed.contains("key.issued"),
+        "--limit 1 shows one row: {listed}"
+    );
+    assert!(!listed.contains(key), "the key itself is never shown");
+}
+
+#[tokio::test]
+async fn keys_made_and_revoked_on_the_account_page_are_recorded_as_the_customer() {
+    let shop = shop("Pro").await;
+    let issued = shop.app.issue(Issue::default()).await;
+    let cookie = shop.sign_in(&issued.key).await;
+    let (_, account) = shop
+        .get(&format!("{}/account", shop.app.address), Some(&cookie))
+        .await;
+    let token = csrf(&account);
+    let made = shop
+        .post_form(
+            "/account/keys",
+            Some(&cookie),
+            &[("name", "ci"), ("csrf", &token)],
+        )
+        .await;
+    assert!(revealed_key(&made.text().await.unwrap()).is_some());
+    let revoked = shop
+        .post_form(
+            &format!("/account/keys/{}/revoke", issued.key_id),
+            Some(&cookie),
+            &[("csrf", &token), ("confirm", "yes")],
+        )
+        .await;
+    assert!(revoked.status().is_success() || revoked.status().is_redirection());
+
+    let rows = shop
+        .app
+        .store
+        .audit_log(Some(&issued.customer_id), 10)
+        .await
+        .unwrap();
+    let customer = format!("customer:{}", issued.customer_id);
+    let seen: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.actor.as_str(), r.action.as_str()))
+        .collect();
+    assert_eq!(
+        &seen[..2],
+        [
+            (customer.as_str(), "key.revoked"),
+            (customer.as_str(), "key.issued")
+        ]
+    );
+    assert_eq!(rows[0].subject.as_deref(), Some(issued.key_id.as_str()));
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_updates_and_deletes() {
+    let app = spawn_app().await;
+    app.issue(Issue::default()).await;
+    assert_eq!(app.store.audit_log(None, 10).await.unwrap().len(), 1);
+
+    let updated = app
+        .store
+        .execute(sql("UPDATE audit_log SET actor = 'someone else'"))
+        .await;
+    let deleted = app.store.execute(sql("DELETE FROM audit_log")).await;
+
+    for refused in [updated, deleted] {
+        let error = format!("{:#}", refused.unwrap_err());
+        assert!(error.contains("append-only"), "{error}");
+    }
+    let rows = app.store.audit_log(None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0].actor, "someone else");
+}
+
+#[tokio::test]
+async fn a_key_issued_for_a_paid_checkout_is_recorded_as_that_checkout() {
+    let shop = shop("Pro").await;
+    let welcome = shop.buy().await;
+    let (_, page) = shop.get(&welcome, None).await;
+    assert!(revealed_key(&page).is_some());
+    let session = welcome.split("session_id=").nth(1).unwrap().to_owned();
+
+    let rows = shop.app.store.audit_log(None, 20).await.unwrap();
+    let issued: Vec<_> = rows.iter().filter(|r| r.action == "key.issued").collect();
+    assert_eq!(issued.len(), 1, "{rows:#?}");
+    assert_eq!(issued[0].actor, format!("checkout:{session}"));
+    let detail: serde_json::Value =
+        serde_json::from_str(issued[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["checkout_session"], session);
+}
