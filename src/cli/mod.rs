@@ -7,6 +7,7 @@ mod customers;
 mod keys;
 mod stripe;
 mod transfer;
+mod usage;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -57,6 +58,19 @@ enum Command {
     Import { file: String },
     /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
     AuthorizeUrl,
+    /// Predictions allowed per day, customer, key and predictor (the last 30 days unless
+    /// --since), with each day's total.
+    Usage {
+        /// Only this customer's use.
+        #[arg(long)]
+        customer: Option<String>,
+        /// The first day shown (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// The last day shown (YYYY-MM-DD, UTC; default today).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// The audit log, newest first: every change of the ledger, by whom (the command line,
     /// a customer on the account page, a Stripe event, the reconcile, a checkout).
     Audit {
@@ -168,6 +182,22 @@ where
         Command::Events => {
             let store = open(&settings).await?;
             let result = stripe::failed_events(store.as_ref()).await;
+            store.close().await;
+            result
+        }
+        Command::Usage {
+            customer,
+            since,
+            until,
+        } => {
+            let store = open(&settings).await?;
+            let result = usage::run(
+                store.as_ref(),
+                customer.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .await;
             store.close().await;
             result
         }

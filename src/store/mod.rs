@@ -1,7 +1,7 @@
 //! The ledger's storage, split by the role its callers need: the gate reads a [`Snapshot`],
 //! the use cases write [`Keys`], the Stripe sync [`Mirror`]s objects, the webhook worker
 //! drains the [`Inbox`], the flusher writes [`Usage`] and fills the [`MeterOutbox`], the
-//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
+//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`], and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
 //! SQL beside it; a caller takes only the trait it uses, which is also what a test or a
 //! benchmark fakes.
 //!
@@ -16,6 +16,7 @@ mod keys;
 mod meters;
 mod mirror;
 mod postgres;
+mod reports;
 mod sessions;
 mod settings;
 mod snapshot;
@@ -39,6 +40,7 @@ pub use keys::{
 };
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
+pub use reports::{Reports, UsageDay};
 pub use sessions::{Sessions, StoredSession};
 pub use snapshot::{
     CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,

@@ -1,6 +1,9 @@
 //! The audit log: every change of the ledger leaves a row saying who made it, through each
 //! edge that can change it; rows cannot be changed or removed; they move with the ledger.
+//! And the owner's other reading at the command line: use per day (`tollbooth usage`).
 
+use tollbooth::clock::unix_now;
+use tollbooth::domain::calendar;
 use tollbooth::store::Audit;
 use tollbooth::store::sql::sql;
 
@@ -129,4 +132,48 @@ async fn a_key_issued_for_a_paid_checkout_is_recorded_as_that_checkout() {
     let detail: serde_json::Value =
         serde_json::from_str(issued[0].detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["checkout_session"], session);
+}
+
+#[tokio::test]
+async fn tollbooth_usage_prints_predictions_per_day_key_and_predictor_and_refuses_bad_dates() {
+    let app = spawn_app().await;
+    let issued = app.issue(Issue::default()).await;
+    for tag in ["@acme/sdxl", "@acme/sdxl", "@acme/llama"] {
+        assert_eq!(app.authorize(tag, &issued.key).await.status(), 200);
+    }
+    app.gate
+        .flush(app.store.as_ref(), unix_now(), true)
+        .await
+        .unwrap();
+
+    let today = calendar::date(unix_now());
+    let printed = cli(&app.db.url, &["usage", "--customer", &issued.customer_id]);
+    let row = |tag: &str| {
+        printed
+            .lines()
+            .find(|l| l.contains(tag) && l.starts_with(&today))
+            .unwrap_or_else(|| panic!("no row for {tag}: {printed}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(row("@acme/sdxl"), "2");
+    assert_eq!(row("@acme/llama"), "1");
+    assert!(printed.contains(&issued.key_id), "{printed}");
+    assert!(printed.contains("3 predictions allowed"), "{printed}");
+    let other = cli(&app.db.url, &["usage", "--customer", "cus_nobody"]);
+    assert!(other.starts_with("No predictions allowed"), "{other}");
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .args(["usage", "--since", "yesterday"])
+        .env("DATABASE_URL", &app.db.url)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--since \"yesterday\" is not a date"),
+        "{said}"
+    );
 }

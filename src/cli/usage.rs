@@ -1,0 +1,75 @@
+//! `tollbooth usage`: predictions allowed per day, customer, key and predictor, with totals.
+
+use std::collections::BTreeMap;
+
+use crate::clock::unix_now;
+use crate::domain::{calendar, thousands};
+use crate::store::Reports;
+
+/// Days shown when no `--since` is given (today included).
+const DEFAULT_DAYS: i64 = 30;
+
+pub async fn run(
+    store: &dyn Reports,
+    customer: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<()> {
+    let day = |flag: &str, text: &str| {
+        calendar::parse_date(text)
+            .ok_or_else(|| anyhow::anyhow!("{flag} {text:?} is not a date: give it as YYYY-MM-DD"))
+    };
+    let today = calendar::day_start(unix_now());
+    let since = match since {
+        Some(text) => day("--since", text)?,
+        None => today - (DEFAULT_DAYS - 1) * 86_400,
+    };
+    // `--until` names the last day shown.
+    let until = match until {
+        Some(text) => day("--until", text)? + 86_400,
+        None => today + 86_400,
+    };
+    if until <= since {
+        anyhow::bail!("--until must not be before --since");
+    }
+    let rows = store.usage_by_day(customer, since, until).await?;
+    let period = format!(
+        "{} to {}",
+        calendar::date(since),
+        calendar::date(until - 86_400)
+    );
+    if rows.is_empty() {
+        println!("No predictions allowed from {period}.");
+        return Ok(());
+    }
+    println!(
+        "{:<10}  {:<24} {:<24} {:<32} {:>12}",
+        "day (UTC)", "customer", "key", "predictor", "predictions"
+    );
+    let mut per_day: BTreeMap<i64, i64> = BTreeMap::new();
+    for row in &rows {
+        *per_day.entry(row.day).or_default() += row.predictions;
+        println!(
+            "{:<10}  {:<24} {:<24} {:<32} {:>12}",
+            calendar::date(row.day),
+            row.customer_id,
+            row.key_id,
+            row.tag,
+            thousands(row.predictions.max(0) as u64)
+        );
+    }
+    println!();
+    for (day, n) in &per_day {
+        println!(
+            "{}  {:>12}",
+            calendar::date(*day),
+            thousands((*n).max(0) as u64)
+        );
+    }
+    let total: i64 = per_day.values().sum();
+    println!(
+        "Total from {period}: {} predictions allowed (counts reach the database about once a minute).",
+        thousands(total.max(0) as u64)
+    );
+    Ok(())
+}

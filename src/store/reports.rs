@@ -1,0 +1,56 @@
+//! What the owner reads about use: predictions allowed per day, customer, key and predictor,
+//! from the per-hour activity the usage flush writes (about once a minute).
+
+use anyhow::Context as _;
+use sqlx::FromRow;
+
+use super::sql::sql;
+use super::{BoxFuture, Db};
+
+pub trait Reports: Send + Sync {
+    /// Allowed predictions per UTC day, customer, key and predictor tag, for days starting in
+    /// `[since, until)` (Unix seconds), oldest first: everyone's, or one customer's.
+    fn usage_by_day<'a>(
+        &'a self,
+        customer_id: Option<&'a str>,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<UsageDay>>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct UsageDay {
+    /// The day's midnight, UTC.
+    pub day: i64,
+    pub customer_id: String,
+    pub key_id: String,
+    pub tag: String,
+    pub predictions: i64,
+}
+
+impl Reports for Db {
+    fn usage_by_day<'a>(
+        &'a self,
+        customer_id: Option<&'a str>,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<UsageDay>>> {
+        Box::pin(async move {
+            self.fetch_all(
+                sql(
+                    "SELECT (hour / 86400) * 86400 AS day, customer_id, key_id, tag, \
+                        CAST(SUM(count) AS BIGINT) AS predictions \
+                     FROM usage_hourly \
+                     WHERE hour >= $1 AND hour < $2 AND ($3 IS NULL OR customer_id = $3) \
+                     GROUP BY (hour / 86400) * 86400, customer_id, key_id, tag \
+                     ORDER BY day, customer_id, key_id, tag",
+                )
+                .bind(since)
+                .bind(until)
+                .bind(customer_id),
+            )
+            .await
+            .context("Failed to read use per day")
+        })
+    }
+}
