@@ -1,10 +1,11 @@
-//! `tollbooth usage`: predictions allowed per day, customer, key and predictor, with totals.
+//! `tollbooth usage`: predictions allowed per day, customer, key and predictor, with totals,
+//! and authorizations refused per day and reason.
 
 use std::collections::BTreeMap;
 
 use crate::clock::unix_now;
 use crate::domain::{calendar, thousands};
-use crate::store::Reports;
+use crate::store::{RefusalDay, Reports, UsageDay};
 
 /// Days shown when no `--since` is given (today included).
 const DEFAULT_DAYS: i64 = 30;
@@ -38,16 +39,25 @@ pub async fn run(
         calendar::date(since),
         calendar::date(until - 86_400)
     );
+    allowed(&rows, &period);
+    // Refusals are counted for the whole service: an unknown key has no customer.
+    if customer.is_none() {
+        refused(&store.refusals_by_day(since, until).await?, &period);
+    }
+    Ok(())
+}
+
+fn allowed(rows: &[UsageDay], period: &str) {
     if rows.is_empty() {
         println!("No predictions allowed from {period}.");
-        return Ok(());
+        return;
     }
     println!(
         "{:<10}  {:<24} {:<24} {:<32} {:>12}",
         "day (UTC)", "customer", "key", "predictor", "predictions"
     );
     let mut per_day: BTreeMap<i64, i64> = BTreeMap::new();
-    for row in &rows {
+    for row in rows {
         *per_day.entry(row.day).or_default() += row.predictions;
         println!(
             "{:<10}  {:<24} {:<24} {:<32} {:>12}",
@@ -71,5 +81,31 @@ pub async fn run(
         "Total from {period}: {} predictions allowed (counts reach the database about once a minute).",
         thousands(total.max(0) as u64)
     );
-    Ok(())
+}
+
+fn refused(rows: &[RefusalDay], period: &str) {
+    println!();
+    if rows.is_empty() {
+        println!("No authorization refused from {period}.");
+        return;
+    }
+    println!(
+        "{:<10}  {:<24} {:>12}",
+        "day (UTC)", "refused because", "refusals"
+    );
+    let mut per_reason: BTreeMap<&str, i64> = BTreeMap::new();
+    for row in rows {
+        *per_reason.entry(&row.reason).or_default() += row.refusals;
+        println!(
+            "{:<10}  {:<24} {:>12}",
+            calendar::date(row.day),
+            row.reason,
+            thousands(row.refusals.max(0) as u64)
+        );
+    }
+    let reasons: Vec<String> = per_reason
+        .iter()
+        .map(|(reason, n)| format!("{reason} {}", thousands((*n).max(0) as u64)))
+        .collect();
+    println!("Refused from {period}: {}.", reasons.join(", "));
 }

@@ -112,6 +112,26 @@ impl Metrics {
         }
     }
 
+    /// Refusals counted since the process started, by reason label (every reason, and
+    /// `bad_request`), for the usage flush to keep per hour.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let mut counts = [0_u64; OUTCOMES];
+        for copy in self.authorizations.all() {
+            for (total, n) in counts.iter_mut().zip(&copy.outcomes) {
+                *total += n.load(Ordering::Relaxed);
+            }
+        }
+        DenyReason::LABELS
+            .iter()
+            .enumerate()
+            .map(|(i, reason)| (*reason, counts[i + 1]))
+            .chain(std::iter::once((
+                "bad_request",
+                counts[Outcome::BAD_REQUEST.0],
+            )))
+            .collect()
+    }
+
     /// Writes everything counted here.
     pub fn write(&self, out: &mut Exposition) {
         let mut outcomes = [0_u64; OUTCOMES];

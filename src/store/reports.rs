@@ -1,5 +1,6 @@
 //! What the owner reads about use: predictions allowed per day, customer, key and predictor,
-//! from the per-hour activity the usage flush writes (about once a minute).
+//! from the per-hour activity the usage flush writes (about once a minute), and refusals per
+//! day and reason.
 
 use anyhow::Context as _;
 use sqlx::FromRow;
@@ -16,6 +17,20 @@ pub trait Reports: Send + Sync {
         since: i64,
         until: i64,
     ) -> BoxFuture<'a, anyhow::Result<Vec<UsageDay>>>;
+    /// Authorizations refused per UTC day and reason, for days starting in `[since, until)`.
+    fn refusals_by_day(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<RefusalDay>>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RefusalDay {
+    pub day: i64,
+    /// The metrics' label: `unknown_key`, `quota_used`, …
+    pub reason: String,
+    pub refusals: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -51,6 +66,25 @@ impl Reports for Db {
             )
             .await
             .context("Failed to read use per day")
+        })
+    }
+
+    fn refusals_by_day(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<RefusalDay>>> {
+        Box::pin(async move {
+            self.fetch_all(
+                sql("SELECT (hour / 86400) * 86400 AS day, reason, \
+                        CAST(SUM(count) AS BIGINT) AS refusals \
+                     FROM refusals_hourly WHERE hour >= $1 AND hour < $2 \
+                     GROUP BY (hour / 86400) * 86400, reason ORDER BY day, reason")
+                .bind(since)
+                .bind(until),
+            )
+            .await
+            .context("Failed to read refusals per day")
         })
     }
 }

@@ -187,6 +187,10 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "refusals_hourly",
+        &[("hour", Int), ("reason", Text), ("count", Int)],
+    ),
+    (
         "audit_log",
         &[
             ("id", Text),

@@ -22,6 +22,12 @@ pub trait Usage: Send + Sync {
     fn leave<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Usage counters written since `since` (by any instance), to fold into this one's view.
     fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
+    /// Adds refusals counted in the hour starting at `hour`, by reason.
+    fn add_refusals<'a>(
+        &'a self,
+        hour: i64,
+        counts: &'a [(&'static str, i64)],
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Counted use not yet written, taken from the gate by the flush.
@@ -144,6 +150,33 @@ impl Usage for Db {
             }
             tx.commit().await.context("Failed to commit usage")?;
             Ok(true)
+        })
+    }
+
+    fn add_refusals<'a>(
+        &'a self,
+        hour: i64,
+        counts: &'a [(&'static str, i64)],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        // One statement for every reason of the hour: the counts travel as one JSON array.
+        Box::pin(async move {
+            if counts.is_empty() {
+                return Ok(());
+            }
+            self.execute(
+                self.with_json_rows(
+                    "INSERT INTO refusals_hourly (hour, reason, count) \
+                     SELECT $2, j.value ->> 0, CAST(j.value ->> 1 AS BIGINT) \
+                     FROM {json_rows} WHERE true \
+                     ON CONFLICT (hour, reason) \
+                     DO UPDATE SET count = refusals_hourly.count + excluded.count",
+                )
+                .bind(serde_json::to_string(counts)?)
+                .bind(hour),
+            )
+            .await
+            .context("Failed to write refusals")?;
+            Ok(())
         })
     }
 

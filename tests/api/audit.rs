@@ -3,7 +3,7 @@
 //! And the owner's other reading at the command line: use per day (`tollbooth usage`).
 
 use tollbooth::clock::unix_now;
-use tollbooth::domain::calendar;
+use tollbooth::domain::{AccessKey, KeyPrefix, calendar};
 use tollbooth::store::Audit;
 use tollbooth::store::sql::sql;
 
@@ -135,12 +135,23 @@ async fn a_key_issued_for_a_paid_checkout_is_recorded_as_that_checkout() {
 }
 
 #[tokio::test]
-async fn tollbooth_usage_prints_predictions_per_day_key_and_predictor_and_refuses_bad_dates() {
+async fn tollbooth_usage_prints_use_per_day_and_predictor_and_refusals_by_reason() {
     let app = spawn_app().await;
     let issued = app.issue(Issue::default()).await;
     for tag in ["@acme/sdxl", "@acme/sdxl", "@acme/llama"] {
         assert_eq!(app.authorize(tag, &issued.key).await.status(), 200);
     }
+    let unknown = AccessKey::generate(&KeyPrefix::parse("tb").unwrap());
+    for _ in 0..2 {
+        assert_eq!(
+            app.authorize("@acme/sdxl", unknown.as_ref()).await.status(),
+            400
+        );
+    }
+    assert_eq!(
+        app.authorize("@other/sdxl", &issued.key).await.status(),
+        400
+    );
     app.gate
         .flush(app.store.as_ref(), unix_now(), true)
         .await
@@ -162,8 +173,36 @@ async fn tollbooth_usage_prints_predictions_per_day_key_and_predictor_and_refuse
     assert_eq!(row("@acme/llama"), "1");
     assert!(printed.contains(&issued.key_id), "{printed}");
     assert!(printed.contains("3 predictions allowed"), "{printed}");
+    assert!(
+        !printed.contains("refused"),
+        "refusals are not per customer: {printed}"
+    );
     let other = cli(&app.db.url, &["usage", "--customer", "cus_nobody"]);
     assert!(other.starts_with("No predictions allowed"), "{other}");
+
+    // Refusals are written by the running flush (every 100 ms here).
+    let started = std::time::Instant::now();
+    let everyone = loop {
+        let everyone = cli(&app.db.url, &["usage"]);
+        if everyone.contains("Refused from") {
+            break everyone;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{everyone}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        everyone.contains("other_owner 1, unknown_key 2."),
+        "{everyone}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let later = cli(&app.db.url, &["usage"]);
+    assert!(
+        later.contains("other_owner 1, unknown_key 2."),
+        "later rounds write only what is new: {later}"
+    );
 
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
         .args(["usage", "--since", "yesterday"])

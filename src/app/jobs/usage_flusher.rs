@@ -3,6 +3,7 @@
 //! allow in about two intervals (docs/operations.md, "Several machines"). While writes fail,
 //! what is pending is kept in the usage journal on local disk (`usage_journal.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let mut ticker = Ticker::every(every, stop);
+    let mut refusals = Refusals::default();
     let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
     let mut activity_written = tokio::time::Instant::now();
@@ -46,6 +48,9 @@ pub async fn run(
         let flushed = flush(&gate, store.as_ref(), &mut journal, with_activity).await;
         drop(journal);
         metrics.usage_flush(started.elapsed(), flushed.is_ok());
+        if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
+            tracing::warn!(error = ?e, "Failed to write refusal counts; will retry");
+        }
         match flushed {
             Ok(_) => health.usage_written(unix_now()),
             Err(e) => {
@@ -71,8 +76,46 @@ pub async fn run(
             Err(e) => tracing::warn!(error = ?e, "Failed to read other instances' usage"),
         }
     }
+    // The workers have stopped: what they refused last is counted.
+    if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
+        tracing::warn!(error = ?e, "Failed to write the last refusal counts");
+    }
     if let Err(e) = store.leave(&instance).await {
         tracing::warn!(error = ?e, "Failed to remove this instance's heartbeat");
+    }
+}
+
+/// Refusals written so far, by reason, so each round writes only what was counted since (into
+/// the hour it is written in). A round that fails leaves them for the next; a crash loses at
+/// most one interval of them (they are reports, not limits).
+#[derive(Default)]
+struct Refusals {
+    written: HashMap<&'static str, u64>,
+}
+
+impl Refusals {
+    async fn write(
+        &mut self,
+        metrics: &Metrics,
+        store: &dyn Usage,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let counted = metrics.refusals();
+        let new: Vec<(&'static str, i64)> = counted
+            .iter()
+            .filter_map(|&(reason, n)| {
+                let since = n.saturating_sub(self.written.get(reason).copied().unwrap_or(0));
+                (since > 0).then(|| (reason, i64::try_from(since).unwrap_or(i64::MAX)))
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        store
+            .add_refusals(now - now.rem_euclid(3_600), &new)
+            .await?;
+        self.written.extend(counted);
+        Ok(())
     }
 }
 
