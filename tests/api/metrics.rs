@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use tollbooth::domain::{AccessKey, KeyPrefix};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{Issue, TOKEN, TestApp, spawn_app, spawn_app_with};
-use crate::stripe_fake::{CUSTOMER, FakeStripe, event, spawn_app_with_stripe_and, subscription};
+use crate::stripe_fake::{FakeStripe, event, spawn_app_with_stripe_and, subscription};
 
 /// Samples of one scrape, by their name and labels as written (`name{a="b"}`).
 async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
@@ -134,14 +132,7 @@ async fn without_metrics_addr_there_is_no_metrics_listener_and_no_metrics_route(
 #[tokio::test]
 async fn webhook_events_and_stripe_calls_are_counted_by_result_and_status() {
     let stripe = FakeStripe::start().await;
-    let error = json!({"error": {"type": "api_error", "message": "try again"}});
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/customers/{CUSTOMER}")))
-        .respond_with(ResponseTemplate::new(500).set_body_json(error))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
+    stripe.customer_fails_once(500).await;
     stripe.customer_basics(json!({})).await;
     stripe.no_sessions().await;
     let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;

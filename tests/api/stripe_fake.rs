@@ -137,6 +137,18 @@ impl FakeStripe {
         .await;
     }
 
+    /// The customer's first fetch answers `status` with a Stripe error; later ones succeed.
+    pub async fn customer_fails_once(&self, status: u16) {
+        let error = json!({"error": {"type": "api_error", "message": "try again"}});
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/customers/{CUSTOMER}")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(error))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
     pub async fn no_sessions(&self) {
         self.get("/v1/checkout/sessions", list(vec![])).await;
     }

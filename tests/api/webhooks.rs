@@ -422,14 +422,7 @@ async fn stripe_answering_429_is_retried_until_the_view_converges() {
 
 async fn assert_converges_after_a_failure(status: u16) {
     let stripe = FakeStripe::start().await;
-    let error = json!({"error": {"type": "api_error", "message": "try again"}});
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/customers/{CUSTOMER}")))
-        .respond_with(ResponseTemplate::new(status).set_body_json(error))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
+    stripe.customer_fails_once(status).await;
     stripe.customer_basics(json!({})).await;
     stripe.no_sessions().await;
     let _active = stripe.subscriptions(vec![subscription("active", 1)]).await;
