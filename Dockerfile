@@ -28,5 +28,6 @@ ENV HOST=0.0.0.0 PORT=8080 DATABASE_URL=sqlite:///data/tollbooth.db
 # free and then keeps freed buffers in its heap: 10-17 MB more resident with 100,000 keys
 # (docs/performance.md).
 ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
-EXPOSE 8080
+# 8080: the service; 9091: the metrics listener, when METRICS_ADDR is set (fly.toml sets it).
+EXPOSE 8080 9091
 CMD ["tollbooth", "serve"]
