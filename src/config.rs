@@ -221,12 +221,12 @@ impl Settings {
         ) {
             (true, true) => Err(ConfigError {
                 name: "STRIPE_WEBHOOK_SECRET",
-                problem: "must be set with STRIPE_SECRET_KEY: the signing secret (whsec_…) of                           your webhook endpoint at <PUBLIC_URL>/stripe/webhook; without it every                           Stripe event is refused"
+                problem: "must be set with STRIPE_SECRET_KEY: the signing secret (whsec_…) of your webhook endpoint at <PUBLIC_URL>/stripe/webhook; without it every Stripe event is refused"
                     .into(),
             }),
             (false, false) => Err(ConfigError {
                 name: "STRIPE_SECRET_KEY",
-                problem: "must be set with STRIPE_WEBHOOK_SECRET: events are re-read from                           Stripe's API, which needs the secret key (or unset both to run                           without Stripe)"
+                problem: "must be set with STRIPE_WEBHOOK_SECRET: events are re-read from Stripe's API, which needs the secret key (or unset both to run without Stripe)"
                     .into(),
             }),
             _ => Ok(()),
