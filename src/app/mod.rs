@@ -297,7 +297,7 @@ impl Application {
                         metrics: Arc::clone(&state.metrics),
                         gate: Arc::clone(&state.gate),
                         health: Arc::clone(&state.health),
-                        store: Arc::clone(&state.store),
+                        store: Arc::clone(&state.store) as Arc<dyn store::Backlog>,
                         stripe: self.stripe_api.clone(),
                     },
                 )

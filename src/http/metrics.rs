@@ -14,7 +14,7 @@ use crate::clock::unix_now;
 use crate::gate::Gate;
 use crate::health::Health;
 use crate::metrics::{Exposition, Metrics};
-use crate::store::{Backlog, Db};
+use crate::store::Backlog;
 use crate::stripe::StripeApi;
 
 /// A scrape waits this long at most for the database's counts; past it they are left out
@@ -26,7 +26,8 @@ pub struct Sources {
     pub metrics: Arc<Metrics>,
     pub gate: Arc<Gate>,
     pub health: Arc<Health>,
-    pub store: Arc<Db>,
+    /// The webhook inbox's and the meter outbox's counts.
+    pub store: Arc<dyn Backlog>,
     /// Present when Stripe is configured.
     pub stripe: Option<StripeApi>,
 }
