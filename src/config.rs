@@ -433,6 +433,13 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_unless_metrics_addr_names_an_address_and_port() {
+        assert_eq!(settings(&[]).unwrap().metrics_addr, None);
+        let on = settings(&[("METRICS_ADDR", "0.0.0.0:9091")]).unwrap();
+        assert_eq!(on.metrics_addr, Some("0.0.0.0:9091".parse().unwrap()));
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let cases = [
             ("PORT", "eighty"),

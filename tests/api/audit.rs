@@ -40,6 +40,12 @@ async fn keys_issued_and_revoked_at_the_command_line_are_recorded_as_the_command
     assert_eq!(detail["name"], "laptop");
     assert_eq!(detail["new_customer"], true);
 
+    let customer = rows[1].customer_id.clone().unwrap();
+    let theirs = cli(&app.db.url, &["audit", "--customer", &customer]);
+    assert_eq!(theirs.matches("key.").count(), 2, "{theirs}");
+    let nobody = cli(&app.db.url, &["audit", "--customer", "cus_nobody"]);
+    assert!(nobody.starts_with("Nothing in the audit log"), "{nobody}");
+
     let listed = cli(&app.db.url, &["audit", "--limit", "1"]);
     assert!(listed.contains("key.revoked"), "{listed}");
     assert!(
