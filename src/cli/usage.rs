@@ -49,7 +49,9 @@ pub async fn run(
 
 fn allowed(rows: &[UsageDay], period: &str) {
     if rows.is_empty() {
-        println!("No predictions allowed from {period}.");
+        println!(
+            "No predictions allowed from {period} (use reaches the database about once a minute)."
+        );
         return;
     }
     println!(
@@ -78,9 +80,19 @@ fn allowed(rows: &[UsageDay], period: &str) {
     }
     let total: i64 = per_day.values().sum();
     println!(
-        "Total from {period}: {} predictions allowed (counts reach the database about once a minute).",
-        thousands(total.max(0) as u64)
+        "Total from {period}: {} allowed (use reaches the database about once a minute).",
+        predictions(total)
     );
+}
+
+/// `1 prediction`, `2,500 predictions`.
+fn predictions(n: i64) -> String {
+    let n = n.max(0) as u64;
+    format!(
+        "{} prediction{}",
+        thousands(n),
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 fn refused(rows: &[RefusalDay], period: &str) {
