@@ -115,12 +115,7 @@ impl Metrics {
     /// Refusals counted since the process started, by reason label (every reason, and
     /// `bad_request`), for the usage flush to keep per hour.
     pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        let mut counts = [0_u64; OUTCOMES];
-        for copy in self.authorizations.all() {
-            for (total, n) in counts.iter_mut().zip(&copy.outcomes) {
-                *total += n.load(Ordering::Relaxed);
-            }
-        }
+        let counts = self.outcomes();
         DenyReason::LABELS
             .iter()
             .enumerate()
@@ -132,18 +127,26 @@ impl Metrics {
             .collect()
     }
 
+    /// Every thread's outcome counts, summed.
+    fn outcomes(&self) -> [u64; OUTCOMES] {
+        let mut outcomes = [0_u64; OUTCOMES];
+        for copy in self.authorizations.all() {
+            for (total, n) in outcomes.iter_mut().zip(&copy.outcomes) {
+                *total += n.load(Ordering::Relaxed);
+            }
+        }
+        outcomes
+    }
+
     /// Writes everything counted here.
     pub fn write(&self, out: &mut Exposition) {
-        let mut outcomes = [0_u64; OUTCOMES];
+        let outcomes = self.outcomes();
         let mut latency = Histogram {
             counts: vec![0; LATENCY_BOUNDS.len() + 1],
             sum: 0.0,
         };
         let mut nanos = 0_u64;
         for copy in self.authorizations.all() {
-            for (total, n) in outcomes.iter_mut().zip(&copy.outcomes) {
-                *total += n.load(Ordering::Relaxed);
-            }
             for (total, n) in latency.counts.iter_mut().zip(&copy.buckets) {
                 *total += n.load(Ordering::Relaxed);
             }

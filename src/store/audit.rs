@@ -9,7 +9,6 @@ use sqlx::FromRow;
 
 use super::sql::{Tx, sql};
 use super::{BoxFuture, Db};
-use crate::clock::unix_now;
 use crate::domain::{Actor, random_base62};
 
 pub trait Audit: Send + Sync {
@@ -45,11 +44,12 @@ pub(super) struct Change<'a> {
 
 /// Records `change` in `tx`, as the actor of the work running now.
 pub(super) async fn audit(tx: &mut Tx, change: Change<'_>) -> anyhow::Result<()> {
-    let at = std::time::SystemTime::now()
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     // Sorts by time; the random part keeps rows of the same microsecond apart.
-    let id = format!("{at:014x}{}", random_base62(8));
+    let id = format!("{micros:014x}{}", random_base62(8));
+    let at = i64::try_from(micros / 1_000_000).unwrap_or(i64::MAX);
     let detail = change.detail.map(|d| d.to_string());
     tx.execute(
         sql(
@@ -57,7 +57,7 @@ pub(super) async fn audit(tx: &mut Tx, change: Change<'_>) -> anyhow::Result<()>
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
-        .bind(unix_now())
+        .bind(at)
         .bind(Actor::current().to_string())
         .bind(change.action)
         .bind(change.customer_id)
@@ -125,7 +125,27 @@ pub(super) async fn subscription_state(tx: &mut Tx, id: &str) -> anyhow::Result<
         )
         .await
         .context("Failed to read a subscription's items")?;
-    Ok(Some(json!({
+    Ok(Some(subscription_shown(
+        &status,
+        cancel_at_period_end,
+        [cancel_at, canceled_at, ended_at, past_due_since],
+        items.iter().map(|(id, price, quantity, start, end)| {
+            (id.as_str(), price.as_str(), *quantity, *start, *end)
+        }),
+    )))
+}
+
+/// The audit log's picture of a subscription: its state, and its items by id (the shape
+/// [`subscription_state`] reads back).
+pub(super) fn subscription_shown<'a>(
+    status: &str,
+    cancel_at_period_end: bool,
+    [cancel_at, canceled_at, ended_at, past_due_since]: [Option<i64>; 4],
+    items: impl Iterator<Item = (&'a str, &'a str, i64, i64, i64)>,
+) -> Value {
+    let mut items: Vec<_> = items.collect();
+    items.sort_by_key(|item| item.0);
+    json!({
         "status": status,
         "cancel_at_period_end": cancel_at_period_end,
         "cancel_at": cancel_at,
@@ -136,5 +156,5 @@ pub(super) async fn subscription_state(tx: &mut Tx, id: &str) -> anyhow::Result<
             "id": id, "price": price, "quantity": quantity,
             "current_period_start": start, "current_period_end": end,
         })).collect::<Vec<_>>(),
-    })))
+    })
 }

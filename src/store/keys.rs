@@ -2,7 +2,7 @@
 //! Keys are stored as their SHA-256 and a display prefix, never as themselves.
 
 use anyhow::Context as _;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::FromRow;
 
 use super::audit::{Change, audit};
@@ -157,7 +157,19 @@ impl Keys for Db {
             if let Some(customer) = &issue.new_customer {
                 insert_customer(&mut tx, customer).await?;
             }
-            insert_key(&mut tx, &issue.key).await?;
+            let detail = json!({
+                "name": issue.key.name,
+                "new_customer": issue.new_customer.is_some(),
+                "grant": issue.grant.as_ref().map(|g| json!({
+                    "id": g.id,
+                    "predictors": g.predictors,
+                    "quota": g.quota,
+                    "quota_period": g.quota_period,
+                    "credits": g.credits,
+                    "expires_at": g.expires_at,
+                })),
+            });
+            insert_key(&mut tx, &issue.key, detail).await?;
             if let Some(g) = &issue.grant {
                 tx.execute(
                     sql(
@@ -178,27 +190,6 @@ impl Keys for Db {
                 .await
                 .context("Failed to store the grant")?;
             }
-            audit(
-                &mut tx,
-                Change {
-                    action: "key.issued",
-                    customer_id: Some(&issue.key.customer_id),
-                    subject: Some(&issue.key.id),
-                    detail: Some(json!({
-                        "name": issue.key.name,
-                        "new_customer": issue.new_customer.is_some(),
-                        "grant": issue.grant.as_ref().map(|g| json!({
-                            "id": g.id,
-                            "predictors": g.predictors,
-                            "quota": g.quota,
-                            "quota_period": g.quota_period,
-                            "credits": g.credits,
-                            "expires_at": g.expires_at,
-                        })),
-                    })),
-                },
-            )
-            .await?;
             record_change(&mut tx, Some(&issue.key.customer_id)).await?;
             tx.commit().await.context("Failed to commit the new key")
         })
@@ -211,7 +202,12 @@ impl Keys for Db {
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
-            insert_key(&mut tx, &issue.key).await?;
+            insert_key(
+                &mut tx,
+                &issue.key,
+                json!({ "checkout_session": session_id }),
+            )
+            .await?;
             let claimed = tx
                 .execute(
                     sql(
@@ -232,16 +228,6 @@ impl Keys for Db {
                     .context("Failed to drop the second key")?;
                 return Ok(false);
             }
-            audit(
-                &mut tx,
-                Change {
-                    action: "key.issued",
-                    customer_id: Some(&issue.key.customer_id),
-                    subject: Some(&issue.key.id),
-                    detail: Some(json!({ "checkout_session": session_id })),
-                },
-            )
-            .await?;
             record_change(&mut tx, Some(&issue.key.customer_id)).await?;
             tx.commit()
                 .await
@@ -322,7 +308,8 @@ impl Keys for Db {
     }
 }
 
-async fn insert_key(tx: &mut Tx, key: &NewKey) -> anyhow::Result<()> {
+/// Stores a new key and its audit row (`detail`: how it came to be).
+async fn insert_key(tx: &mut Tx, key: &NewKey, detail: Value) -> anyhow::Result<()> {
     tx.execute(
         sql("INSERT INTO access_keys \
                 (id, customer_id, key_hash, display_prefix, name, created_at) \
@@ -336,7 +323,16 @@ async fn insert_key(tx: &mut Tx, key: &NewKey) -> anyhow::Result<()> {
     )
     .await
     .context("Failed to store the access key")?;
-    Ok(())
+    audit(
+        tx,
+        Change {
+            action: "key.issued",
+            customer_id: Some(&key.customer_id),
+            subject: Some(&key.id),
+            detail: Some(detail),
+        },
+    )
+    .await
 }
 
 /// Creates a customer, or brings one back (from Stripe, or deleted) with what is known now.

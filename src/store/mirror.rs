@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use serde_json::json;
 use sqlx::FromRow;
 
-use super::audit::{Change, audit, subscription_state};
+use super::audit::{Change, audit, subscription_shown, subscription_state};
 use super::keys::{Customer, insert_customer};
 use super::snapshot::record_change;
 use super::sql::sql;
@@ -388,7 +388,26 @@ impl Mirror for Db {
                     .await
                     .context("Failed to store a subscription item")?;
                 }
-                let after = subscription_state(&mut tx, &sub.id).await?;
+                let after = Some(subscription_shown(
+                    &sub.status,
+                    sub.cancel_at_period_end,
+                    [
+                        sub.cancel_at,
+                        sub.canceled_at,
+                        sub.ended_at,
+                        sub.past_due_since,
+                    ],
+                    sub.items.iter().map(|i| {
+                        let period = (i.current_period_start, i.current_period_end);
+                        (
+                            i.id.as_str(),
+                            i.price_id.as_str(),
+                            i.quantity,
+                            period.0,
+                            period.1,
+                        )
+                    }),
+                ));
                 if before != after {
                     audit(
                         &mut tx,
