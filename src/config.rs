@@ -51,12 +51,27 @@ pub struct Settings {
     /// `METRICS_ADDR` (e.g. `0.0.0.0:9091`): where Prometheus metrics are served, on their own
     /// listener so they are never public with the service; off when unset.
     pub metrics_addr: Option<SocketAddr>,
+    /// `ADMIN_TOKEN`: the admin API's bearer tokens, `label:secret` separated by commas (a
+    /// bare secret is labelled `admin`); the label names who acted in the audit log. The API
+    /// is off (every admin path 404) when unset.
+    pub admin_tokens: Vec<AdminToken>,
+    /// `CLIENT_IP_HEADER` (e.g. `Fly-Client-IP`): the header the proxy in front sets to the
+    /// client's address, for the admin API's per-address limit on failed sign-ins; unset, the
+    /// connection's address is used.
+    pub client_ip_header: Option<String>,
     /// `LOG_FORMAT`: `json` for one JSON object per line; anything else is human-readable.
     pub log_json: bool,
     /// `USAGE_JOURNAL`: where counted use waits on local disk while the database cannot be
     /// written (default: beside the SQLite file; for PostgreSQL, `tollbooth-usage-<database>.
     /// journal` in the working directory).
     pub usage_journal: PathBuf,
+}
+
+/// One admin API token: who holds it (for the audit log) and the secret itself.
+#[derive(Clone)]
+pub struct AdminToken {
+    pub label: String,
+    pub secret: SecretString,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +176,20 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let admin_tokens = get("ADMIN_TOKEN")
+            .map(|tokens| parse_admin_tokens(&tokens))
+            .transpose()
+            .map_err(|problem| fail("ADMIN_TOKEN", problem))?
+            .unwrap_or_default();
+        let client_ip_header = get("CLIENT_IP_HEADER");
+        if let Some(header) = &client_ip_header
+            && actix_web::http::header::HeaderName::try_from(header.as_str()).is_err()
+        {
+            return Err(fail(
+                "CLIENT_IP_HEADER",
+                format!("{header:?} is not a header name such as Fly-Client-IP"),
+            ));
+        }
         Ok(Self {
             database_url: database_url.clone(),
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
@@ -204,6 +233,8 @@ impl Settings {
             ledger_poll_interval: duration("LEDGER_POLL_INTERVAL", ms(200), (ms(10), secs(3_600)))?,
             workers,
             metrics_addr,
+            admin_tokens,
+            client_ip_header,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
             usage_journal: get("USAGE_JOURNAL")
                 .map(PathBuf::from)
@@ -349,6 +380,44 @@ fn redact_url_password(url: &str) -> String {
     }
 }
 
+/// `label:secret,…` or a bare secret (labelled `admin`). Secrets are at least 16 letters,
+/// digits, `-` or `_`, as the authorize token; labels are short and unique.
+fn parse_admin_tokens(text: &str) -> Result<Vec<AdminToken>, String> {
+    let mut tokens: Vec<AdminToken> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (label, secret) = entry.split_once(':').unwrap_or(("admin", entry));
+        let label = label.trim();
+        let label_ok = !label.is_empty()
+            && label.len() <= 40
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !label_ok {
+            return Err(format!(
+                "the label {label:?} must be 1 to 40 letters, digits, '-', '_' or '.' (as in backoffice:<secret>)"
+            ));
+        }
+        let secret = secret.trim();
+        if secret.len() < 16
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "the secret of {label:?} must be at least 16 letters, digits, '-' or '_' (try: openssl rand -hex 32)"
+            ));
+        }
+        if tokens.iter().any(|t| t.label == label) {
+            return Err(format!("the label {label:?} is given twice"));
+        }
+        tokens.push(AdminToken {
+            label: label.to_owned(),
+            secret: SecretString::from(secret.to_owned()),
+        });
+    }
+    Ok(tokens)
+}
+
 /// Shows what is configured without showing any secret.
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -372,6 +441,15 @@ impl fmt::Debug for Settings {
             .field("ledger_poll_interval", &self.ledger_poll_interval)
             .field("workers", &self.workers)
             .field("metrics_addr", &self.metrics_addr)
+            .field(
+                "admin_tokens",
+                &self
+                    .admin_tokens
+                    .iter()
+                    .map(|t| t.label.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("client_ip_header", &self.client_ip_header)
             .field("log_json", &self.log_json)
             .field("usage_journal", &self.usage_journal)
             .finish()
@@ -430,6 +508,44 @@ mod tests {
             "{shown}"
         );
         assert_eq!(s.stripe_webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn admin_tokens_are_labelled_checked_and_off_when_unset() {
+        assert!(settings(&[]).unwrap().admin_tokens.is_empty());
+        let bare = settings(&[("ADMIN_TOKEN", "0123456789abcdef0123")]).unwrap();
+        assert_eq!(bare.admin_tokens.len(), 1);
+        assert_eq!(bare.admin_tokens[0].label, "admin");
+        let two = settings(&[(
+            "ADMIN_TOKEN",
+            "backoffice:0123456789abcdef0123, ci:fedcba9876543210fedc",
+        )])
+        .unwrap();
+        let labels: Vec<_> = two.admin_tokens.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["backoffice", "ci"]);
+        for (value, says) in [
+            ("short", "at least 16"),
+            (
+                "a:0123456789abcdef0123,a:fedcba9876543210fedc",
+                "given twice",
+            ),
+            ("bad label:0123456789abcdef0123", "must be 1 to 40"),
+            ("0123456789abcdef 0123", "at least 16"),
+        ] {
+            let e = settings(&[("ADMIN_TOKEN", value)])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.starts_with("ADMIN_TOKEN: ") && e.contains(says),
+                "{value}: {e}"
+            );
+        }
+        let e = settings(&[("CLIENT_IP_HEADER", "Fly Client IP")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("CLIENT_IP_HEADER: "), "{e}");
     }
 
     #[test]

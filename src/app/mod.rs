@@ -149,10 +149,18 @@ impl Application {
         });
 
         let app_state = state.clone();
+        // The admin API's state, only when ADMIN_TOKEN is set: its routes answer 404 without.
+        let admin = http::admin::Admin::from_settings(&settings).map(web::Data::new);
         let mut server = HttpServer::new(move || {
+            let admin = admin.clone();
             App::new()
                 .wrap(security_headers())
                 .app_data(app_state.clone())
+                .configure(move |cfg| {
+                    if let Some(admin) = admin {
+                        cfg.app_data(admin);
+                    }
+                })
                 .configure(http::configure)
         })
         .shutdown_timeout(10)

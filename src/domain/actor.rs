@@ -18,6 +18,8 @@ pub enum Actor {
     StripeEvent(String),
     /// The periodic full sync from Stripe (or `tollbooth sync`, which is the CLI's).
     Reconcile,
+    /// The owner's back office, through the admin API, by the label of the token it used.
+    Admin(String),
     /// A paid Checkout Session, fulfilled on the welcome page.
     Checkout(String),
     /// The service itself, for work no edge started (none is expected: the label tells a
@@ -37,7 +39,8 @@ impl Actor {
     }
 }
 
-/// `cli`, `customer:<id>`, `stripe:<event id>`, `reconcile`, `checkout:<session id>`,
+/// `cli`, `customer:<id>`, `stripe:<event id>`, `reconcile`, `admin:<token label>`,
+/// `checkout:<session id>`,
 /// `service`: what the audit log's `actor` column holds.
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -46,6 +49,7 @@ impl fmt::Display for Actor {
             Self::Customer(id) => write!(f, "customer:{id}"),
             Self::StripeEvent(id) => write!(f, "stripe:{id}"),
             Self::Reconcile => f.write_str("reconcile"),
+            Self::Admin(label) => write!(f, "admin:{label}"),
             Self::Checkout(id) => write!(f, "checkout:{id}"),
             Self::Service => f.write_str("service"),
         }

@@ -2,6 +2,7 @@
 //! map. Handlers turn requests into calls on the gate (the hot path) or the ledger's use cases,
 //! and their errors into [`error::JsonError`] or [`error::PageError`].
 
+pub mod admin;
 pub mod authorize;
 pub mod error;
 mod health;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap(from_fn(middleware::admission))
             .wrap(from_fn(middleware::request_span))
+            .configure(admin::routes)
             .configure(pages::routes)
             .configure(webhook::routes)
             .default_service(web::to(not_found)),

@@ -4,10 +4,9 @@
 use super::Ledger;
 use crate::clock::unix_now;
 use crate::domain::{
-    AccessKey, CalendarPeriod, Predictors, StripeCustomerId, calendar, new_local_customer_id,
-    random_base62,
+    AccessKey, CalendarPeriod, Predictors, StripeCustomerId, new_local_customer_id, random_base62,
 };
-use crate::store::{Customer, IssueKey, Keys, NewGrant, NewKey, RevokeOutcome};
+use crate::store::{Customer, IssueKey, Keys, NewKey, RevokeOutcome};
 use crate::stripe::SyncReport;
 
 /// Whose key it is: an existing customer by id, or a customer found (or created) by email.
@@ -100,22 +99,10 @@ impl Ledger {
         let (customer_id, new_customer) = self.resolve_customer(request.customer, now).await?;
         let key = AccessKey::generate(&self.key_prefix);
         let key_id = new_key_id();
-        let expires_at = request
+        let grant = request
             .grant
             .as_ref()
-            .and_then(|g| g.last_day)
-            .map(|day| day + calendar::DAY);
-        let grant = request.grant.map(|g| NewGrant {
-            id: format!("gr_{}", random_base62(16)),
-            customer_id: customer_id.clone(),
-            predictors: g.predictors.to_string(),
-            quota: g.quota.map(|(n, _)| n.min(i64::MAX as u64) as i64),
-            quota_period: g.quota.map(|(_, p)| p.as_str().to_owned()),
-            credits: g.credits.map(|n| n.min(i64::MAX as u64) as i64),
-            expires_at,
-            note: g.note,
-            created_at: now,
-        });
+            .map(|g| g.to_new_grant(&customer_id, now));
         let customer_created = new_customer.is_some();
         let issue = IssueKey {
             new_customer,
@@ -129,8 +116,8 @@ impl Ledger {
             key_id,
             customer_id,
             customer_created,
+            expires_at: issue.grant.as_ref().and_then(|g| g.expires_at),
             grant_id: issue.grant.map(|g| g.id),
-            expires_at,
             learned,
         })
     }

@@ -6,6 +6,7 @@
 
 mod account;
 mod checkout;
+mod grants;
 mod keys;
 mod sync;
 
@@ -20,6 +21,7 @@ use crate::stripe::Syncer;
 
 pub use account::{Account, PlanStatus, SESSION_LIFETIME, Session, Standing, Term, Use};
 pub use checkout::{BillingError, CheckoutError, FulfilError, Offer, Welcome};
+pub use grants::GrantError;
 pub use keys::{CustomerRef, GrantSpec, IssueError, IssueRequest, IssuedKey, Revoke};
 
 pub struct Ledger {

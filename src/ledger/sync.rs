@@ -52,6 +52,12 @@ impl Ledger {
         processed
     }
 
+    /// Makes a failing webhook event due now (the owner's retry); false if no such event is
+    /// waiting. The worker takes it at its next wake-up.
+    pub async fn retry_event(&self, id: &str) -> anyhow::Result<bool> {
+        self.db.retry_event(id, unix_now()).await
+    }
+
     /// The full sync from Stripe (`tollbooth sync`, and periodically): every product, price
     /// and customer; what Stripe no longer lists is marked inactive. `progress` hears each step.
     pub async fn reconcile(&self, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<SyncReport> {
@@ -68,6 +74,15 @@ impl Ledger {
             tracing::warn!(error = ?e, "Failed to refresh the view after reconcile");
         }
         report
+    }
+
+    /// When the last reconcile succeeded (on any instance, or by `tollbooth sync`).
+    pub async fn last_reconcile(&self) -> anyhow::Result<Option<i64>> {
+        Ok(self
+            .db
+            .setting(LAST_RECONCILE)
+            .await?
+            .and_then(|v| v.parse().ok()))
     }
 
     /// How long until the next reconcile is due, `every` after the last one that succeeded

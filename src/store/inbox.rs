@@ -22,6 +22,9 @@ pub trait Inbox: Send + Sync {
     /// Unprocessed events that have failed at least once, with their last error.
     fn failed_events(&self) -> BoxFuture<'_, anyhow::Result<Vec<InboxEvent>>>;
     fn event_done<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Makes an unprocessed event due now (the owner's "retry"); false if there is no such
+    /// event waiting.
+    fn retry_event<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<bool>>;
     fn event_failed<'a>(
         &'a self,
         id: &'a str,
@@ -124,6 +127,21 @@ impl Inbox for Db {
             .await
             .context("Failed to mark a webhook event processed")?;
             Ok(())
+        })
+    }
+
+    fn retry_event<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let due = self
+                .execute(
+                    sql("UPDATE stripe_events SET next_attempt_at = $1 \
+                         WHERE id = $2 AND processed_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+                )
+                .await
+                .context("Failed to make a webhook event due")?;
+            Ok(due > 0)
         })
     }
 

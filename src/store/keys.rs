@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use sqlx::FromRow;
 
 use super::audit::{Change, audit};
+use super::grants::{NewGrant, insert_grant};
 use super::snapshot::record_change;
 use super::sql::{Tx, sql};
 use super::{BoxFuture, Db};
@@ -72,19 +73,6 @@ pub struct NewKey {
     pub key_hash: String,
     pub display_prefix: String,
     pub name: Option<String>,
-    pub created_at: i64,
-}
-
-#[derive(Debug)]
-pub struct NewGrant {
-    pub id: String,
-    pub customer_id: String,
-    pub predictors: String,
-    pub quota: Option<i64>,
-    pub quota_period: Option<String>,
-    pub credits: Option<i64>,
-    pub expires_at: Option<i64>,
-    pub note: Option<String>,
     pub created_at: i64,
 }
 
@@ -171,24 +159,7 @@ impl Keys for Db {
             });
             insert_key(&mut tx, &issue.key, detail).await?;
             if let Some(g) = &issue.grant {
-                tx.execute(
-                    sql(
-                        "INSERT INTO grants (id, customer_id, predictors, quota, quota_period, \
-                            credits, expires_at, note, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&g.id)
-                    .bind(&g.customer_id)
-                    .bind(&g.predictors)
-                    .bind(g.quota)
-                    .bind(&g.quota_period)
-                    .bind(g.credits)
-                    .bind(g.expires_at)
-                    .bind(&g.note)
-                    .bind(g.created_at),
-                )
-                .await
-                .context("Failed to store the grant")?;
+                insert_grant(&mut tx, g).await?;
             }
             record_change(&mut tx, Some(&issue.key.customer_id)).await?;
             tx.commit().await.context("Failed to commit the new key")

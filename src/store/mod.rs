@@ -1,7 +1,7 @@
 //! The ledger's storage, split by the role its callers need: the gate reads a [`Snapshot`],
 //! the use cases write [`Keys`], the Stripe sync [`Mirror`]s objects, the webhook worker
 //! drains the [`Inbox`], the flusher writes [`Usage`] and fills the [`MeterOutbox`], the
-//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`], and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
+//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`] and pages through the [`Directory`], gives [`Grants`] and has the admin API's retries answered once ([`Idempotency`]), and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
 //! SQL beside it; a caller takes only the trait it uses, which is also what a test or a
 //! benchmark fakes.
 //!
@@ -11,6 +11,9 @@
 
 mod audit;
 mod backlog;
+mod directory;
+mod grants;
+mod idempotency;
 mod inbox;
 mod keys;
 mod meters;
@@ -34,10 +37,11 @@ use tokio::sync::Notify;
 
 pub use audit::{Audit, AuditRow};
 pub use backlog::{Backlog, BacklogCounts};
+pub use directory::{After, Directory, GrantListing};
+pub use grants::{EndGrant, Grants, NewGrant};
+pub use idempotency::{Claim, Idempotency};
 pub use inbox::{Inbox, InboxEvent, NewEvent};
-pub use keys::{
-    Customer, CustomerListing, IssueKey, KeyListing, Keys, NewGrant, NewKey, RevokeOutcome,
-};
+pub use keys::{Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome};
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use reports::{RefusalDay, Reports, UsageDay};
