@@ -6,7 +6,7 @@
 CREATE TABLE admin_requests (
     id          TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
-    status      INTEGER,
+    status      BIGINT,
     answer      TEXT,
     created_at  BIGINT NOT NULL
 );

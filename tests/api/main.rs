@@ -1,5 +1,6 @@
 //! The service over HTTP, on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
 
+mod admin;
 mod audit;
 mod authorize;
 mod browser;

@@ -62,6 +62,7 @@ impl From<CustomerListing> for CustomerSummary {
 /// Customers, oldest first.
 #[utoipa::path(
     get,
+    operation_id = "list_customers",
     path = "/admin/api/v1/customers",
     tag = "customers",
     params(ListQuery),
@@ -175,6 +176,7 @@ pub struct PredictorUse {
 /// One customer, whole.
 #[utoipa::path(
     get,
+    operation_id = "show_customer",
     path = "/admin/api/v1/customers/{id}",
     tag = "customers",
     params(("id" = String, Path, description = "cus_… (Stripe) or loc_… (made here)")),

@@ -32,6 +32,7 @@ pub struct FailingEvents {
 /// retries each with backoff (up to an hour apart).
 #[utoipa::path(
     get,
+    operation_id = "list_failing_events",
     path = "/admin/api/v1/events",
     tag = "events",
     responses((status = 200, body = FailingEvents))
@@ -63,6 +64,7 @@ pub struct Retrying {
 /// Retries a waiting event now instead of at its next backoff.
 #[utoipa::path(
     post,
+    operation_id = "retry_event",
     path = "/admin/api/v1/events/{id}/retry",
     tag = "events",
     params(

@@ -148,6 +148,7 @@ pub struct CreateGrantBody {
 /// Gives a customer access by hand.
 #[utoipa::path(
     post,
+    operation_id = "create_grant",
     path = "/admin/api/v1/grants",
     tag = "grants",
     request_body = CreateGrantBody,
@@ -212,6 +213,7 @@ pub struct Ended {
 /// Ends a grant now.
 #[utoipa::path(
     post,
+    operation_id = "end_grant",
     path = "/admin/api/v1/grants/{id}/end",
     tag = "grants",
     params(

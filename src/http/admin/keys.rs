@@ -68,6 +68,7 @@ pub struct KeyPage {
 /// Keys, revoked ones included, oldest first.
 #[utoipa::path(
     get,
+    operation_id = "list_keys",
     path = "/admin/api/v1/keys",
     tag = "keys",
     params(ListQuery),
@@ -126,6 +127,7 @@ pub struct IssuedKey {
 /// Issues a key.
 #[utoipa::path(
     post,
+    operation_id = "issue_key",
     path = "/admin/api/v1/keys",
     tag = "keys",
     request_body = IssueBody,
@@ -222,6 +224,7 @@ pub struct Revoked {
 /// Revokes a key: every instance refuses it within a second.
 #[utoipa::path(
     post,
+    operation_id = "revoke_key",
     path = "/admin/api/v1/keys/{id}/revoke",
     tag = "keys",
     params(

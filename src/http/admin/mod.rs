@@ -217,7 +217,10 @@ impl<'a> Routes<'a> {
     }
 }
 
-async fn openapi() -> HttpResponse {
+async fn openapi(admin: Option<web::Data<Admin>>) -> HttpResponse {
+    if admin.is_none() {
+        return crate::http::error::not_found();
+    }
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document())

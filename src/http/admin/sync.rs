@@ -74,6 +74,7 @@ async fn with_last_success(state: &AppState, mut status: SyncStatus) -> SyncStat
 /// Starts a reconcile with Stripe in the background (or answers the one already running).
 #[utoipa::path(
     post,
+    operation_id = "start_sync",
     path = "/admin/api/v1/sync",
     tag = "sync",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer")),
@@ -156,6 +157,7 @@ pub async fn start(
 /// The reconcile started through the API on this instance, running or last finished.
 #[utoipa::path(
     get,
+    operation_id = "sync_status",
     path = "/admin/api/v1/sync",
     tag = "sync",
     responses((status = 200, body = SyncStatus))

@@ -62,6 +62,7 @@ pub struct RefusalRow {
 /// Use per day.
 #[utoipa::path(
     get,
+    operation_id = "usage_report",
     path = "/admin/api/v1/usage",
     tag = "usage",
     params(UsageQuery),
