@@ -39,13 +39,24 @@ fn print_summary(app: &Application) {
         "off (STRIPE_SECRET_KEY not set): only keys issued with `tollbooth keys issue` give access"
             .into()
     };
+    let admin = if s.admin_tokens.is_empty() {
+        "off (ADMIN_TOKEN not set)".to_owned()
+    } else {
+        let labels: Vec<&str> = s.admin_tokens.iter().map(|t| t.label.as_str()).collect();
+        format!(
+            "{}/admin/api/v1 (tokens: {}; document at /admin/api/openapi.json)",
+            s.public_url,
+            labels.join(", ")
+        )
+    };
     println!(
         "tollbooth {version} listening on http://{host}:{port}\n\
          \x20 database   {db} ({engine})\n\
          \x20 owner      {owner}\n\
          \x20 authorize  {shown_url}\n\
          \x20            ({token_note}; paste it into Function as your authorizationUrl)\n\
-         \x20 stripe     {stripe}",
+         \x20 stripe     {stripe}\n\
+         \x20 admin      {admin}",
         version = env!("CARGO_PKG_VERSION"),
         host = s.host,
         port = app.port(),
