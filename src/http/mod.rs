@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod authorize;
+mod dashboard;
 pub mod error;
 mod health;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(middleware::admission))
             .wrap(from_fn(middleware::request_span))
             .configure(admin::routes)
+            .configure(dashboard::routes)
             .configure(pages::routes)
             .configure(webhook::routes)
             .default_service(web::to(not_found)),

@@ -15,6 +15,7 @@ use super::error::PageError;
 use crate::ledger::{SESSION_LIFETIME, Session};
 
 const COOKIE: &str = "tb_session";
+const ADMIN_COOKIE: &str = "tb_admin";
 
 pub struct Sessions {
     secret: SecretString,
@@ -36,7 +37,7 @@ impl Sessions {
         }
     }
 
-    fn sign(&self, text: &str) -> String {
+    pub(crate) fn sign(&self, text: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.expose_secret().as_bytes())
             .expect("HMAC takes keys of any length");
         mac.update(text.as_bytes());
@@ -76,6 +77,50 @@ impl Sessions {
         let cookie = request.cookie(COOKIE)?;
         let (id, signature) = cookie.value().rsplit_once('.')?;
         bool::from(self.sign(id).as_bytes().ct_eq(signature.as_bytes())).then(|| id.to_owned())
+    }
+
+    /// The dashboard's cookie: the id of an admin session, signed, HttpOnly, sent only to
+    /// `/admin` and only from this site's own pages (SameSite=Strict).
+    pub fn admin_cookie(&self, id: &str, lifetime: i64) -> Cookie<'static> {
+        let value = format!("{id}.{}", self.sign(&format!("admin.{id}")));
+        Cookie::build(ADMIN_COOKIE, value)
+            .path("/admin")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Strict)
+            .max_age(CookieDuration::seconds(lifetime))
+            .finish()
+    }
+
+    pub fn end_admin(&self) -> Cookie<'static> {
+        let mut cookie = Cookie::build(ADMIN_COOKIE, "")
+            .path("/admin")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Strict)
+            .finish();
+        cookie.make_removal();
+        cookie
+    }
+
+    /// The admin session id in the request's cookie, if its signature holds.
+    pub fn admin_session_id(&self, request: &HttpRequest) -> Option<String> {
+        let cookie = request.cookie(ADMIN_COOKIE)?;
+        let (id, signature) = cookie.value().rsplit_once('.')?;
+        let expected = self.sign(&format!("admin.{id}"));
+        bool::from(expected.as_bytes().ct_eq(signature.as_bytes())).then(|| id.to_owned())
+    }
+
+    /// The CSRF token of an admin session's forms.
+    pub fn admin_csrf(&self, session_id: &str) -> String {
+        self.sign(&format!("admin-csrf.{session_id}"))
+    }
+
+    pub fn admin_csrf_ok(&self, session_id: &str, token: &str) -> bool {
+        self.admin_csrf(session_id)
+            .as_bytes()
+            .ct_eq(token.as_bytes())
+            .into()
     }
 
     pub fn csrf_token(&self, session: &Session) -> String {
@@ -158,6 +203,28 @@ mod tests {
         let forged = Cookie::new(COOKIE, cookie.value().replace("ses_1", "ses_2"));
         let request = TestRequest::default().cookie(forged).to_http_request();
         assert!(s.session_id(&request).is_none(), "forged");
+    }
+
+    #[test]
+    fn the_admin_cookie_is_strict_to_admin_paths_and_not_the_customers_cookie() {
+        let s = sessions();
+        let cookie = s.admin_cookie("ads_1", 3_600);
+        assert_eq!(cookie.same_site(), Some(SameSite::Strict));
+        assert_eq!(cookie.path(), Some("/admin"));
+        assert!(cookie.http_only().unwrap() && cookie.secure().unwrap());
+        let request = TestRequest::default()
+            .cookie(cookie.clone())
+            .to_http_request();
+        assert_eq!(s.admin_session_id(&request).as_deref(), Some("ads_1"));
+        let customer = s.cookie(&session("ads_1"));
+        let as_admin = Cookie::new(ADMIN_COOKIE, customer.value().to_owned());
+        let request = TestRequest::default().cookie(as_admin).to_http_request();
+        assert!(
+            s.admin_session_id(&request).is_none(),
+            "signed for another use"
+        );
+        assert!(s.admin_csrf_ok("ads_1", &s.admin_csrf("ads_1")));
+        assert!(!s.admin_csrf_ok("ads_2", &s.admin_csrf("ads_1")));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The ledger's storage, split by the role its callers need: the gate reads a [`Snapshot`],
 //! the use cases write [`Keys`], the Stripe sync [`Mirror`]s objects, the webhook worker
 //! drains the [`Inbox`], the flusher writes [`Usage`] and fills the [`MeterOutbox`], the
-//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`] and pages through the [`Directory`], gives [`Grants`] and has the admin API's retries answered once ([`Idempotency`]), and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
+//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`] and pages through the [`Directory`], gives [`Grants`] and has the admin API's retries answered once ([`Idempotency`]) and the dashboard's sign-ins kept ([`AdminSessions`]), and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
 //! SQL beside it; a caller takes only the trait it uses, which is also what a test or a
 //! benchmark fakes.
 //!
@@ -9,6 +9,7 @@
 //! scheme at start. The SQL is written once ([`sql`]); `sqlite.rs` and `postgres.rs` hold only
 //! what the engines do differently.
 
+mod admin_sessions;
 mod audit;
 mod backlog;
 mod directory;
@@ -35,6 +36,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use tokio::sync::Notify;
 
+pub use admin_sessions::{AdminSession, AdminSessions};
 pub use audit::{Audit, AuditRow};
 pub use backlog::{Backlog, BacklogCounts};
 pub use directory::{After, Directory, GrantListing};
@@ -44,7 +46,7 @@ pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome};
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
-pub use reports::{RefusalDay, Reports, UsageDay};
+pub use reports::{RecurringLine, RefusalDay, Reports, UsageDay};
 pub use sessions::{Sessions, StoredSession};
 pub use snapshot::{
     CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,

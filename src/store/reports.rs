@@ -23,6 +23,42 @@ pub trait Reports: Send + Sync {
         since: i64,
         until: i64,
     ) -> BoxFuture<'_, anyhow::Result<Vec<RefusalDay>>>;
+    /// What active subscriptions bill for each licensed (not metered) price, per item: the
+    /// money behind MRR.
+    fn recurring_lines(&self) -> BoxFuture<'_, anyhow::Result<Vec<RecurringLine>>>;
+    /// One-time purchases paid in `[since, until)` and not refunded, per currency: amount in
+    /// minor units.
+    fn one_time_revenue(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<(String, i64)>>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RecurringLine {
+    pub currency: String,
+    /// Minor units per interval, for one unit.
+    pub unit_amount: i64,
+    pub quantity: i64,
+    /// `day`, `week`, `month` or `year`.
+    pub recurring_interval: String,
+    pub recurring_interval_count: i64,
+}
+
+impl RecurringLine {
+    /// What the line bills in an average month, in minor units.
+    pub fn monthly(&self) -> f64 {
+        let per_interval = (self.unit_amount * self.quantity) as f64;
+        let count = self.recurring_interval_count.max(1) as f64;
+        let months = match self.recurring_interval.as_str() {
+            "day" => count * 12.0 / 365.0,
+            "week" => count * 12.0 / 52.0,
+            "year" => count * 12.0,
+            _ => count,
+        };
+        per_interval / months
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -85,6 +121,46 @@ impl Reports for Db {
             )
             .await
             .context("Failed to read refusals per day")
+        })
+    }
+
+    fn recurring_lines(&self) -> BoxFuture<'_, anyhow::Result<Vec<RecurringLine>>> {
+        Box::pin(async move {
+            self.fetch_all(sql(
+                "SELECT p.currency, p.unit_amount, i.quantity, p.recurring_interval, \
+                    COALESCE(p.recurring_interval_count, 1) AS recurring_interval_count \
+                 FROM subscription_items i \
+                 JOIN subscriptions s ON s.id = i.subscription_id \
+                 JOIN prices p ON p.id = i.price_id \
+                 WHERE s.status IN ('active', 'past_due') AND s.ended_at IS NULL \
+                   AND p.price_type = 'recurring' AND p.unit_amount IS NOT NULL \
+                   AND p.recurring_interval IS NOT NULL \
+                   AND COALESCE(p.usage_type, 'licensed') = 'licensed'",
+            ))
+            .await
+            .context("Failed to read recurring revenue")
+        })
+    }
+
+    fn one_time_revenue(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<(String, i64)>>> {
+        Box::pin(async move {
+            self.fetch_all(
+                sql(
+                    "SELECT p.currency, CAST(SUM(p.unit_amount * u.quantity) AS BIGINT) \
+                     FROM purchases u JOIN prices p ON p.id = u.price_id \
+                     WHERE u.paid_at >= $1 AND u.paid_at < $2 AND u.refunded_at IS NULL \
+                       AND p.unit_amount IS NOT NULL \
+                     GROUP BY p.currency ORDER BY p.currency",
+                )
+                .bind(since)
+                .bind(until),
+            )
+            .await
+            .context("Failed to read one-time revenue")
         })
     }
 }

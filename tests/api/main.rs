@@ -5,6 +5,7 @@ mod audit;
 mod authorize;
 mod browser;
 mod cold_start;
+mod dashboard;
 mod exactness;
 mod fake_checkout;
 mod faults;

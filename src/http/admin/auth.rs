@@ -61,7 +61,7 @@ impl Tokens {
     }
 
     /// The label of the token `candidate` is, comparing with every token in constant time.
-    fn label_of(&self, candidate: &str) -> Option<&str> {
+    pub fn label_of(&self, candidate: &str) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
         let mut found = None;
         for (label, token) in &self.tokens {
@@ -72,22 +72,38 @@ impl Tokens {
         found
     }
 
+    /// Whether the token with this label and SHA-256 (hex) is still configured: a dashboard
+    /// session lasts only as long as the token it was started with.
+    pub fn still_configured(&self, label: &str, digest_hex: &str) -> bool {
+        self.tokens
+            .iter()
+            .any(|(l, d)| l == label && bool::from(hex(d).as_bytes().ct_eq(digest_hex.as_bytes())))
+    }
+
+    /// SHA-256 (hex) of a token, as dashboard sessions keep it.
+    pub fn digest_hex(token: &str) -> String {
+        hex(&Sha256::digest(token.as_bytes()))
+    }
+
     /// The client's address: from the proxy's header when `CLIENT_IP_HEADER` names one, else
     /// the connection's.
-    fn client(&self, request: &ServiceRequest) -> Option<IpAddr> {
+    pub fn client(
+        &self,
+        headers: &header::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Option<IpAddr> {
         if let Some(name) = &self.client_ip_header {
-            return request
-                .headers()
+            return headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next())
                 .and_then(|v| v.trim().parse().ok());
         }
-        request.peer_addr().map(|a| a.ip())
+        peer.map(|a| a.ip())
     }
 
     /// Seconds until the address may try again, when it has used up its failures.
-    fn locked_for(&self, client: Option<IpAddr>, now: Instant) -> Option<u64> {
+    pub fn locked_for(&self, client: Option<IpAddr>, now: Instant) -> Option<u64> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let seen = failures.get(&client?)?;
         let left = FAILURE_WINDOW
@@ -96,7 +112,7 @@ impl Tokens {
         (seen.count >= FAILURES_ALLOWED).then(|| left.as_secs().max(1))
     }
 
-    fn failed(&self, client: Option<IpAddr>, now: Instant) {
+    pub fn failed(&self, client: Option<IpAddr>, now: Instant) {
         let Some(client) = client else { return };
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() >= ADDRESSES_KEPT {
@@ -128,7 +144,7 @@ pub async fn require_token(
         return Ok(request.into_response(off).map_into_right_body());
     };
     let now = Instant::now();
-    let client = admin.tokens.client(&request);
+    let client = admin.tokens.client(request.headers(), request.peer_addr());
     if let Some(wait) = admin.tokens.locked_for(client, now) {
         let error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -171,6 +187,10 @@ pub async fn require_token(
     request.extensions_mut().insert(TokenLabel(label.clone()));
     let response = Actor::Admin(label).acting(next.call(request)).await?;
     Ok(response.map_into_left_body())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ mod events;
 mod grants;
 mod idempotency;
 mod keys;
-mod sync;
+pub mod sync;
 mod usage;
 
 use std::sync::OnceLock;
@@ -32,7 +32,7 @@ use self::error::ApiError;
 use crate::config::Settings;
 use crate::domain::Owner;
 
-pub use sync::SyncStatus;
+pub use sync::{SyncStatus, with_last_success};
 
 /// Where the API's version 1 lives.
 pub const V1: &str = "/admin/api/v1";
@@ -44,11 +44,11 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct Admin {
     pub tokens: auth::Tokens,
     /// `FXN_OWNER`, which grant patterns are checked against, as the CLI does.
-    owner: Option<Owner>,
+    pub owner: Option<Owner>,
     /// The Stripe Dashboard's customers page (test or live, from the secret key).
-    stripe_dashboard: Option<&'static str>,
-    /// This instance's last reconcile started through the API.
-    sync: sync::Runs,
+    pub stripe_dashboard: Option<&'static str>,
+    /// This instance's last reconcile started through the API or the dashboard.
+    pub sync: sync::Runs,
 }
 
 impl Admin {

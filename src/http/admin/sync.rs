@@ -17,6 +17,7 @@ use super::ok;
 use crate::clock::unix_now;
 use crate::domain::Actor;
 use crate::http::state::AppState;
+use crate::ledger::Ledger;
 
 /// The last reconcile started through the API on this instance.
 #[derive(Default, Clone)]
@@ -25,36 +26,89 @@ pub struct Runs(Arc<Mutex<SyncStatus>>);
 #[derive(Debug, Default, Clone, Serialize, ToSchema)]
 pub struct SyncStatus {
     /// A reconcile started through the API is running on this instance.
-    running: bool,
-    started_at: Option<i64>,
+    pub running: bool,
+    pub started_at: Option<i64>,
     /// The token label that started it.
-    started_by: Option<String>,
+    pub started_by: Option<String>,
     /// What it is reading now: `products`, `prices`, `customers`, …
-    step: Option<String>,
-    finished_at: Option<i64>,
+    pub step: Option<String>,
+    pub finished_at: Option<i64>,
     /// `succeeded` or `failed`, once finished.
-    outcome: Option<&'static str>,
+    pub outcome: Option<&'static str>,
     /// What the finished run synced.
-    report: Option<SyncCounts>,
-    error: Option<String>,
+    pub report: Option<SyncCounts>,
+    pub error: Option<String>,
     /// When the last reconcile succeeded on any instance (the API's, the periodic one, or
     /// `tollbooth sync`).
-    last_succeeded_at: Option<i64>,
+    pub last_succeeded_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SyncCounts {
-    products: usize,
-    prices: usize,
-    customers: usize,
-    subscriptions: usize,
-    purchases: usize,
+    pub products: usize,
+    pub prices: usize,
+    pub customers: usize,
+    pub subscriptions: usize,
+    pub purchases: usize,
     /// Products or prices Stripe no longer has, marked inactive.
-    deactivated: usize,
+    pub deactivated: usize,
 }
 
 impl Runs {
-    fn now(&self) -> SyncStatus {
+    /// Starts a reconcile as `label` in the background unless one is running; returns whether
+    /// it started.
+    pub fn start(&self, ledger: Arc<Ledger>, label: String) -> bool {
+        let mut started = false;
+        self.update(|s| {
+            if !s.running {
+                started = true;
+                *s = SyncStatus {
+                    running: true,
+                    started_at: Some(unix_now()),
+                    started_by: Some(label.clone()),
+                    ..SyncStatus::default()
+                };
+            }
+        });
+        if !started {
+            return false;
+        }
+        let progress_runs = self.clone();
+        let finished_runs = self.clone();
+        tokio::spawn(Actor::Admin(label).acting(async move {
+            let progress = move |step: &str| {
+                let step = step.to_owned();
+                progress_runs.update(|s| s.step = Some(step));
+            };
+            let result = ledger.reconcile(&progress).await;
+            finished_runs.update(|s| {
+                s.running = false;
+                s.step = None;
+                s.finished_at = Some(unix_now());
+                match result {
+                    Ok(r) => {
+                        s.outcome = Some("succeeded");
+                        s.report = Some(SyncCounts {
+                            products: r.products,
+                            prices: r.prices,
+                            customers: r.customers,
+                            subscriptions: r.subscriptions,
+                            purchases: r.purchases,
+                            deactivated: r.deactivated,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "Reconcile started by an admin failed");
+                        s.outcome = Some("failed");
+                        s.error = Some(format!("{e:#}"));
+                    }
+                }
+            });
+        }));
+        true
+    }
+
+    pub fn now(&self) -> SyncStatus {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -63,7 +117,7 @@ impl Runs {
     }
 }
 
-async fn with_last_success(state: &AppState, mut status: SyncStatus) -> SyncStatus {
+pub async fn with_last_success(state: &AppState, mut status: SyncStatus) -> SyncStatus {
     match state.ledger.last_reconcile().await {
         Ok(at) => status.last_succeeded_at = at,
         Err(e) => tracing::warn!(error = ?e, "Failed to read when the last reconcile ran"),
@@ -100,54 +154,8 @@ pub async fn start(
                 "STRIPE_SECRET_KEY is not set: there is nothing to sync from.",
             ));
         }
-        let runs = admin.sync.clone();
-        let mut started = false;
-        runs.update(|s| {
-            if !s.running {
-                started = true;
-                *s = SyncStatus {
-                    running: true,
-                    started_at: Some(unix_now()),
-                    started_by: Some(label.clone()),
-                    ..SyncStatus::default()
-                };
-            }
-        });
-        if started {
-            let ledger = Arc::clone(&state.ledger);
-            let progress_runs = runs.clone();
-            let finished_runs = runs.clone();
-            tokio::spawn(Actor::Admin(label.clone()).acting(async move {
-                let progress = move |step: &str| {
-                    let step = step.to_owned();
-                    progress_runs.update(|s| s.step = Some(step));
-                };
-                let result = ledger.reconcile(&progress).await;
-                finished_runs.update(|s| {
-                    s.running = false;
-                    s.step = None;
-                    s.finished_at = Some(unix_now());
-                    match result {
-                        Ok(r) => {
-                            s.outcome = Some("succeeded");
-                            s.report = Some(SyncCounts {
-                                products: r.products,
-                                prices: r.prices,
-                                customers: r.customers,
-                                subscriptions: r.subscriptions,
-                                purchases: r.purchases,
-                                deactivated: r.deactivated,
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "Reconcile started by the admin API failed");
-                            s.outcome = Some("failed");
-                            s.error = Some(format!("{e:#}"));
-                        }
-                    }
-                });
-            }));
-        }
+        admin.sync.start(Arc::clone(&state.ledger), label.clone());
+        let runs = &admin.sync;
         let status = with_last_success(&state, runs.now()).await;
         Ok((StatusCode::ACCEPTED, json!(status)))
     })
