@@ -10,7 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::helpers::assert_allowed;
-use crate::pages::shop;
+use crate::pages::{shop, shop_with};
 
 struct Browser {
     client: Client,
@@ -212,6 +212,198 @@ async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser
     b.click("form[action='/account/sign-out'] button").await;
     b.find(Locator::Id("key")).await;
     b.shot("09-signed-out").await;
+
+    browser.stop().await;
+}
+
+/// Shots of a page at desktop width, then at phone width.
+async fn both_widths(b: &Browser, name: &str) {
+    b.shot(name).await;
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.shot(&format!("{name}-phone")).await;
+    b.client.set_window_size(1100, 900).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs this"]
+async fn the_owner_signs_in_reads_the_overview_finds_a_customer_and_acts_in_a_browser() {
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    let shop = shop_with("Pro", &[("ADMIN_TOKEN", &format!("owner:{SECRET}"))]).await;
+    let app = &shop.app;
+    // A paying customer who predicts, a hand-made one, refusals, and 30 days of history.
+    let welcome = shop.buy().await;
+    let (_, page) = shop.get(&welcome, None).await;
+    let paid_key = crate::pages::revealed_key(&page).expect("the key on the welcome page");
+    for tag in ["@acme/sdxl", "@acme/sdxl", "@acme/llama"] {
+        assert_allowed(app, tag, &paid_key).await;
+    }
+    let unknown = "tb_0000000000000000000000000000000000";
+    let _ = app.authorize_json("@acme/sdxl", unknown).await;
+    let hand = app
+        .issue(crate::helpers::Issue {
+            email: Some("hand@example.com"),
+            ..crate::helpers::Issue::default()
+        })
+        .await;
+    assert_allowed(app, "@acme/whisper", &hand.key).await;
+    app.gate
+        .flush(app.store.as_ref(), tollbooth::clock::unix_now(), true)
+        .await
+        .unwrap();
+    let today = tollbooth::domain::calendar::day_start(tollbooth::clock::unix_now());
+    for day in 1..30_i64 {
+        let hour = today - day * 86_400 + 12 * 3_600;
+        for (tag, count) in [
+            ("@acme/sdxl", 40 + day * 3),
+            ("@acme/llama", 15 + day % 7 * 4),
+        ] {
+            app.store
+                .0
+                .execute(
+                    tollbooth::store::sql::sql(
+                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(hour)
+                    .bind(tag)
+                    .bind(hand.key_id.as_str())
+                    .bind(hand.customer_id.as_str())
+                    .bind(count),
+                )
+                .await
+                .unwrap();
+        }
+        app.store
+            .0
+            .execute(
+                tollbooth::store::sql::sql(
+                    "INSERT INTO refusals_hourly (hour, reason, count) VALUES ($1, $2, $3)",
+                )
+                .bind(hour)
+                .bind(if day % 3 == 0 {
+                    "quota_used"
+                } else {
+                    "unknown_key"
+                })
+                .bind(day % 5 + 1),
+            )
+            .await
+            .unwrap();
+    }
+    let now = tollbooth::clock::unix_now();
+    use tollbooth::store::Inbox as _;
+    app.store
+        .insert_event(&tollbooth::store::NewEvent {
+            id: "evt_stuck".into(),
+            event_type: "customer.subscription.updated".into(),
+            created: now,
+            payload: "{}".into(),
+            received_at: now,
+        })
+        .await
+        .unwrap();
+    app.store
+        .event_failed(
+            "evt_stuck",
+            "no answer from Stripe within 10 s",
+            now + 3_600,
+        )
+        .await
+        .unwrap();
+
+    let engine = if std::env::var("TEST_DATABASE_URL").is_ok() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let browser = Browser::start(engine).await;
+    let b = &browser;
+
+    // Sign in with the admin token.
+    b.client
+        .goto(&format!("{}/admin", app.address))
+        .await
+        .unwrap();
+    both_widths(b, "admin-01-sign-in").await;
+    b.find(Locator::Id("token"))
+        .await
+        .send_keys(SECRET)
+        .await
+        .unwrap();
+    b.click("form[action='/admin/sign-in'] button").await;
+
+    // The overview: the chart, the figures, the refusals, the top customers.
+    assert_eq!(b.text("h1").await, "Overview");
+    let overview = b.source().await;
+    assert!(
+        overview.contains("<svg") && overview.contains("@acme/sdxl"),
+        "the chart"
+    );
+    assert!(overview.contains("quota used"), "refusals by reason");
+    assert!(overview.contains("hand@example.com"), "top customers");
+    assert!(
+        overview.contains("$"),
+        "MRR from the paid subscription: {overview}"
+    );
+    both_widths(b, "admin-02-overview").await;
+
+    // Find the hand-made customer.
+    b.click("header nav a[href='/admin/customers']").await;
+    b.find(Locator::Id("search"))
+        .await
+        .send_keys("hand@")
+        .await
+        .unwrap();
+    b.click("form[role='search'] button").await;
+    both_widths(b, "admin-03-customers").await;
+    b.click(&format!("a[href='/admin/customers/{}']", hand.customer_id))
+        .await;
+    assert_eq!(b.text("h1").await, "hand@example.com");
+    assert!(
+        b.source().await.contains("<svg"),
+        "the customer's use chart"
+    );
+    both_widths(b, "admin-04-customer").await;
+
+    // Issue a key for them: shown once.
+    b.find(Locator::Css("#issue summary"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.find(Locator::Css("#issue-key input[name='name']"))
+        .await
+        .send_keys("from the dashboard")
+        .await
+        .unwrap();
+    b.click("#issue-key button[type='submit']").await;
+    let new_key = b.text("#new-key").await;
+    assert!(new_key.starts_with("tb_"), "{new_key}");
+    assert_allowed(app, "@acme/sdxl", &new_key).await;
+    both_widths(b, "admin-05-key-issued").await;
+
+    // Revoke it.
+    b.submit(Locator::XPath(
+        "//tr[td[normalize-space()='from the dashboard']]//button",
+    ))
+    .await;
+    let (status, _) = app.authorize_json("@acme/sdxl", &new_key).await;
+    assert_eq!(status, 400);
+    assert!(b.source().await.contains("revoked"));
+    both_widths(b, "admin-06-key-revoked").await;
+
+    // Retry the failing event.
+    b.click("header nav a[href='/admin/webhooks']").await;
+    assert!(b.source().await.contains("evt_stuck"));
+    both_widths(b, "admin-07-webhooks").await;
+    b.click("form[action='/admin/events/evt_stuck/retry'] button")
+        .await;
+    b.find(Locator::Css("h1")).await;
+    both_widths(b, "admin-08-retried").await;
+
+    // Sign out.
+    b.click("form[action='/admin/sign-out'] button").await;
+    b.find(Locator::Id("token")).await;
 
     browser.stop().await;
 }

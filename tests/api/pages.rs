@@ -18,13 +18,19 @@ pub struct Shop {
 
 /// The service selling one plan through the fake Stripe, its catalog already synced.
 pub async fn shop(product_name: &str) -> Shop {
+    shop_with(product_name, &[]).await
+}
+
+/// The shop with `extra` settings.
+pub async fn shop_with(product_name: &str, extra: &[(&str, &str)]) -> Shop {
     let fake = FakeCheckout::start(product_name).await;
-    let app = spawn_app_with(&[
+    let mut settings = vec![
         ("STRIPE_SECRET_KEY", "sk_test_shop"),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ("STRIPE_API_BASE", &fake.base),
-    ])
-    .await;
+        ("STRIPE_API_BASE", fake.base.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(&settings).await;
     fake.deliver_webhooks_to(&app);
     let stamp = unix_now() * 1000;
     app.store

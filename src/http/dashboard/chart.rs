@@ -76,7 +76,8 @@ pub fn stacked_days(title: &str, first_day: i64, series: &[Series]) -> String {
                 name = escape(&s.name),
             );
         }
-        if day == 0 || day + 1 == days || day % 7 == 0 {
+        // The first and last days, and every seventh between them with room for its label.
+        if day == 0 || day + 1 == days || (day % 7 == 0 && day + 4 < days) {
             let _ = write!(
                 svg,
                 r##"<text x="{x}" y="{y}" font-size="9" fill="#5b6470">{label}</text>"##,
