@@ -10,6 +10,8 @@ use crate::stripe::SyncReport;
 
 /// The setting that keeps when the last successful reconcile ended (Unix seconds).
 const LAST_RECONCILE: &str = "last_reconcile";
+/// The setting that keeps what the last successful reconcile synced, in words.
+const LAST_RECONCILE_REPORT: &str = "last_reconcile_report";
 
 /// How long one attempt at an event may take (its re-reads from Stripe included).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,9 +67,12 @@ impl Ledger {
             anyhow::anyhow!("STRIPE_SECRET_KEY is not set: there is nothing to sync from")
         })?;
         let report = stripe.reconcile(progress).await;
-        if report.is_ok() {
+        if let Ok(synced) = &report {
             self.db
                 .put_setting(LAST_RECONCILE, &unix_now().to_string())
+                .await?;
+            self.db
+                .put_setting(LAST_RECONCILE_REPORT, &synced.to_string())
                 .await?;
         }
         if let Err(e) = self.refresh().await {
@@ -76,13 +81,16 @@ impl Ledger {
         report
     }
 
-    /// When the last reconcile succeeded (on any instance, or by `tollbooth sync`).
-    pub async fn last_reconcile(&self) -> anyhow::Result<Option<i64>> {
-        Ok(self
+    /// When the last reconcile succeeded (on any instance, or by `tollbooth sync`), and what
+    /// it synced, in words.
+    pub async fn last_reconcile(&self) -> anyhow::Result<Option<(i64, String)>> {
+        let at = self
             .db
             .setting(LAST_RECONCILE)
             .await?
-            .and_then(|v| v.parse().ok()))
+            .and_then(|v| v.parse().ok());
+        let report = self.db.setting(LAST_RECONCILE_REPORT).await?;
+        Ok(at.map(|at| (at, report.unwrap_or_default())))
     }
 
     /// How long until the next reconcile is due, `every` after the last one that succeeded

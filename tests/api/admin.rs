@@ -654,6 +654,13 @@ async fn a_reconcile_is_started_and_its_progress_read_back() {
     assert_eq!(finished["outcome"], "succeeded", "{finished}");
     assert_eq!(finished["report"]["products"], 0);
     assert!(finished["last_succeeded_at"].as_i64().unwrap() >= unix_now() - 10);
+    assert!(
+        finished["last_succeeded_report"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 products, 0 prices"),
+        "{finished}"
+    );
 }
 
 #[tokio::test]

@@ -401,6 +401,15 @@ async fn the_owner_signs_in_reads_the_overview_finds_a_customer_and_acts_in_a_br
     b.find(Locator::Css("h1")).await;
     both_widths(b, "admin-08-retried").await;
 
+    // The audit log: the key issued and revoked here, by the token's label.
+    b.click("header nav a[href='/admin/audit']").await;
+    let audit = b.source().await;
+    assert!(
+        audit.contains("admin:owner") && audit.contains("key.revoked"),
+        "{audit}"
+    );
+    both_widths(b, "admin-09-audit").await;
+
     // Sign out.
     b.click("form[action='/admin/sign-out'] button").await;
     b.find(Locator::Id("token")).await;

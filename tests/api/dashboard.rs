@@ -266,6 +266,12 @@ async fn the_owner_finds_a_customer_issues_and_revokes_a_key_and_gives_and_ends_
         actions,
         ["grant.ended", "key.revoked", "key.issued", "grant.created"]
     );
+    let (status, audit) = d.get("/admin/audit", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    assert!(
+        audit.contains("admin:owner") && audit.contains("grant.ended"),
+        "{audit}"
+    );
 }
 
 #[tokio::test]

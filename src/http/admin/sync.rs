@@ -41,6 +41,8 @@ pub struct SyncStatus {
     /// When the last reconcile succeeded on any instance (the API's, the periodic one, or
     /// `tollbooth sync`).
     pub last_succeeded_at: Option<i64>,
+    /// What that reconcile synced, in words.
+    pub last_succeeded_report: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -119,7 +121,10 @@ impl Runs {
 
 pub async fn with_last_success(state: &AppState, mut status: SyncStatus) -> SyncStatus {
     match state.ledger.last_reconcile().await {
-        Ok(at) => status.last_succeeded_at = at,
+        Ok(last) => {
+            status.last_succeeded_at = last.as_ref().map(|(at, _)| *at);
+            status.last_succeeded_report = last.map(|(_, report)| report).filter(|r| !r.is_empty());
+        }
         Err(e) => tracing::warn!(error = ?e, "Failed to read when the last reconcile ran"),
     }
     status

@@ -7,6 +7,7 @@
 //! SameSite=Strict and sent to `/admin` only; every form carries a CSRF token and must come from
 //! this site. A session ends on sign-out, after 12 hours, or when its token leaves ADMIN_TOKEN.
 
+mod audit;
 mod chart;
 mod customers;
 mod overview;
@@ -54,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(customers::end_grant),
         )
         .route("/admin/webhooks", web::get().to(webhooks::show))
+        .route("/admin/audit", web::get().to(audit::show))
         .route("/admin/events/{id}/retry", web::post().to(webhooks::retry))
         .route("/admin/sync", web::post().to(webhooks::sync));
 }

@@ -23,6 +23,7 @@ struct WebhooksPage {
     selling: bool,
     running: bool,
     last_success: String,
+    last_report: Option<String>,
     last_run: Option<String>,
 }
 
@@ -86,6 +87,7 @@ pub async fn show(
         selling: state.ledger.selling(),
         running: status.running,
         last_success: when(status.last_succeeded_at),
+        last_report: status.last_succeeded_report.clone(),
         last_run,
     };
     html(&page, true)
