@@ -192,6 +192,20 @@ impl Gate {
         now: i64,
     ) -> Result<Allowed, DenyReason> {
         let found = view.find(key).ok_or(DenyReason::UnknownKey)?;
+        let decided = self.decide_for(&found, tag, now);
+        if let Err(reason) = &decided {
+            self.usage.record_refusal(found.key, reason, now);
+        }
+        decided
+    }
+
+    /// The decision for a key found in the view.
+    fn decide_for(
+        &self,
+        found: &view::Found<'_>,
+        tag: &PredictorTag<'_>,
+        now: i64,
+    ) -> Result<Allowed, DenyReason> {
         let customer = found.customer;
         let mut rate_checked = false;
         loop {

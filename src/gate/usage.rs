@@ -10,11 +10,12 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::DenyReason;
 use super::FastMap;
 use super::names::{Ids, Names};
 use super::slots::Slots;
 use crate::per_thread::PerThread;
-use crate::store::{CounterDelta, HourlyDelta, MeterDelta, UsageBatch, UsageRow};
+use crate::store::{CounterDelta, HourlyDelta, KeyRefusalDelta, MeterDelta, UsageBatch, UsageRow};
 
 /// An entitlement slot and the start of one of its periods, in Unix seconds as 32 bits
 /// (periods start between 1970 and 2106; 0 is the lifetime of credits).
@@ -73,6 +74,8 @@ struct Activity {
     tags: Names,
     /// (key slot, hour since the epoch, tag) -> (count, last use as seconds into the hour).
     hourly: FastMap<(u32, u32, u32), (u32, u16)>,
+    /// Refusals of known keys: (key slot, hour since the epoch, reason index) -> count.
+    refused: FastMap<(u32, u32, u8), u32>,
 }
 
 /// Use taken from the book for one flush, still by slot: written out as text by
@@ -85,7 +88,9 @@ pub struct Taken {
 
 impl Taken {
     pub fn is_empty(&self) -> bool {
-        self.counters.is_empty() && self.activity.hourly.is_empty()
+        self.counters.is_empty()
+            && self.activity.hourly.is_empty()
+            && self.activity.refused.is_empty()
     }
 
     /// What the store writes, with ids as text, at `now`.
@@ -129,6 +134,18 @@ impl Taken {
             .into_iter()
             .map(|(key, at)| (ids.keys.get(key).to_owned(), at))
             .collect();
+        let refused = self
+            .activity
+            .refused
+            .iter()
+            .map(|(&(key, hour, reason), &count)| KeyRefusalDelta {
+                hour: i64::from(hour) * 3_600,
+                key_id: ids.keys.get(key).to_owned(),
+                customer_id: ids.key_customer(key).to_owned(),
+                reason: DenyReason::LABELS[usize::from(reason)].to_owned(),
+                count: i64::from(count),
+            })
+            .collect();
         UsageBatch {
             at: now,
             journal: None,
@@ -136,6 +153,7 @@ impl Taken {
             hourly,
             last_used,
             meters,
+            refused,
         }
     }
 }
@@ -164,11 +182,16 @@ impl Shards {
             let taken = {
                 let mut activity = shard.lock().expect("activity lock poisoned");
                 let room = activity.hourly.len();
+                let refused_room = activity.refused.len();
                 std::mem::replace(
                     &mut *activity,
                     Activity {
                         tags: Names::default(),
                         hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
+                        refused: FastMap::with_capacity_and_hasher(
+                            refused_room,
+                            Default::default(),
+                        ),
                     },
                 )
             };
@@ -189,6 +212,9 @@ impl Activity {
     fn absorb(&mut self, other: Activity) {
         for ((key, hour, tag), (count, last)) in other.hourly {
             self.add(key, hour, other.tags.get(tag), count, last);
+        }
+        for (entry, count) in other.refused {
+            *self.refused.entry(entry).or_default() += count;
         }
     }
 }
@@ -282,6 +308,16 @@ impl UsageBook {
         let into_hour = (now % 3_600) as u16;
         self.activity
             .with_mine(|activity| activity.add(key, hour, tag, 1, into_hour));
+    }
+
+    /// Records a refusal of a known key, for the owner's view of that customer (per hour, key
+    /// and reason). Only refusals take this path; an allowed prediction never does.
+    pub fn record_refusal(&self, key: u32, reason: &DenyReason, now: i64) {
+        let hour = (now.max(0) / 3_600) as u32;
+        let reason = u8::try_from(reason.index()).unwrap_or(u8::MAX);
+        self.activity.with_mine(|activity| {
+            *activity.refused.entry((key, hour, reason)).or_default() += 1;
+        });
     }
 
     /// Takes what was counted since the last flush: the counts a cap or a meter rests on
@@ -480,6 +516,43 @@ mod tests {
                 value: 2,
             }]
         );
+    }
+
+    #[test]
+    fn refusals_of_a_known_key_are_taken_per_hour_and_reason_and_given_back_on_failure() {
+        let (ids, _, key) = ids();
+        let book = UsageBook::default();
+        let quota = DenyReason::QuotaUsed {
+            limit: 5,
+            resets_on: 86_400,
+        };
+        for _ in 0..3 {
+            book.record_refusal(key, &quota, 7_300);
+        }
+        book.record_refusal(key, &DenyReason::NoPlan, 7_300);
+        book.record(key, "@acme/a", 7_300);
+        let taken = book.take(true);
+        let batch = taken.batch(&ids, 7_400);
+        let mut rows: Vec<_> = batch
+            .refused
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count, r.hour, r.key_id.as_str()))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                ("no_plan", 1, 7_200, "key_1"),
+                ("quota_used", 3, 7_200, "key_1")
+            ]
+        );
+        assert_eq!(
+            batch.last_used,
+            [("key_1".to_owned(), 7_300)],
+            "refusals are not use"
+        );
+        book.restore(taken);
+        assert_eq!(book.take(true).batch(&ids, 7_500).refused.len(), 2, "kept");
     }
 
     #[test]

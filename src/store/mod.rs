@@ -46,14 +46,14 @@ pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome};
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
-pub use reports::{RecurringLine, RefusalDay, Reports, UsageDay};
+pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};
 pub use sessions::{Sessions, StoredSession};
 pub use snapshot::{
     CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,
     Snapshot, UsageRow,
 };
 pub use transfer::Transfer;
-pub use usage::{CounterDelta, HourlyDelta, Usage, UsageBatch};
+pub use usage::{CounterDelta, HourlyDelta, KeyRefusalDelta, Usage, UsageBatch};
 
 use sql::{Pool, Tx};
 

@@ -23,6 +23,14 @@ pub trait Reports: Send + Sync {
         since: i64,
         until: i64,
     ) -> BoxFuture<'_, anyhow::Result<Vec<RefusalDay>>>;
+    /// A customer's refused authorizations per UTC day, key and reason, for days starting in
+    /// `[since, until)`, newest first.
+    fn refusals_of<'a>(
+        &'a self,
+        customer_id: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<KeyRefusalDay>>>;
     /// What active subscriptions bill for each licensed (not metered) price, per item: the
     /// money behind MRR.
     fn recurring_lines(&self) -> BoxFuture<'_, anyhow::Result<Vec<RecurringLine>>>;
@@ -33,6 +41,14 @@ pub trait Reports: Send + Sync {
         since: i64,
         until: i64,
     ) -> BoxFuture<'_, anyhow::Result<Vec<(String, i64)>>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct KeyRefusalDay {
+    pub day: i64,
+    pub key_id: String,
+    pub reason: String,
+    pub refusals: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -161,6 +177,29 @@ impl Reports for Db {
             )
             .await
             .context("Failed to read one-time revenue")
+        })
+    }
+
+    fn refusals_of<'a>(
+        &'a self,
+        customer_id: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<KeyRefusalDay>>> {
+        Box::pin(async move {
+            self.fetch_all(
+                sql("SELECT (hour / 86400) * 86400 AS day, key_id, reason, \
+                        CAST(SUM(count) AS BIGINT) AS refusals \
+                     FROM key_refusals_hourly \
+                     WHERE customer_id = $1 AND hour >= $2 AND hour < $3 \
+                     GROUP BY (hour / 86400) * 86400, key_id, reason \
+                     ORDER BY day DESC, refusals DESC, key_id, reason")
+                .bind(customer_id)
+                .bind(since)
+                .bind(until),
+            )
+            .await
+            .context("Failed to read a customer's refusals")
         })
     }
 }

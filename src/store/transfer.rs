@@ -191,6 +191,16 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
         &[("hour", Int), ("reason", Text), ("count", Int)],
     ),
     (
+        "key_refusals_hourly",
+        &[
+            ("hour", Int),
+            ("key_id", Text),
+            ("customer_id", Text),
+            ("reason", Text),
+            ("count", Int),
+        ],
+    ),
+    (
         "audit_log",
         &[
             ("id", Text),

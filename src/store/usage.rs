@@ -42,6 +42,19 @@ pub struct UsageBatch {
     pub last_used: Vec<(String, i64)>,
     /// Use of metered prices, to report to their Billing Meters.
     pub meters: Vec<MeterDelta>,
+    /// Authorizations refused for known keys, per hour, key and reason.
+    #[serde(default)]
+    pub refused: Vec<KeyRefusalDelta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRefusalDelta {
+    pub hour: i64,
+    pub key_id: String,
+    pub customer_id: String,
+    /// The metrics' label of the reason.
+    pub reason: String,
+    pub count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +140,26 @@ impl Usage for Db {
                 )
                 .await
                 .context("Failed to write hourly usage")?;
+            }
+            if !batch.refused.is_empty() {
+                let rows: Vec<_> = batch
+                    .refused
+                    .iter()
+                    .map(|r| (r.hour, &r.key_id, &r.customer_id, &r.reason, r.count))
+                    .collect();
+                tx.execute(
+                    self.with_json_rows(
+                        "INSERT INTO key_refusals_hourly (hour, key_id, customer_id, reason, count) \
+                         SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                                j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
+                         FROM {json_rows} WHERE true \
+                         ON CONFLICT (hour, key_id, reason) \
+                         DO UPDATE SET count = key_refusals_hourly.count + excluded.count",
+                    )
+                    .bind(serde_json::to_string(&rows)?),
+                )
+                .await
+                .context("Failed to write refusals per key")?;
             }
             if !batch.last_used.is_empty() {
                 tx.execute(

@@ -435,6 +435,32 @@ async fn a_grant_gives_access_until_it_is_ended_and_meaningless_grants_are_refus
     assert_allowed(&app, "@acme/sdxl", &issued.key).await;
     assert_denied(&app, "@acme/sdxl", &issued.key, "").await;
 
+    // The refusals of this customer's key, by reason, written with the activity.
+    app.gate
+        .flush(app.store.as_ref(), unix_now(), true)
+        .await
+        .unwrap();
+    let (_, one) = app
+        .admin_get(&format!("/customers/{}", issued.customer_id))
+        .await;
+    let mut reasons: Vec<(String, i64)> = one["recent_refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["key_id"], issued.key_id.as_str());
+            (
+                r["reason"].as_str().unwrap().to_owned(),
+                r["refusals"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [("no_plan".to_owned(), 1), ("quota_used".to_owned(), 1)]
+    );
+
     let id = grant["id"].as_str().unwrap();
     let (status, ended) = app
         .admin_post(&format!("/grants/{id}/end"), json!(null))

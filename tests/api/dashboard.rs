@@ -266,6 +266,16 @@ async fn the_owner_finds_a_customer_issues_and_revokes_a_key_and_gives_and_ends_
         actions,
         ["grant.ended", "key.revoked", "key.issued", "grant.created"]
     );
+    d.app
+        .gate
+        .flush(d.app.store.as_ref(), unix_now(), true)
+        .await
+        .unwrap();
+    let (_, page) = d.get(&path, Some(&cookie)).await;
+    assert!(
+        page.contains("no plan (a key without a plan)"),
+        "the refusal after the grant ended: {page}"
+    );
     let (status, audit) = d.get("/admin/audit", Some(&cookie)).await;
     assert_eq!(status, 200);
     assert!(

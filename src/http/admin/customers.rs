@@ -113,6 +113,18 @@ pub struct CustomerDetail {
     keys: Vec<KeyView>,
     /// Predictions allowed since the 1st of this month (UTC), per predictor.
     usage_this_month: Vec<PredictorUse>,
+    /// Authorizations of the customer's keys refused in the last 30 days, per day, key and
+    /// reason, newest first (written with the per-hour activity, about once a minute).
+    recent_refusals: Vec<RefusalView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefusalView {
+    day: String,
+    key_id: String,
+    /// `quota_used`, `credits_used`, `canceled`, `not_included`, …
+    reason: String,
+    refusals: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -228,7 +240,24 @@ pub async fn show(
         .stripe_dashboard
         .filter(|_| StripeCustomerId::parse(&customer.id).is_ok())
         .map(|base| format!("{base}{}", customer.id));
+    let recent_refusals = state
+        .store
+        .refusals_of(
+            &customer.id,
+            calendar::day_start(now) - 29 * calendar::DAY,
+            now + 1,
+        )
+        .await?
+        .into_iter()
+        .map(|r| RefusalView {
+            day: calendar::date(r.day),
+            key_id: r.key_id,
+            reason: r.reason,
+            refusals: r.refusals,
+        })
+        .collect();
     Ok(ok(&CustomerDetail {
+        recent_refusals,
         plans: account.plans.iter().map(PlanView::from).collect(),
         grants: grants.into_iter().map(|g| GrantView::of(g, now)).collect(),
         keys: keys.into_iter().map(KeyView::from).collect(),

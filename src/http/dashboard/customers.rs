@@ -99,7 +99,15 @@ struct CustomerPage {
     keys: Vec<KeyLine>,
     grants: Vec<GrantLine>,
     chart: String,
+    refusals: Vec<RefusalLine>,
     changes: Vec<ChangeLine>,
+}
+
+struct RefusalLine {
+    day: String,
+    key: String,
+    reason: String,
+    count: String,
 }
 
 struct PlanLine {
@@ -188,7 +196,7 @@ async fn customer_page(
             },
         })
         .collect();
-    let keys = state
+    let keys: Vec<KeyLine> = state
         .store
         .page_keys(Some(&customer.id), None, i64::MAX)
         .await?
@@ -254,6 +262,29 @@ async fn customer_page(
     } else {
         stacked_days("Predictions allowed per predictor, per day", since, &series)
     };
+    let prefixes: Vec<(String, String)> = keys
+        .iter()
+        .map(|k: &KeyLine| (k.id.clone(), k.prefix.clone()))
+        .collect();
+    let refusals = state
+        .store
+        .refusals_of(&customer.id, since, until)
+        .await?
+        .into_iter()
+        .map(|r| RefusalLine {
+            day: calendar::date(r.day),
+            key: prefixes
+                .iter()
+                .find(|(id, _)| *id == r.key_id)
+                .map_or(r.key_id.clone(), |(_, prefix)| prefix.clone()),
+            reason: format!(
+                "{} ({})",
+                r.reason.replace('_', " "),
+                super::overview::meaning(&r.reason)
+            ),
+            count: thousands(r.refusals as u64),
+        })
+        .collect();
     let changes = state
         .store
         .audit_log(Some(&customer.id), 20)
@@ -288,6 +319,7 @@ async fn customer_page(
         keys,
         grants,
         chart,
+        refusals,
         changes,
     };
     html(&page, true)

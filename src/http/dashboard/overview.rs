@@ -60,7 +60,7 @@ pub struct ChangeLine {
 }
 
 /// What a refusal reason means, and what the owner might do about it.
-fn meaning(label: &str) -> &'static str {
+pub fn meaning(label: &str) -> &'static str {
     match label {
         "no_key" => "no key sent",
         "unknown_key" => "a key that is not (or no longer) one of yours",
