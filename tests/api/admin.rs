@@ -378,6 +378,24 @@ async fn customers_are_found_by_email_or_id_a_page_at_a_time_and_shown_whole() {
     expected.sort_unstable();
     assert_eq!(all, expected, "every customer once");
 
+    let (_, keys) = app.admin_get("/keys?limit=2").await;
+    let cursor = keys["next_cursor"].as_str().unwrap();
+    let (_, more) = app
+        .admin_get(&format!("/keys?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(more["data"].as_array().unwrap().len(), 1);
+    assert!(more["next_cursor"].is_null());
+    let mut key_ids: Vec<&str> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(more["data"].as_array().unwrap())
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    key_ids.sort_unstable();
+    key_ids.dedup();
+    assert_eq!(key_ids.len(), 3, "every key once");
+
     let (_, found) = app.admin_get("/customers?search=ONE.example").await;
     assert_eq!(found["data"].as_array().unwrap().len(), 2);
     let (_, found) = app.admin_get("/customers?search=%25").await;
