@@ -174,7 +174,7 @@ async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow:
 }
 
 fn describe_grant(grant: &GrantSpec) -> String {
-    let mut parts = vec![grant.predictors.to_string()];
+    let mut parts = vec![grant.predictors.describe()];
     if let Some((n, period)) = grant.quota {
         parts.push(format!("{n} predictions per {}", period.as_str()));
     }

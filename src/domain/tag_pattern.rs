@@ -42,6 +42,37 @@ impl Predictors {
         Ok(Self(patterns))
     }
 
+    /// The patterns as people read them: "all predictors", "all of acme's predictors",
+    /// "acme's sdxl-* predictors", "acme's sdxl", joined with commas and "and".
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|pattern| {
+                if pattern == "*" {
+                    return "all predictors".to_owned();
+                }
+                let Some((owner, name)) = pattern
+                    .strip_prefix('@')
+                    .and_then(|rest| rest.split_once('/'))
+                else {
+                    return pattern.clone();
+                };
+                match (owner.contains('*'), name) {
+                    (true, _) => format!("predictors matching {pattern}"),
+                    (false, "*") => format!("all of {owner}'s predictors"),
+                    (false, name) if name.contains('*') => format!("{owner}'s {name} predictors"),
+                    (false, name) => format!("{owner}'s {name}"),
+                }
+            })
+            .collect();
+        match parts.as_slice() {
+            [] => "no predictors".to_owned(),
+            [one] => one.clone(),
+            [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        }
+    }
+
     pub fn matches(&self, tag: &PredictorTag) -> bool {
         self.0
             .iter()
@@ -113,6 +144,20 @@ impl fmt::Debug for Predictors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_are_described_as_people_read_them() {
+        let described = |input: &str| Predictors::parse(input, None).unwrap().describe();
+        assert_eq!(described("*"), "all predictors");
+        assert_eq!(described("@acme/*"), "all of acme's predictors");
+        assert_eq!(described("@acme/sdxl-*"), "acme's sdxl-* predictors");
+        assert_eq!(described("@acme/sdxl"), "acme's sdxl");
+        assert_eq!(
+            described("@acme/sdxl, @acme/llama-*, @acme/whisper"),
+            "acme's sdxl, acme's llama-* predictors and acme's whisper"
+        );
+        assert_eq!(Predictors::none().describe(), "no predictors");
+    }
 
     fn tag(s: &str) -> PredictorTag<'_> {
         PredictorTag::parse(s).unwrap()

@@ -29,6 +29,8 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanStatus {
     pub name: String,
+    /// The predictors the plan covers, as people read them ("all of acme's predictors").
+    pub covers: String,
     pub standing: Standing,
     pub term: Term,
     pub usage: Use,
@@ -162,6 +164,7 @@ impl PlanStatus {
         };
         Self {
             name: e.plan.name.to_string(),
+            covers: e.plan.predictors.describe(),
             standing,
             term,
             usage,

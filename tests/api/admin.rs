@@ -425,6 +425,7 @@ async fn customers_are_found_by_email_or_id_a_page_at_a_time_and_shown_whole() {
     assert_eq!(one["plans"][0]["limit_kind"], "quota");
     assert_eq!(one["plans"][0]["limit"], 5);
     assert_eq!(one["plans"][0]["standing"], "active");
+    assert_eq!(one["plans"][0]["covers"], "all predictors");
     assert!(
         one["stripe_dashboard_url"].is_null(),
         "not a Stripe customer"
@@ -450,6 +451,10 @@ async fn a_grant_gives_access_until_it_is_ended_and_meaningless_grants_are_refus
         .await;
     assert_eq!(status, 201, "{grant}");
     assert_eq!(grant["active"], true);
+    let (_, one) = app
+        .admin_get(&format!("/customers/{}", issued.customer_id))
+        .await;
+    assert_eq!(one["plans"][0]["covers"], "acme's sdxl");
     assert_allowed(&app, "@acme/sdxl", &issued.key).await;
     assert_denied(&app, "@acme/sdxl", &issued.key, "").await;
 

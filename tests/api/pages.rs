@@ -375,6 +375,10 @@ async fn the_billing_button_opens_the_stripe_portal_for_a_paying_customer() {
         account.contains("0 of 1,000 predictions this period"),
         "{account}"
     );
+    assert!(
+        account.contains("all of acme&#39;s predictors"),
+        "what the plan covers, as people read it: {account}"
+    );
 
     let portal = shop
         .post_form(

@@ -130,6 +130,8 @@ pub struct RefusalView {
 #[derive(Serialize, ToSchema)]
 pub struct PlanView {
     name: String,
+    /// The predictors it covers, as people read them ("all of acme's predictors").
+    covers: String,
     /// `active`, `trial`, `past_due` (within the grace period) or `stopped`.
     standing: &'static str,
     /// Why a stopped plan does not allow predictions.
@@ -167,6 +169,7 @@ impl From<&PlanStatus> for PlanView {
         };
         Self {
             name: p.name.clone(),
+            covers: p.covers.clone(),
             standing,
             stopped_because,
             term,

@@ -112,6 +112,7 @@ struct RefusalLine {
 
 struct PlanLine {
     name: String,
+    covers: String,
     standing: String,
     term: String,
     usage: String,
@@ -164,6 +165,7 @@ async fn customer_page(
         .iter()
         .map(|p| PlanLine {
             name: p.name.clone(),
+            covers: p.covers.clone(),
             standing: match p.standing {
                 Standing::Active => "active".into(),
                 Standing::Trial => "trial".into(),
@@ -216,7 +218,9 @@ async fn customer_page(
         .await?
         .into_iter()
         .map(|g| {
-            let mut gives = vec![g.predictors.clone()];
+            let covers = Predictors::parse(&g.predictors, None)
+                .map_or_else(|_| g.predictors.clone(), |p| p.describe());
+            let mut gives = vec![covers];
             match (g.quota, g.quota_period.as_deref(), g.credits) {
                 (Some(n), Some(p), _) => gives.push(format!("{n} per {p}")),
                 (_, _, Some(n)) => gives.push(format!("{n} credits")),

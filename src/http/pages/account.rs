@@ -41,6 +41,7 @@ struct ConfirmRevokePage {
 
 struct PlanLine {
     name: String,
+    covers: String,
     status: String,
     dates: String,
     usage: String,
@@ -293,6 +294,9 @@ fn plan_line(plan: &PlanStatus) -> PlanLine {
         Standing::Stopped(why) => why,
     };
     let dates = match plan.term {
+        Term::Renews(at) if plan.standing == Standing::Trial => {
+            format!("Trial ends {}, then renews", calendar::date(at))
+        }
         Term::Ended(at) => format!("Ended {}", calendar::date(at)),
         Term::Ends(at) => format!("Ends {}", calendar::date(at)),
         Term::Renews(at) => format!("Renews {}", calendar::date(at)),
@@ -321,9 +325,37 @@ fn plan_line(plan: &PlanStatus) -> PlanLine {
     };
     PlanLine {
         name: plan.name.clone(),
+        covers: plan.covers.clone(),
         status: status.to_owned(),
         dates,
         usage,
         ok: plan.usable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trial_says_when_it_ends_and_a_plan_what_it_covers() {
+        let trial = PlanStatus {
+            name: "Pro".into(),
+            covers: "all of acme's predictors".into(),
+            standing: Standing::Trial,
+            term: Term::Renews(1_767_225_600),
+            usage: Use::Quota {
+                used: 3,
+                per_period: 1_000,
+            },
+        };
+        let line = plan_line(&trial);
+        assert_eq!(line.dates, "Trial ends 2026-01-01, then renews");
+        assert_eq!(line.covers, "all of acme's predictors");
+        let paying = PlanStatus {
+            standing: Standing::Active,
+            ..trial
+        };
+        assert_eq!(plan_line(&paying).dates, "Renews 2026-01-01");
     }
 }
