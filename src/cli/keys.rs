@@ -1,8 +1,9 @@
 use clap::{Args, Subcommand};
 
+use super::grants::{self, GrantFlags};
 use crate::config::Settings;
-use crate::domain::{CalendarPeriod, Predictors, calendar};
-use crate::ledger::{CustomerRef, GrantSpec, IssueError, IssueRequest, Ledger};
+use crate::domain::calendar;
+use crate::ledger::{CustomerRef, IssueError, IssueRequest, Ledger};
 use crate::store::{Keys, RevokeOutcome};
 
 #[derive(Debug, Subcommand)]
@@ -30,39 +31,9 @@ pub struct IssueArgs {
     /// A name for the key, shown in listings.
     #[arg(long)]
     name: Option<String>,
-    /// Predictors to give access to (repeatable): @owner/name, * as wildcard, or * for all.
-    #[arg(long = "grant", value_name = "PATTERN")]
-    grants: Vec<String>,
-    /// Predictions allowed per period.
-    #[arg(long)]
-    quota: Option<u64>,
-    /// The quota's period.
-    #[arg(long, value_enum, default_value = "month", requires = "quota")]
-    period: PeriodArg,
-    /// Predictions allowed in all.
-    #[arg(long, conflicts_with = "quota")]
-    credits: Option<u64>,
-    /// Last day of access (YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    expires: Option<String>,
-    /// A note kept with the grant.
-    #[arg(long)]
-    note: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum PeriodArg {
-    Day,
-    Month,
-}
-
-impl From<PeriodArg> for CalendarPeriod {
-    fn from(period: PeriodArg) -> Self {
-        match period {
-            PeriodArg::Day => Self::Day,
-            PeriodArg::Month => Self::Month,
-        }
-    }
+    /// Access to give the customer with the key (a grant, shared by all their keys).
+    #[command(flatten)]
+    grant: GrantFlags,
 }
 
 pub async fn run(
@@ -93,31 +64,8 @@ pub async fn run(
 }
 
 async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow::Result<()> {
-    let wants_grant = !args.grants.is_empty()
-        || args.quota.is_some()
-        || args.credits.is_some()
-        || args.expires.is_some();
-    let grant = if wants_grant {
-        let predictors = if args.grants.is_empty() {
-            Predictors::all()
-        } else {
-            Predictors::parse(&args.grants.join(","), settings.owner.as_ref())?
-        };
-        let last_day = args
-            .expires
-            .as_deref()
-            .map(|d| {
-                calendar::parse_date(d)
-                    .ok_or_else(|| anyhow::anyhow!("--expires {d:?} is not a date (YYYY-MM-DD)"))
-            })
-            .transpose()?;
-        Some(GrantSpec {
-            predictors,
-            quota: args.quota.map(|q| (q, args.period.into())),
-            credits: args.credits,
-            last_day,
-            note: args.note,
-        })
+    let grant = if args.grant.given() {
+        Some(args.grant.spec(settings)?)
     } else {
         None
     };
@@ -126,7 +74,7 @@ async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow:
         (None, Some(email)) => CustomerRef::Email(email),
         (None, None) => anyhow::bail!("give --customer or --email"),
     };
-    let grant_summary = grant.as_ref().map(describe_grant);
+    let grant_summary = grant.as_ref().map(grants::describe);
     let issued = ledger
         .issue_key(IssueRequest {
             customer,
@@ -171,20 +119,6 @@ async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow:
     println!("The key is shown once, on the next line:");
     println!("{}", issued.key.as_ref());
     Ok(())
-}
-
-fn describe_grant(grant: &GrantSpec) -> String {
-    let mut parts = vec![grant.predictors.describe()];
-    if let Some((n, period)) = grant.quota {
-        parts.push(format!("{n} predictions per {}", period.as_str()));
-    }
-    if let Some(n) = grant.credits {
-        parts.push(format!("{n} credits"));
-    }
-    if grant.quota.is_none() && grant.credits.is_none() {
-        parts.push("unlimited".into());
-    }
-    parts.join(", ")
 }
 
 async fn list(customer: Option<&str>, store: &dyn Keys) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod customers;
+mod grants;
 mod keys;
 mod stripe;
 mod transfer;
@@ -46,6 +47,9 @@ enum Command {
     /// List customers.
     #[command(subcommand)]
     Customers(customers::CustomersCommand),
+    /// Give a customer access by hand (apart from any key), list their grants, end one.
+    #[command(subcommand)]
+    Grants(grants::GrantsCommand),
     /// Pull products, prices, customers, subscriptions and purchases from Stripe; safe to run
     /// while the server runs.
     Sync,
@@ -150,6 +154,13 @@ where
             let store = open(&settings).await?;
             let ledger = ledger(&settings, &store)?;
             let result = keys::run(command, &ledger, store.as_ref(), &settings).await;
+            store.close().await;
+            result
+        }
+        Command::Grants(command) => {
+            let store = open(&settings).await?;
+            let ledger = ledger(&settings, &store)?;
+            let result = grants::run(command, &ledger, store.as_ref(), &settings).await;
             store.close().await;
             result
         }

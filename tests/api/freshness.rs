@@ -127,3 +127,138 @@ async fn keys_revoke_takes_the_whole_key_too() {
     assert!(!revoked.contains(&key), "the key is not echoed: {revoked}");
     assert!(refused_after < Duration::from_secs(1));
 }
+
+/// Runs the real `tollbooth` binary expecting it to fail; its exit code and standard error.
+pub fn cli_refused(app_db_url: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .args(args)
+        .env("DATABASE_URL", app_db_url)
+        .env("FXN_OWNER", OWNER)
+        .output()
+        .expect("Failed to run tollbooth");
+    assert!(!output.status.success(), "tollbooth {args:?} succeeded");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn grants_are_given_listed_and_ended_at_the_command_line_and_take_effect_within_a_second() {
+    let app = spawn_app().await;
+    let issued = app
+        .issue(crate::helpers::Issue {
+            no_grant: true,
+            ..crate::helpers::Issue::default()
+        })
+        .await;
+    time_until_status(&app, &issued.key, 400).await;
+    let given = cli(
+        &app.db.url,
+        &[
+            "grants",
+            "give",
+            "--customer",
+            &issued.customer_id,
+            "--grant",
+            "@acme/*",
+            "--credits",
+            "50",
+            "--note",
+            "pilot",
+        ],
+    );
+    assert!(
+        given.contains("all of acme's predictors, 50 credits (shared by the customer's keys)"),
+        "{given}"
+    );
+    assert!(time_until_status(&app, &issued.key, 200).await < Duration::from_secs(1));
+    let listed = cli(
+        &app.db.url,
+        &["grants", "list", "--customer", &issued.customer_id],
+    );
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        id.starts_with("gr_") && listed.contains("(pilot)") && listed.contains("active"),
+        "{listed}"
+    );
+    let ended = cli(&app.db.url, &["grants", "end", &id]);
+    assert!(ended.starts_with(&format!("Ended {id}")), "{ended}");
+    assert!(time_until_status(&app, &issued.key, 400).await < Duration::from_secs(1));
+    assert!(
+        cli(
+            &app.db.url,
+            &["grants", "list", "--customer", &issued.customer_id]
+        )
+        .contains("ended")
+    );
+}
+
+#[tokio::test]
+async fn meaningless_grants_are_refused_at_the_command_line_with_what_to_change() {
+    let app = spawn_app().await;
+    let past = tollbooth::domain::calendar::date(tollbooth::clock::unix_now() - 86_400);
+    for (args, says) in [
+        (
+            vec![
+                "keys",
+                "issue",
+                "--email",
+                "z@example.com",
+                "--credits",
+                "0",
+            ],
+            "--credits must be at least 1",
+        ),
+        (
+            vec!["keys", "issue", "--email", "z@example.com", "--quota", "0"],
+            "--quota must be at least 1",
+        ),
+        (
+            vec![
+                "keys",
+                "issue",
+                "--email",
+                "z@example.com",
+                "--expires",
+                past.as_str(),
+            ],
+            "has passed",
+        ),
+        (
+            vec![
+                "keys",
+                "issue",
+                "--email",
+                "z@example.com",
+                "--grant",
+                "@someone-else/*",
+            ],
+            "another owner",
+        ),
+        (
+            vec![
+                "grants",
+                "give",
+                "--customer",
+                "loc_nobody",
+                "--credits",
+                "5",
+            ],
+            "no customer loc_nobody",
+        ),
+        (
+            vec!["grants", "end", "gr_nothing"],
+            "no grant has the id gr_nothing",
+        ),
+    ] {
+        let (code, stderr) = cli_refused(&app.db.url, &args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let listed = cli(&app.db.url, &["keys", "list"]);
+    assert!(
+        listed.starts_with("No keys"),
+        "nothing was issued: {listed}"
+    );
+}
