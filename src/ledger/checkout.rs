@@ -128,6 +128,7 @@ impl Ledger {
                 price_id: &offer.price_id,
                 price_type: offer.price_type,
                 usage_type: offer.usage_type,
+                free: offer.unit_amount == 0 && offer.usage_type != UsageType::Metered,
                 customer: customer.as_ref(),
                 success_url: format!(
                     "{}/welcome?session_id={{CHECKOUT_SESSION_ID}}",

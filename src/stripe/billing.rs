@@ -12,6 +12,8 @@ pub struct NewCheckout<'a> {
     pub price_id: &'a str,
     pub price_type: PriceType,
     pub usage_type: UsageType,
+    /// The price is 0: a free plan, taken without a card.
+    pub free: bool,
     /// The customer paying, when they are signed in; otherwise Stripe makes one.
     pub customer: Option<&'a StripeCustomerId>,
     pub success_url: String,
@@ -32,6 +34,11 @@ pub async fn create_checkout(api: &StripeApi, new: &NewCheckout<'_>) -> Result<S
         "success_url": new.success_url,
         "cancel_url": new.cancel_url,
     });
+    // A free subscription asks for no card (Stripe collects one only when there is
+    // something to pay).
+    if subscription && new.free {
+        params["payment_method_collection"] = json!("if_required");
+    }
     match new.customer {
         Some(customer) => params["customer"] = json!(customer.as_ref()),
         // A subscription always makes its customer; a payment only when asked to.

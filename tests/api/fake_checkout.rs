@@ -25,6 +25,8 @@ struct State {
     customers: HashMap<String, Value>,
     subscriptions: Vec<Value>,
     product_name: String,
+    /// The form of the last Checkout Session created.
+    last_created: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -57,6 +59,11 @@ pub fn price() -> Value {
 }
 
 impl FakeCheckout {
+    /// The form of the last Checkout Session created.
+    pub fn last_created(&self) -> HashMap<String, String> {
+        self.state.lock().unwrap().last_created.clone()
+    }
+
     pub async fn start(product_name: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -135,6 +142,7 @@ async fn create_session(state: Shared, form: web::Form<HashMap<String, String>>)
         form.get("line_items[0][price]").map(String::as_str),
         Some(PRICE)
     );
+    state.last_created = form.0.clone();
     let mode = form.get("mode").cloned().unwrap_or_default();
     let success = form.get("success_url").cloned().unwrap_or_default();
     let session = new_session(

@@ -448,3 +448,42 @@ async fn signing_out_everywhere_ends_the_other_devices_sessions() {
         "the phone is signed out too: {on_phone}"
     );
 }
+
+#[tokio::test]
+async fn a_free_plan_is_sold_without_a_card_and_fulfilled_like_any_other() {
+    let shop = shop("Starter").await;
+    let mut free = price();
+    free["unit_amount"] = serde_json::json!(0);
+    shop.app
+        .store
+        .upsert_price(&objects::price(&free, unix_now() * 1000).unwrap())
+        .await
+        .unwrap();
+    let (_, plans) = shop.get(&format!("{}/", shop.app.address), None).await;
+    assert!(
+        plans.contains("Free") && plans.contains("Start for free"),
+        "{plans}"
+    );
+
+    let welcome = shop.buy().await;
+    let form = shop.fake.last_created();
+    assert_eq!(form.get("mode").map(String::as_str), Some("subscription"));
+    assert_eq!(
+        form.get("payment_method_collection").map(String::as_str),
+        Some("if_required"),
+        "no card asked for a free plan: {form:?}"
+    );
+    let (_, page) = shop.get(&welcome, None).await;
+    let key = revealed_key(&page).expect("the key of the free plan");
+    assert_allowed(&shop.app, "@acme/sdxl", &key).await;
+}
+
+#[tokio::test]
+async fn a_paid_plan_asks_for_a_card_as_before() {
+    let shop = shop("Pro").await;
+    shop.buy().await;
+    assert_eq!(
+        shop.fake.last_created().get("payment_method_collection"),
+        None
+    );
+}

@@ -47,7 +47,9 @@ fn card(offer: Offer, owner_label: &str) -> PlanCard {
         None => String::new(),
     };
     let amount = money(offer.unit_amount, &offer.currency);
+    let free = offer.unit_amount == 0 && !metered;
     let price = match (recurring, metered) {
+        _ if free => "Free".to_owned(),
         (true, true) => format!("{amount} per prediction, billed each {interval}"),
         (true, false) => format!("{amount} / {interval}"),
         (false, _) => amount,
@@ -85,6 +87,10 @@ fn card(offer: Offer, owner_label: &str) -> PlanCard {
         description: offer.description.filter(|d| !d.trim().is_empty()),
         price,
         includes,
-        action: if recurring { "Subscribe" } else { "Buy" },
+        action: match (free, recurring) {
+            (true, _) => "Start for free",
+            (false, true) => "Subscribe",
+            (false, false) => "Buy",
+        },
     }
 }
