@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod authorize;
+mod chart;
 mod dashboard;
 pub mod error;
 mod health;

@@ -487,3 +487,83 @@ async fn a_paid_plan_asks_for_a_card_as_before() {
         None
     );
 }
+
+#[tokio::test]
+async fn the_account_page_charts_use_per_day_and_predictor_by_key_with_a_csv_of_the_same() {
+    let shop = shop("Pro").await;
+    let welcome = shop.buy().await;
+    let (_, page) = shop.get(&welcome, None).await;
+    let key = revealed_key(&page).unwrap();
+    let cookie = shop.sign_in(&key).await;
+    for tag in ["@acme/sdxl", "@acme/sdxl", "@acme/llama"] {
+        assert_allowed(&shop.app, tag, &key).await;
+    }
+    shop.app
+        .gate
+        .flush(shop.app.store.as_ref(), unix_now(), true)
+        .await
+        .unwrap();
+    let (_, account) = shop
+        .get(&format!("{}/account", shop.app.address), Some(&cookie))
+        .await;
+    assert!(
+        account.contains("3 predictions in the last 30 days"),
+        "{account}"
+    );
+    assert!(
+        account.contains("<svg") && account.contains("@acme/llama"),
+        "{account}"
+    );
+
+    let key_id = {
+        let at = account.find("<option value=\"key_").unwrap() + "<option value=\"".len();
+        account[at..at + account[at..].find('"').unwrap()].to_owned()
+    };
+    let csv = shop
+        .client
+        .get(format!(
+            "{}/account/usage.csv?key={key_id}",
+            shop.app.address
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    let today = tollbooth::domain::calendar::date(unix_now());
+    assert!(
+        text.starts_with("day,key_id,predictor,predictions\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{today},{key_id},'@acme/sdxl,2")),
+        "{text}"
+    );
+    let (_, other) = shop
+        .get(
+            &format!("{}/account?key=key_not_theirs", shop.app.address),
+            Some(&cookie),
+        )
+        .await;
+    assert!(
+        other.contains("3 predictions"),
+        "an unknown key shows all keys: {other}"
+    );
+    let signed_out = shop
+        .client
+        .get(format!("{}/account/usage.csv", shop.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_out.status(),
+        303,
+        "the CSV is the signed-in customer's only"
+    );
+}

@@ -11,6 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::ok;
 use crate::clock::unix_now;
 use crate::domain::calendar;
+use crate::http::chart::csv_field;
 use crate::http::state::AppState;
 use crate::store::Reports;
 
@@ -175,32 +176,4 @@ fn wants_csv(request: &HttpRequest) -> bool {
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"))
             })
         })
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180); a leading
-/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    if text.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_and_never_formulas() {
-        assert_eq!(csv_field("@acme/sdxl"), "'@acme/sdxl");
-        assert_eq!(csv_field("key_1"), "key_1");
-        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
-        assert_eq!(csv_field("=1+1"), "'=1+1");
-    }
 }

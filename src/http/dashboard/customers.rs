@@ -6,12 +6,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::chart::{Series, stacked_days};
 use super::overview::ChangeLine;
 use super::{Gate, Owner, form_owner, number, page_gate, when};
 use crate::clock::unix_now;
 use crate::domain::{CalendarPeriod, Predictors, StripeCustomerId, calendar, thousands};
 use crate::http::admin::Admin;
+use crate::http::chart::{Series, stacked_days};
 use crate::http::error::PageError;
 use crate::http::pages::{html, see_other};
 use crate::http::state::AppState;

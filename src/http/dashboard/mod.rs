@@ -8,7 +8,6 @@
 //! this site. A session ends on sign-out, after 12 hours, or when its token leaves ADMIN_TOKEN.
 
 mod audit;
-mod chart;
 mod customers;
 mod overview;
 mod webhooks;

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::chart::{Series, stacked_days};
 use super::{Gate, Owner, page_gate};
 use crate::clock::unix_now;
 use crate::domain::{calendar, thousands};
+use crate::http::chart::{Series, stacked_days};
 use crate::http::error::PageError;
 use crate::http::pages::{html, money};
 use crate::http::state::AppState;

@@ -29,6 +29,7 @@ struct AccountPage {
     plans: Vec<PlanLine>,
     keys: Vec<KeyLine>,
     billing: bool,
+    usage: UsageView,
 }
 
 #[derive(Template)]
@@ -78,12 +79,23 @@ pub struct RevokeForm {
     confirm: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    /// Only this key's use (one of the customer's key ids).
+    key: Option<String>,
+}
+
 pub async fn show(
     request: HttpRequest,
     state: web::Data<AppState>,
+    query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, PageError> {
     match signed_in(&request, &state).await? {
-        Some(session) => account_page(&state, &session, None, None).await,
+        Some(session) => {
+            let mut page = account_page(&state, &session, None, None).await?;
+            page.usage = usage_view(&state, &session, query.key.as_deref(), &page.keys).await?;
+            html(&page, true)
+        }
         None => html(&SignInPage { message: None }, true),
     }
 }
@@ -141,7 +153,10 @@ pub async fn create_key(
             IssueError::Unexpected(e) => PageError::Unexpected(e),
             other => PageError::BadRequest(format!("The key could not be created: {other}.")),
         })?;
-    account_page(&state, &session, None, Some(issued.key.as_ref().to_owned())).await
+    let mut page =
+        account_page(&state, &session, None, Some(issued.key.as_ref().to_owned())).await?;
+    page.usage = usage_view(&state, &session, None, &page.keys).await?;
+    html(&page, true)
 }
 
 pub async fn revoke_key(
@@ -254,12 +269,13 @@ async fn require(
     Ok(session)
 }
 
+/// The account page's parts but its use (see [`usage_view`]).
 async fn account_page(
     state: &AppState,
     session: &Session,
     message: Option<String>,
     new_key: Option<String>,
-) -> Result<HttpResponse, PageError> {
+) -> Result<AccountPage, PageError> {
     let account = state.ledger.account(&session.customer_id).await?;
     let keys = account
         .keys
@@ -282,8 +298,122 @@ async fn account_page(
         plans: account.plans.iter().map(plan_line).collect(),
         keys,
         billing: account.billing,
+        usage: UsageView::default(),
     };
-    html(&page, true)
+    Ok(page)
+}
+
+/// Days of use shown on the account page and in its CSV.
+const USAGE_DAYS: i64 = 30;
+
+/// The account page's use: predictions per day and predictor for the last 30 days, as a chart,
+/// of all the customer's keys or of one.
+#[derive(Default)]
+struct UsageView {
+    chart: String,
+    total: String,
+    /// Each key to filter by: its id, its label, and whether it is the one shown.
+    choices: Vec<(String, String, bool)>,
+    csv: String,
+}
+
+/// The customer's use per day, key and predictor over the last 30 days, of one key when
+/// `key` is one of theirs.
+async fn customer_usage(
+    state: &AppState,
+    session: &Session,
+    key: Option<&str>,
+) -> Result<(i64, Vec<crate::store::UsageDay>), PageError> {
+    use crate::store::Reports as _;
+    let until = calendar::day_start(crate::clock::unix_now()) + calendar::DAY;
+    let since = until - USAGE_DAYS * calendar::DAY;
+    let rows = state
+        .store
+        .usage_by_day(Some(&session.customer_id), since, until)
+        .await?
+        .into_iter()
+        .filter(|r| key.is_none_or(|k| r.key_id == k))
+        .collect();
+    Ok((since, rows))
+}
+
+async fn usage_view(
+    state: &AppState,
+    session: &Session,
+    key: Option<&str>,
+    keys: &[KeyLine],
+) -> Result<UsageView, PageError> {
+    use crate::http::chart::{Series, stacked_days};
+    let key = key.filter(|k| keys.iter().any(|line| line.id == *k));
+    let (since, rows) = customer_usage(state, session, key).await?;
+    let mut series: Vec<Series> = Vec::new();
+    for row in &rows {
+        let day = ((row.day - since) / calendar::DAY) as usize;
+        match series.iter_mut().find(|s| s.name == row.tag) {
+            Some(s) => s.values[day] += row.predictions,
+            None => {
+                let mut values = vec![0; USAGE_DAYS as usize];
+                values[day] = row.predictions;
+                series.push(Series {
+                    name: row.tag.clone(),
+                    values,
+                    colour: None,
+                });
+            }
+        }
+    }
+    let total: i64 = rows.iter().map(|r| r.predictions).sum();
+    Ok(UsageView {
+        chart: if series.is_empty() {
+            String::new()
+        } else {
+            stacked_days("Your predictions per day, by predictor", since, &series)
+        },
+        total: thousands(total as u64),
+        choices: keys
+            .iter()
+            .map(|k| {
+                let label = format!("{} ({}…)", k.name, k.prefix);
+                (k.id.clone(), label, key == Some(k.id.as_str()))
+            })
+            .collect(),
+        csv: match key {
+            Some(k) => format!("/account/usage.csv?key={k}"),
+            None => "/account/usage.csv".into(),
+        },
+    })
+}
+
+/// `GET /account/usage.csv`: the figures of the account page's chart, one row per day, key
+/// and predictor.
+pub async fn usage_csv(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, PageError> {
+    use crate::http::chart::csv_field;
+    let Some(session) = signed_in(&request, &state).await? else {
+        return Ok(see_other("/account"));
+    };
+    let (_, rows) = customer_usage(&state, &session, query.key.as_deref()).await?;
+    let mut csv = String::from("day,key_id,predictor,predictions\r\n");
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{}\r\n",
+            calendar::date(r.day),
+            csv_field(&r.key_id),
+            csv_field(&r.tag),
+            r.predictions
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"predictions.csv\"",
+        ))
+        .body(csv))
 }
 
 fn plan_line(plan: &PlanStatus) -> PlanLine {

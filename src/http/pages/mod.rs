@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(account::revoke_key),
         )
         .route("/account/billing", web::post().to(account::billing))
+        .route("/account/usage.csv", web::get().to(account::usage_csv))
         .route("/static/style.css", web::get().to(assets::style))
         .route("/static/copy.js", web::get().to(assets::copy_script));
 }

@@ -1,6 +1,7 @@
 //! Charts drawn on the server as inline SVG: no script, no chart library, nothing from another
 //! site (the CSP stays `script-src 'self'`). Each bar has a `<title>` (a tooltip, and what a
 //! screen reader says), and the numbers follow the chart as a table for those who read them.
+//! The CSV downloads of the same figures quote their fields here too.
 
 use std::fmt::Write as _;
 
@@ -119,6 +120,21 @@ pub fn stacked_days(title: &str, first_day: i64, series: &[Series]) -> String {
     svg
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180); a leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
+pub fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 /// Text made safe for HTML and SVG.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -138,6 +154,14 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("@acme/sdxl"), "'@acme/sdxl");
+        assert_eq!(csv_field("key_1"), "key_1");
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+    }
 
     #[test]
     fn a_chart_has_a_bar_per_value_a_title_each_and_its_numbers() {
