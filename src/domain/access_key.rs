@@ -65,6 +65,21 @@ impl AccessKey {
     }
 }
 
+/// What a client sends when its key is unset: Python's `None`, JSON's `null`, JavaScript's
+/// `undefined`, blanks. Such a request sent no key, which the refusal should say.
+fn missing_or_malformed(input: &str) -> AccessKeyError {
+    let trimmed = input.trim();
+    let unset = trimmed.is_empty()
+        || ["none", "null", "undefined", "nil"]
+            .iter()
+            .any(|word| trimmed.eq_ignore_ascii_case(word));
+    if unset {
+        AccessKeyError::Empty
+    } else {
+        AccessKeyError::Malformed
+    }
+}
+
 /// The form of a key: `{prefix}_{body}{checksum}`, the checksum the body's CRC32.
 fn check(input: &str) -> Result<(), AccessKeyError> {
     if input.is_empty() {
@@ -73,7 +88,9 @@ fn check(input: &str) -> Result<(), AccessKeyError> {
     if input.len() > MAX_KEY_BYTES {
         return Err(AccessKeyError::TooLong);
     }
-    let (prefix, rest) = input.rsplit_once('_').ok_or(AccessKeyError::Malformed)?;
+    let Some((prefix, rest)) = input.rsplit_once('_') else {
+        return Err(missing_or_malformed(input));
+    };
     if !KeyPrefix::is_valid(prefix)
         || rest.len() != BODY_LEN + CHECKSUM_LEN
         || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -200,6 +217,24 @@ mod tests {
 
     fn prefix() -> KeyPrefix {
         KeyPrefix::parse("tb").unwrap()
+    }
+
+    #[test]
+    fn an_unset_key_as_clients_send_it_is_no_key() {
+        for unset in ["", " ", "None", "null", "undefined", "NULL", " nil "] {
+            assert_eq!(
+                AccessKey::hash_of(unset),
+                Err(AccessKeyError::Empty),
+                "{unset:?}"
+            );
+        }
+        for malformed in ["nonesuch", "tb-123", "Nonee"] {
+            assert_eq!(
+                AccessKey::hash_of(malformed),
+                Err(AccessKeyError::Malformed),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]

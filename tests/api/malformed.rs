@@ -131,6 +131,35 @@ async fn a_missing_access_key_says_how_to_get_one() {
     assert!(message.contains("@acme/sdxl"), "{message}");
 }
 
+/// What Function's clients send for a key that was never set: Python's `None` (as
+/// `Bearer None`), JavaScript's `undefined`, JSON's `null`.
+#[tokio::test]
+async fn an_unset_key_as_the_clients_send_it_is_answered_as_no_key() {
+    let app = spawn_app().await;
+    for unset in ["None", "undefined", "null"] {
+        let (status, body) = app.authorize_json("@acme/sdxl", unset).await;
+        assert_eq!(status, 400);
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("No access key was sent."),
+            "{unset}: {message}"
+        );
+    }
+    let response = app
+        .post_raw(
+            &app.authorize_url(),
+            Some("application/json"),
+            br#"{"tag":"@acme/sdxl","accessKey":null}"#.to_vec(),
+        )
+        .await;
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("No access key was sent."),
+        "JSON null: {message}"
+    );
+}
+
 #[tokio::test]
 async fn a_field_sent_twice_is_named_in_the_message() {
     let app = spawn_app().await;
