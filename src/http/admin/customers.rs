@@ -9,7 +9,7 @@ use super::Admin;
 use super::error::{ApiError, ErrorBody};
 use super::grants::GrantView;
 use super::keys::KeyView;
-use super::{cursor, ok, page_limit, parse_cursor};
+use super::{ok, page_limit, paged, parse_cursor};
 use crate::clock::unix_now;
 use crate::domain::{StripeCustomerId, calendar};
 use crate::http::state::AppState;
@@ -83,15 +83,11 @@ pub async fn list(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    let mut rows = state
+    let rows = state
         .store
         .search_customers(search, after.as_ref(), limit + 1)
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|c| cursor(c.created_at, &c.id)))
-        .flatten();
+    let (rows, next_cursor) = paged(rows, limit, |c| (c.created_at, &c.id));
     Ok(ok(&CustomerPage {
         data: rows.into_iter().map(CustomerSummary::from).collect(),
         next_cursor,

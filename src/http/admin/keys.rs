@@ -11,7 +11,7 @@ use super::Admin;
 use super::error::{ApiError, ErrorBody};
 use super::grants::GrantFields;
 use super::idempotency::once;
-use super::{cursor, ok, page_limit, parse_cursor};
+use super::{ok, page_limit, paged, parse_cursor};
 use crate::clock::unix_now;
 use crate::http::state::AppState;
 use crate::ledger::{CustomerRef, IssueError, IssueRequest};
@@ -83,15 +83,11 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let after = parse_cursor(query.cursor.as_deref())?;
-    let mut rows = state
+    let rows = state
         .store
         .page_keys(query.customer.as_deref(), after.as_ref(), limit + 1)
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|k| cursor(k.created_at, &k.id)))
-        .flatten();
+    let (rows, next_cursor) = paged(rows, limit, |k| (k.created_at, &k.id));
     Ok(ok(&KeyPage {
         data: rows.into_iter().map(KeyView::from).collect(),
         next_cursor,

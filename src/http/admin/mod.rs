@@ -290,6 +290,26 @@ fn cursor(created_at: i64, id: &str) -> String {
     format!("{created_at}.{id}")
 }
 
+/// Rows read `limit + 1` at a time cut to a page: the rows shown, and the cursor of the next
+/// page when there is one (from the last row shown, by `key`: its creation time and id).
+fn paged<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (i64, &str),
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| {
+            rows.last().map(|row| {
+                let (created_at, id) = key(row);
+                cursor(created_at, id)
+            })
+        })
+        .flatten();
+    (rows, next)
+}
+
 fn parse_cursor(cursor: Option<&str>) -> Result<Option<crate::store::After>, ApiError> {
     let Some(cursor) = cursor else {
         return Ok(None);
@@ -311,6 +331,16 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<crate::store::After>, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_has_a_next_cursor_only_when_more_rows_follow() {
+        let rows = vec![(1, "a"), (2, "b"), (3, "c")];
+        let (shown, next) = paged(rows.clone(), 2, |r| (r.0, r.1));
+        assert_eq!(shown, [(1, "a"), (2, "b")]);
+        assert_eq!(next.as_deref(), Some("2.b"));
+        let (shown, next) = paged(rows, 3, |r| (r.0, r.1));
+        assert_eq!((shown.len(), next), (3, None));
+    }
 
     #[test]
     fn every_registered_route_is_documented_and_every_documented_route_registered() {

@@ -5,7 +5,6 @@ use askama::Template;
 
 use super::overview::ChangeLine;
 use super::{Gate, Owner, page_gate};
-use crate::domain::calendar;
 use crate::http::error::PageError;
 use crate::http::pages::html;
 use crate::http::state::AppState;
@@ -35,13 +34,7 @@ pub async fn show(
         .audit_log(None, SHOWN)
         .await?
         .into_iter()
-        .map(|r| ChangeLine {
-            at: calendar::date_time(r.at),
-            actor: r.actor,
-            action: r.action,
-            customer: r.customer_id,
-            subject: r.subject.unwrap_or_default(),
-        })
+        .map(ChangeLine::from)
         .collect();
     html(
         &AuditPage {

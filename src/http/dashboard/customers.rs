@@ -294,13 +294,7 @@ async fn customer_page(
         .audit_log(Some(&customer.id), 20)
         .await?
         .into_iter()
-        .map(|r| ChangeLine {
-            at: calendar::date_time(r.at),
-            actor: r.actor,
-            action: r.action,
-            customer: None,
-            subject: r.subject.unwrap_or_default(),
-        })
+        .map(ChangeLine::from)
         .collect();
     let stripe_url = admin
         .stripe_dashboard

@@ -14,7 +14,7 @@ use crate::http::chart::{Series, stacked_days};
 use crate::http::error::PageError;
 use crate::http::pages::{html, money};
 use crate::http::state::AppState;
-use crate::store::{Audit, Keys, Reports};
+use crate::store::{Audit, AuditRow, Keys, Reports};
 
 /// Days the overview covers, today included.
 const DAYS: i64 = 30;
@@ -57,6 +57,18 @@ pub struct ChangeLine {
     pub action: String,
     pub customer: Option<String>,
     pub subject: String,
+}
+
+impl From<AuditRow> for ChangeLine {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            at: calendar::date_time(r.at),
+            actor: r.actor,
+            action: r.action,
+            customer: r.customer_id,
+            subject: r.subject.unwrap_or_default(),
+        }
+    }
 }
 
 /// What a refusal reason means, and what the owner might do about it.
@@ -177,13 +189,7 @@ pub async fn show(
         .audit_log(None, 10)
         .await?
         .into_iter()
-        .map(|r| ChangeLine {
-            at: calendar::date_time(r.at),
-            actor: r.actor,
-            action: r.action,
-            customer: r.customer_id,
-            subject: r.subject.unwrap_or_default(),
-        })
+        .map(ChangeLine::from)
         .collect();
     let page = OverviewPage {
         owner,
