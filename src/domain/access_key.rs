@@ -128,7 +128,7 @@ impl KeyHash {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&self.0)
     }
 
     /// The digest's first 128 bits: what an in-memory table needs to tell keys apart (a match

@@ -24,6 +24,17 @@ pub use stripe_ids::{
 pub use tag_pattern::{Predictors, TagPatternError};
 
 /// `1,234,567`: counts as people read them.
+/// Lowercase hex of `bytes` (digests, tokens' hashes).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::domain::calendar;
+use crate::store::UsageDay;
 
 /// Bar colours, in order of the series; a colour-blind-safe palette (Okabe-Ito).
 const PALETTE: [&str; 7] = [
@@ -18,6 +19,33 @@ pub struct Series {
     pub values: Vec<i64>,
     /// A fixed colour (refusals are always red); `None` takes the palette's next.
     pub colour: Option<&'static str>,
+}
+
+/// Predictions allowed per day, one series per predictor, for `days` days from `first_day`
+/// (rows outside them are left out).
+pub fn per_predictor(rows: &[UsageDay], first_day: i64, days: usize) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for row in rows {
+        let Ok(day) = usize::try_from((row.day - first_day) / calendar::DAY) else {
+            continue;
+        };
+        if day >= days {
+            continue;
+        }
+        match series.iter_mut().find(|s| s.name == row.tag) {
+            Some(s) => s.values[day] += row.predictions,
+            None => {
+                let mut values = vec![0; days];
+                values[day] = row.predictions;
+                series.push(Series {
+                    name: row.tag.clone(),
+                    values,
+                    colour: None,
+                });
+            }
+        }
+    }
+    series
 }
 
 /// A chart of stacked bars, one per day from `first_day` (midnight UTC), with its legend and

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::error::ApiError;
 use crate::config::AdminToken;
-use crate::domain::Actor;
+use crate::domain::{Actor, hex};
 
 /// Failed attempts an address may make in a window.
 pub const FAILURES_ALLOWED: u32 = 10;
@@ -187,10 +187,6 @@ pub async fn require_token(
     request.extensions_mut().insert(TokenLabel(label.clone()));
     let response = Actor::Admin(label).acting(next.call(request)).await?;
     Ok(response.map_into_left_body())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::grants::GrantView;
 use super::keys::KeyView;
 use super::{ok, page_limit, paged, parse_cursor};
 use crate::clock::unix_now;
-use crate::domain::{StripeCustomerId, calendar};
+use crate::domain::calendar;
 use crate::http::state::AppState;
 use crate::ledger::{PlanStatus, Standing, Term, Use};
 use crate::store::{CustomerListing, Directory, Keys, Reports};
@@ -235,10 +235,7 @@ pub async fn show(
             .cmp(&a.predictions)
             .then(a.predictor.cmp(&b.predictor))
     });
-    let stripe_dashboard_url = admin
-        .stripe_dashboard
-        .filter(|_| StripeCustomerId::parse(&customer.id).is_ok())
-        .map(|base| format!("{base}{}", customer.id));
+    let stripe_dashboard_url = admin.stripe_customer_url(&customer.id);
     let recent_refusals = state
         .store
         .refusals_of(

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::auth::TokenLabel;
 use super::error::ApiError;
 use crate::clock::unix_now;
+use crate::domain::hex;
 use crate::store::{Claim, Idempotency};
 
 /// What a handler answers: a status and a JSON body.
@@ -188,16 +189,6 @@ impl Secrets {
             .ok()?;
         Some(opened.to_vec())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -46,7 +46,7 @@ pub struct Admin {
     /// `FXN_OWNER`, which grant patterns are checked against, as the CLI does.
     pub owner: Option<Owner>,
     /// The Stripe Dashboard's customers page (test or live, from the secret key).
-    pub stripe_dashboard: Option<&'static str>,
+    stripe_dashboard: Option<&'static str>,
     /// This instance's last reconcile started through the API or the dashboard.
     pub sync: sync::Runs,
 }
@@ -72,6 +72,15 @@ impl Admin {
             stripe_dashboard,
             sync: sync::Runs::default(),
         })
+    }
+}
+
+impl Admin {
+    /// The customer in the Stripe Dashboard, for a Stripe customer while Stripe is configured.
+    pub fn stripe_customer_url(&self, customer_id: &str) -> Option<String> {
+        self.stripe_dashboard
+            .filter(|_| crate::domain::StripeCustomerId::parse(customer_id).is_ok())
+            .map(|base| format!("{base}{customer_id}"))
     }
 }
 

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::overview::ChangeLine;
 use super::{Gate, Owner, form_owner, number, page_gate, when};
 use crate::clock::unix_now;
-use crate::domain::{CalendarPeriod, Predictors, StripeCustomerId, calendar, thousands};
+use crate::domain::{CalendarPeriod, Predictors, calendar, thousands};
 use crate::http::admin::Admin;
-use crate::http::chart::{Series, stacked_days};
+use crate::http::chart::{per_predictor, stacked_days};
 use crate::http::error::PageError;
 use crate::http::pages::{html, see_other};
 use crate::http::state::AppState;
@@ -241,26 +241,11 @@ async fn customer_page(
         .collect();
     let until = calendar::day_start(now) + calendar::DAY;
     let since = until - DAYS * calendar::DAY;
-    let mut series: Vec<Series> = Vec::new();
-    for row in state
+    let rows = state
         .store
         .usage_by_day(Some(&customer.id), since, until)
-        .await?
-    {
-        let day = ((row.day - since) / calendar::DAY) as usize;
-        match series.iter_mut().find(|s| s.name == row.tag) {
-            Some(s) => s.values[day] += row.predictions,
-            None => {
-                let mut values = vec![0; DAYS as usize];
-                values[day] = row.predictions;
-                series.push(Series {
-                    name: row.tag,
-                    values,
-                    colour: None,
-                });
-            }
-        }
-    }
+        .await?;
+    let series = per_predictor(&rows, since, DAYS as usize);
     let chart = if series.is_empty() {
         String::new()
     } else {
@@ -296,10 +281,7 @@ async fn customer_page(
         .into_iter()
         .map(ChangeLine::from)
         .collect();
-    let stripe_url = admin
-        .stripe_dashboard
-        .filter(|_| StripeCustomerId::parse(&customer.id).is_ok())
-        .map(|base| format!("{base}{}", customer.id));
+    let stripe_url = admin.stripe_customer_url(&customer.id);
     let page = CustomerPage {
         owner,
         title: customer

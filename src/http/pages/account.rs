@@ -343,25 +343,10 @@ async fn usage_view(
     key: Option<&str>,
     keys: &[KeyLine],
 ) -> Result<UsageView, PageError> {
-    use crate::http::chart::{Series, stacked_days};
+    use crate::http::chart::{per_predictor, stacked_days};
     let key = key.filter(|k| keys.iter().any(|line| line.id == *k));
     let (since, rows) = customer_usage(state, session, key).await?;
-    let mut series: Vec<Series> = Vec::new();
-    for row in &rows {
-        let day = ((row.day - since) / calendar::DAY) as usize;
-        match series.iter_mut().find(|s| s.name == row.tag) {
-            Some(s) => s.values[day] += row.predictions,
-            None => {
-                let mut values = vec![0; USAGE_DAYS as usize];
-                values[day] = row.predictions;
-                series.push(Series {
-                    name: row.tag.clone(),
-                    values,
-                    colour: None,
-                });
-            }
-        }
-    }
+    let series = per_predictor(&rows, since, USAGE_DAYS as usize);
     let total: i64 = rows.iter().map(|r| r.predictions).sum();
     Ok(UsageView {
         chart: if series.is_empty() {
