@@ -70,6 +70,7 @@ fn ledger() -> (LedgerRows, Vec<String>) {
             id: format!("key_bench{i:07}"),
             customer_id: customer.clone(),
             key_hash: key.hash().to_hex(),
+            ..KeyRow::default()
         });
         keys.push(key.as_ref().to_owned());
         match i % 5 {

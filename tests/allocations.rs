@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tollbooth::clock::unix_now;
-use tollbooth::domain::{CalendarPeriod, KeyPrefix, Owner, Predictors};
+use tollbooth::domain::{CalendarPeriod, Grace, KeyCap, KeyPrefix, Owner, Predictors};
 use tollbooth::gate::{Gate, GateRules};
-use tollbooth::ledger::{CustomerRef, GrantSpec, IssueRequest, Ledger};
+use tollbooth::ledger::{CustomerRef, GrantSpec, IssueRequest, KeyRef, Ledger};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -48,11 +48,37 @@ async fn an_authorization_allocates_nothing_once_its_counters_exist() {
                     last_day: None,
                     note: None,
                 }),
+                cap: None,
             })
             .await
             .unwrap();
         keys.push(issued.key.as_ref().to_owned());
     }
+    // A key with its own cap, and one rolled and still in its grace period: the few keys
+    // that carry terms of their own.
+    let capped = ledger
+        .issue_key(IssueRequest {
+            customer: CustomerRef::Email("capped@example.com".into()),
+            name: None,
+            grant: Some(GrantSpec {
+                predictors: Predictors::parse("@acme/*", None).unwrap(),
+                quota: None,
+                credits: None,
+                last_day: None,
+                note: None,
+            }),
+            cap: Some(KeyCap::parse("1000000/day").unwrap()),
+        })
+        .await
+        .unwrap();
+    let rolled = ledger
+        .roll_key(KeyRef::Any(&keys[0]), Grace::Day, None)
+        .await
+        .unwrap();
+    let with_terms = [
+        capped.key.as_ref().to_owned(),
+        rolled.key.as_ref().to_owned(),
+    ];
     let gate = Gate::new(GateRules {
         owner: Some(Owner::parse("acme").unwrap()),
         past_due_grace: 0,
@@ -64,7 +90,7 @@ async fn an_authorization_allocates_nothing_once_its_counters_exist() {
     db.close().await;
     drop((ledger, db));
     // Warm: each key's counter and each key, hour and tag's activity entry exist.
-    for key in &keys {
+    for key in keys.iter().chain(&with_terms) {
         for tag in TAGS {
             gate.authorize(tag, key, now).expect("allowed");
         }
@@ -86,5 +112,18 @@ async fn an_authorization_allocates_nothing_once_its_counters_exist() {
         (change.allocations, change.reallocations),
         (0, 0),
         "the authorize path allocated: {change:?}"
+    );
+
+    let region = Region::new(GLOBAL);
+    let allowed: usize = (0..1_000)
+        .flat_map(|round| with_terms.iter().map(move |key| (round, key)))
+        .filter(|(round, key)| gate.authorize(TAGS[round % TAGS.len()], key, now).is_ok())
+        .count();
+    let change = region.change();
+    assert_eq!(allowed, 2_000, "a capped key and a rolled key's successor");
+    assert_eq!(
+        (change.allocations, change.reallocations),
+        (0, 0),
+        "the authorize path allocated for keys with terms of their own: {change:?}"
     );
 }

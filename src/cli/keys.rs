@@ -2,8 +2,8 @@ use clap::{Args, Subcommand};
 
 use super::grants::{self, GrantFlags};
 use crate::config::Settings;
-use crate::domain::calendar;
-use crate::ledger::{CustomerRef, IssueError, IssueRequest, Ledger};
+use crate::domain::{Grace, KeyCap, calendar};
+use crate::ledger::{CustomerRef, IssueError, IssueRequest, KeyRef, Ledger};
 use crate::store::{Keys, RevokeOutcome};
 
 #[derive(Debug, Subcommand)]
@@ -18,6 +18,45 @@ pub enum KeysCommand {
     },
     /// Revoke a key, by id (key_…), display prefix (tb_…) or the whole key.
     Revoke { key: String },
+    /// Replace a key by a new one with the same name and cap; prints the new key alone on the
+    /// last line, once. The old key keeps working for the grace period, then is refused.
+    Roll {
+        /// The key to replace: its id (key_…), display prefix (tb_…) or the whole key.
+        key: String,
+        /// How long the old key keeps working: none, 1h or 24h.
+        #[arg(long, default_value = "none", value_parser = parse_grace)]
+        grace: Grace,
+    },
+    /// Set a key's own cap (e.g. 100/day, 5000/month, 10000 in all), or `none` to remove it.
+    /// The customer's plans are shared by all their keys; a cap limits this key alone.
+    Cap {
+        /// The key: its id (key_…), display prefix (tb_…) or the whole key.
+        key: String,
+        /// 100/day, 5000/month, 10000 (in all), or none.
+        #[arg(value_parser = parse_cap_or_none)]
+        cap: CapSetting,
+    },
+}
+
+/// A cap to set, or none to remove the key's cap.
+#[derive(Debug, Clone, Copy)]
+pub struct CapSetting(Option<KeyCap>);
+
+fn parse_cap_or_none(input: &str) -> Result<CapSetting, String> {
+    if input.trim().eq_ignore_ascii_case("none") {
+        return Ok(CapSetting(None));
+    }
+    KeyCap::parse(input)
+        .map(|cap| CapSetting(Some(cap)))
+        .map_err(|e| e.to_string())
+}
+
+fn parse_cap(input: &str) -> Result<KeyCap, String> {
+    KeyCap::parse(input).map_err(|e| e.to_string())
+}
+
+fn parse_grace(input: &str) -> Result<Grace, String> {
+    Grace::parse(input).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -31,6 +70,10 @@ pub struct IssueArgs {
     /// A name for the key, shown in listings.
     #[arg(long)]
     name: Option<String>,
+    /// The key's own cap: 100/day, 5000/month or 10000 (in all). The customer's plans and
+    /// grants are shared by all their keys; a cap limits this key alone.
+    #[arg(long, value_parser = parse_cap)]
+    cap: Option<KeyCap>,
     /// Access to give the customer with the key (a grant, shared by all their keys).
     #[command(flatten)]
     grant: GrantFlags,
@@ -60,6 +103,38 @@ pub async fn run(
                 ids.join(", ")
             ),
         },
+        KeysCommand::Roll { key, grace } => {
+            let rolled = ledger.roll_key(KeyRef::Any(&key), grace, None).await?;
+            println!("Customer  {}", rolled.customer_id);
+            match grace {
+                Grace::None => println!("Old key   {} stopped now", rolled.old_key_id),
+                _ => println!(
+                    "Old key   {} keeps working until {} UTC",
+                    rolled.old_key_id,
+                    calendar::date_time(rolled.old_stops_at)
+                ),
+            }
+            println!(
+                "Key id    {} ({})",
+                rolled.key_id,
+                rolled.key.display_prefix()
+            );
+            println!("The new key is shown once, on the next line:");
+            println!("{}", rolled.key.as_ref());
+            Ok(())
+        }
+        KeysCommand::Cap { key, cap } => {
+            let id = ledger.cap_key(KeyRef::Any(&key), cap.0).await?;
+            match cap.0 {
+                Some(cap) => println!(
+                    "{id} is now limited to {}, whatever its customer's plans allow. \
+                     Running servers apply it within a second.",
+                    cap.describe()
+                ),
+                None => println!("{id} has no cap of its own now: its customer's plans apply."),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -80,6 +155,7 @@ async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow:
             customer,
             name: args.name,
             grant,
+            cap: args.cap,
         })
         .await
         .map_err(|e| match e {
@@ -110,6 +186,9 @@ async fn issue(args: IssueArgs, ledger: &Ledger, settings: &Settings) -> anyhow:
             calendar::date(at)
         );
     }
+    if let Some(cap) = args.cap {
+        println!("Key cap   {}, for this key alone", cap.describe());
+    }
     println!(
         "Key id    {} ({})",
         issued.key_id,
@@ -131,11 +210,21 @@ async fn list(customer: Option<&str>, store: &dyn Keys) -> anyhow::Result<()> {
         "{:<22} {:<14} {:<24} {:<16} {:<17} {:<17} status",
         "id", "prefix", "customer", "name", "created", "last used"
     );
+    let now = crate::clock::unix_now();
     for k in keys {
-        let status = match k.revoked_at {
-            Some(at) => format!("revoked {}", calendar::date(at)),
-            None => "active".into(),
+        let mut status = match (k.revoked_at, k.expires_at, &k.replaced_by) {
+            (Some(at), _, _) => format!("revoked {}", calendar::date(at)),
+            (None, Some(at), Some(by)) if at <= now => {
+                format!("replaced by {by}, stopped {}", calendar::date_time(at))
+            }
+            (None, Some(at), Some(by)) => {
+                format!("replaced by {by}, stops {}", calendar::date_time(at))
+            }
+            _ => "active".into(),
         };
+        if let Some(cap) = k.cap() {
+            status.push_str(&format!(", cap {}", cap.describe()));
+        }
         println!(
             "{:<22} {:<14} {:<24} {:<16} {:<17} {:<17} {status}",
             k.id,

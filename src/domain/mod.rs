@@ -4,6 +4,7 @@
 mod access_key;
 mod actor;
 pub mod calendar;
+mod key_terms;
 mod owner;
 mod plan;
 mod predictor_tag;
@@ -13,6 +14,7 @@ mod tag_pattern;
 
 pub use access_key::{AccessKey, AccessKeyError, KeyHash, KeyPrefix, MAX_KEY_BYTES, random_base62};
 pub use actor::Actor;
+pub use key_terms::{CapPeriod, Grace, GraceError, KeyCap, KeyCapError};
 pub use owner::{Owner, OwnerError};
 pub use plan::PlanRules;
 pub use predictor_tag::{PredictorTag, PredictorTagError};
@@ -23,7 +25,6 @@ pub use stripe_ids::{
 };
 pub use tag_pattern::{Predictors, TagPatternError};
 
-/// `1,234,567`: counts as people read them.
 /// Lowercase hex of `bytes` (digests, tokens' hashes).
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -35,6 +36,7 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// `1,234,567`: counts as people read them.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

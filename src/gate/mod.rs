@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 
-use crate::domain::{AccessKey, KeyHash, Owner, PredictorTag};
+use crate::domain::{AccessKey, KeyCap, KeyHash, Owner, PredictorTag};
 use crate::store::{
     GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Snapshot, Usage,
     UsageBatch, UsageRow,
@@ -206,24 +206,62 @@ impl Gate {
         tag: &PredictorTag<'_>,
         now: i64,
     ) -> Result<Allowed, DenyReason> {
+        let Some(terms) = found.terms else {
+            return self.decide_plans(found, tag, now, None);
+        };
+        if let Some(on) = terms.expires_at
+            && now >= on
+        {
+            return Err(DenyReason::KeyRolled { on });
+        }
+        self.decide_plans(found, tag, now, terms.cap)
+    }
+
+    /// The decision on the customer's plans, and on the key's own cap when it has one: the
+    /// cap is counted once a plan would allow, so a key at its cap is told the account still
+    /// has access. A cap's unit taken for a prediction that then finds its plan spent (another
+    /// request took the plan's last unit) is given back.
+    fn decide_plans(
+        &self,
+        found: &view::Found<'_>,
+        tag: &PredictorTag<'_>,
+        now: i64,
+        cap: Option<(KeyCap, u32)>,
+    ) -> Result<Allowed, DenyReason> {
         let customer = found.customer;
         let mut rate_checked = false;
-        loop {
-            let charge = decide(
+        let mut cap_taken = None;
+        let decided = loop {
+            let charge = match decide(
                 customer.entitlements,
                 tag,
                 now,
                 self.rules.past_due_grace,
                 |e, period_start| self.usage.used(e.slot, period_start),
-            )?;
+            ) {
+                Ok(charge) => charge,
+                Err(reason) => break Err(reason),
+            };
             let entitlement = &customer.entitlements[charge.index];
             if let Some(per_minute) = entitlement.plan.rate_limit
                 && !rate_checked
             {
                 if !self.usage.try_rate(customer.slot, per_minute, now) {
-                    return Err(DenyReason::RateLimited { per_minute });
+                    break Err(DenyReason::RateLimited { per_minute });
                 }
                 rate_checked = true;
+            }
+            if let Some((cap, counter)) = cap
+                && cap_taken.is_none()
+            {
+                let start = cap.period_start(now);
+                if !self.usage.try_take(counter, start, Some(cap.limit), None) {
+                    break Err(DenyReason::KeyCapReached {
+                        cap,
+                        resets_at: cap.resets_at(now),
+                    });
+                }
+                cap_taken = Some((counter, start));
             }
             if self.usage.try_take(
                 entitlement.slot,
@@ -232,10 +270,16 @@ impl Gate {
                 entitlement.plan.meter,
             ) {
                 self.usage.record(found.key, tag.as_ref(), now);
-                return Ok(Allowed { key: found.key });
+                break Ok(Allowed { key: found.key });
             }
             // Another request took the last unit first; decide again with the new count.
+        };
+        if decided.is_err()
+            && let Some((counter, start)) = cap_taken
+        {
+            self.usage.give_back(counter, start);
         }
+        decided
     }
 
     /// Brings the view up to the ledger's version; returns whether it changed. Usually only
@@ -377,10 +421,17 @@ impl Gate {
         self.usage.restore(pending.taken);
     }
 
-    /// The key's id and customer, for signing in with it.
-    pub fn key_owner(&self, key: &AccessKey) -> Option<(String, String)> {
+    /// The key's id and customer, for signing in with it: a key that works at `now`.
+    pub fn key_owner(&self, key: &AccessKey, now: i64) -> Option<(String, String)> {
         let view = self.view.load();
         let found = view.find(&key.hash())?;
+        if found
+            .terms
+            .and_then(|t| t.expires_at)
+            .is_some_and(|on| now >= on)
+        {
+            return None;
+        }
         let ids = self.ids.read().expect("ids lock poisoned");
         Some((
             ids.keys.get(found.key).to_owned(),
@@ -409,6 +460,17 @@ impl Gate {
             .iter()
             .map(|e| (e.clone(), self.usage.used(e.slot, e.period(now).start)))
             .collect()
+    }
+
+    /// What the key has used against its own cap in the cap's period at `now`.
+    pub fn key_cap_used(&self, key_id: &str, cap: KeyCap, now: i64) -> u64 {
+        let counter = self
+            .ids
+            .read()
+            .expect("ids lock poisoned")
+            .entitlements
+            .find(&view::key_cap_counter(key_id));
+        counter.map_or(0, |slot| self.usage.used(slot, cap.period_start(now)))
     }
 
     pub fn past_due_grace(&self) -> i64 {
@@ -465,6 +527,7 @@ mod tests {
                 id: format!("key_{n}"),
                 customer_id: format!("cus_{n}"),
                 key_hash: key.hash().to_hex(),
+                ..KeyRow::default()
             });
             rows.grants.push(GrantRow {
                 id: format!("grant_{n}"),

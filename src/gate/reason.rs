@@ -1,4 +1,4 @@
-use crate::domain::{AccessKeyError, PredictorTagError, calendar, thousands};
+use crate::domain::{AccessKeyError, CapPeriod, KeyCap, PredictorTagError, calendar, thousands};
 
 /// Why a prediction is refused. Each reason renders a message for the person who made the
 /// prediction (Function shows it to them): what is wrong and what to do.
@@ -44,6 +44,15 @@ pub enum DenyReason {
     RateLimited {
         per_minute: u32,
     },
+    /// The key was rolled and its grace period is over.
+    KeyRolled {
+        on: i64,
+    },
+    /// The key's own cap is reached; its customer's plans would have allowed the prediction.
+    KeyCapReached {
+        cap: KeyCap,
+        resets_at: Option<i64>,
+    },
 }
 
 /// Where messages send people. Both are absent when the service sells nothing itself
@@ -56,7 +65,7 @@ pub struct Links {
 
 impl DenyReason {
     /// Every reason's label, in the order of [`Self::index`]: the metrics list each, seen or not.
-    pub const LABELS: [&'static str; 21] = [
+    pub const LABELS: [&'static str; 23] = [
         "no_key",
         "key_too_long",
         "not_our_key",
@@ -78,6 +87,8 @@ impl DenyReason {
         "quota_used",
         "credits_used",
         "rate_limited",
+        "key_rolled",
+        "key_cap",
     ];
 
     /// A stable label for logs and metrics.
@@ -109,6 +120,8 @@ impl DenyReason {
             Self::QuotaUsed { .. } => 18,
             Self::CreditsUsed { .. } => 19,
             Self::RateLimited { .. } => 20,
+            Self::KeyRolled { .. } => 21,
+            Self::KeyCapReached { .. } => 22,
         }
     }
 
@@ -141,6 +154,8 @@ impl DenyReason {
             Self::QuotaUsed { .. } => "Quota used up",
             Self::CreditsUsed { .. } => "Credits used up",
             Self::RateLimited { .. } => "Rate limited",
+            Self::KeyRolled { .. } => "Replaced",
+            Self::KeyCapReached { .. } => "Key limit reached",
             _ => "Not usable",
         }
     }
@@ -235,6 +250,23 @@ impl DenyReason {
                  again.",
                 thousands(u64::from(*per_minute))
             ),
+            Self::KeyRolled { on } => format!(
+                "This access key was replaced by a new one and stopped working on {} UTC. \
+                 Use the new key as your Function access key. {keys}.",
+                calendar::date_time(*on)
+            ),
+            Self::KeyCapReached { cap, resets_at } => {
+                let resets = match (cap.per, resets_at) {
+                    (CapPeriod::Total, _) | (_, None) => String::new(),
+                    (_, Some(at)) => format!(" until {} UTC", calendar::date_time(*at)),
+                };
+                format!(
+                    "This access key has reached its own limit of {}, set on the key, so it \
+                     is paused{resets}. Your account still has access: use another of your \
+                     keys or raise this key's limit. {keys}.",
+                    cap.describe()
+                )
+            }
         }
     }
 }

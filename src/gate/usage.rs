@@ -48,7 +48,7 @@ pub struct UsageBook {
 
 struct Counter {
     /// Best known total for the period: what the database held when last read plus what this
-    /// process has counted since. Never decreases.
+    /// process has counted since. Decreases only when a unit not yet flushed is given back.
     used: AtomicU64,
     /// Counted here and not yet written.
     unflushed: AtomicU32,
@@ -283,6 +283,21 @@ impl UsageBook {
         })
     }
 
+    /// Gives back one use taken by [`Self::try_take`] for a prediction that was then refused.
+    /// Exact unless a flush took the count in between; then the count stays one too high,
+    /// which errs only towards refusing.
+    pub fn give_back(&self, entitlement: u32, period_start: i64) {
+        self.with_counter(counter_key(entitlement, period_start), |counter| {
+            if counter
+                .unflushed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                counter.used.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
+    }
+
     /// Takes a slot in the customer's current minute, or says there is none left.
     pub fn try_rate(&self, customer: u32, per_minute: u32, now: i64) -> bool {
         let minute = (now.max(0) / 60) as u64;
@@ -398,6 +413,21 @@ mod tests {
         let entitlement = ids.entitlement("g1", customer);
         let key = ids.key("key_1", customer);
         (ids, entitlement, key)
+    }
+
+    #[test]
+    fn a_unit_given_back_can_be_taken_again_but_not_once_a_flush_took_it() {
+        let (_, e, _) = ids();
+        let book = UsageBook::default();
+        assert!(book.try_take(e, 0, Some(1), None));
+        book.give_back(e, 0);
+        assert_eq!(book.used(e, 0), 0);
+        assert!(book.try_take(e, 0, Some(1), None));
+        let taken = book.take(false);
+        assert_eq!(taken.counters.len(), 1);
+        book.give_back(e, 0);
+        assert_eq!(book.used(e, 0), 1, "a written unit stays counted");
+        assert!(!book.try_take(e, 0, Some(1), None));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::FastMap;
 use super::names::Ids;
 
-use crate::domain::KeyHash;
+use crate::domain::{KeyCap, KeyHash};
 use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PurchaseRow};
 
 use super::entitlement::{Entitlement, Plan};
@@ -61,6 +61,20 @@ struct Tables {
     plans: HashSet<Arc<Plan>>,
     /// Customers patched out whose span is still in the arrays (until compacted).
     dead: usize,
+    /// What the few keys that carry terms of their own (a roll's end, a cap) carry, by key
+    /// slot. Most keys carry none, so this stays empty and a lookup never reads it.
+    key_terms: FastMap<u32, KeyTerms>,
+}
+
+/// What one key carries of its own, beside its customer's plans.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyTerms {
+    /// The customer's slot (the terms go when the customer's keys do).
+    customer: u32,
+    /// When a rolled key stops.
+    pub expires_at: Option<i64>,
+    /// The key's own cap, and the slot its use is counted under.
+    pub cap: Option<(KeyCap, u32)>,
 }
 
 /// The first 128 bits of a key's SHA-256, as the view's key table holds them.
@@ -97,10 +111,11 @@ pub struct Customer<'a> {
     pub entitlements: &'a [Entitlement],
 }
 
-/// A key found in the view: its slot and its customer.
+/// A key found in the view: its slot, its customer, and its own terms, if any.
 pub struct Found<'a> {
     pub key: u32,
     pub customer: Customer<'a>,
+    pub terms: Option<KeyTerms>,
 }
 
 impl View {
@@ -228,9 +243,14 @@ impl Tables {
 
     fn find(&self, tag: &KeyTag) -> Option<Found<'_>> {
         let key = self.keys.get(tag)?;
+        let terms = match self.key_terms.is_empty() {
+            true => None,
+            false => self.key_terms.get(&key.key).copied(),
+        };
         Some(Found {
             key: key.key,
             customer: self.customer_at(key.customer),
+            terms,
         })
     }
 
@@ -254,6 +274,7 @@ impl Tables {
             + self.by_customer.capacity() * size_of::<u32>()
             + self.customers.capacity() * size_of::<Span>()
             + self.entitlements.capacity() * size_of::<Entitlement>()
+            + map(self.key_terms.capacity(), size_of::<(u32, KeyTerms)>())
     }
 
     fn customer_at(&self, at: u32) -> Customer<'_> {
@@ -307,6 +328,9 @@ impl Tables {
         for (tag, key) in &new.keys {
             let customer = moved[key.customer as usize];
             tables.keys.insert(*tag, KeyRef { customer, ..*key });
+            if let Some(terms) = new.key_terms.get(&key.key) {
+                tables.key_terms.insert(key.key, *terms);
+            }
         }
         tables.plans.extend(new.plans.iter().cloned());
         tables.compact_if_sparse();
@@ -325,6 +349,8 @@ impl Tables {
         let customers = &self.customers;
         self.keys
             .retain(|_, key| !slots.contains(&customers[key.customer as usize].slot));
+        self.key_terms
+            .retain(|_, terms| !slots.contains(&terms.customer));
     }
 
     fn compact_if_sparse(&mut self) {
@@ -356,6 +382,11 @@ impl Tables {
         self.entitlements = entitlements;
         self.dead = 0;
     }
+}
+
+/// The name a key's own cap is counted under, beside the entitlements' counters.
+pub fn key_cap_counter(key_id: &str) -> String {
+    format!("key:{key_id}")
 }
 
 /// Customers going into a view, one row at a time: keys first, then entitlements (grants,
@@ -409,6 +440,16 @@ impl Part {
             customer: at,
         };
         view.keys.insert(KeyTag(hash.head()), key);
+        let cap = KeyCap::from_stored(row.cap, row.cap_period.as_deref())
+            .map(|cap| (cap, ids.entitlement(&key_cap_counter(&row.id), slot)));
+        if row.expires_at.is_some() || cap.is_some() {
+            let terms = KeyTerms {
+                customer: slot,
+                expires_at: row.expires_at,
+                cap,
+            };
+            view.key_terms.insert(key.key, terms);
+        }
     }
 
     pub fn grant(&mut self, row: GrantRow, ids: &mut Ids) {
@@ -490,6 +531,7 @@ mod tests {
                     id: format!("key_{n}"),
                     customer_id: c.into(),
                     key_hash: hash(n),
+                    ..KeyRow::default()
                 })
                 .collect(),
             grants: vec![GrantRow {

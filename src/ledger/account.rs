@@ -5,7 +5,7 @@
 
 use super::Ledger;
 use crate::clock::unix_now;
-use crate::domain::{AccessKey, StripeCustomerId, random_base62};
+use crate::domain::{AccessKey, KeyCap, StripeCustomerId, random_base62};
 use crate::gate::{Entitlement, Limit, Source, Status};
 use crate::store::{KeyListing, Keys, Sessions, StoredSession};
 
@@ -19,8 +19,9 @@ pub const SESSION_LIFETIME: i64 = 7 * 86_400;
 pub struct Account {
     pub email: Option<String>,
     pub plans: Vec<PlanStatus>,
-    /// Active keys only, oldest first.
-    pub keys: Vec<KeyListing>,
+    /// Active keys only (a rolled key until it stops), oldest first, each with its use
+    /// against its own cap, if it has one.
+    pub keys: Vec<(KeyListing, Option<u64>)>,
     /// Whether the customer can manage billing in Stripe's Billing Portal.
     pub billing: bool,
 }
@@ -71,10 +72,11 @@ impl Ledger {
         let Ok(key) = AccessKey::parse(key.trim()) else {
             return Ok(None);
         };
-        let Some((key_id, customer_id)) = self.gate.as_ref().and_then(|g| g.key_owner(&key)) else {
+        let now = unix_now();
+        let Some((key_id, customer_id)) = self.gate.as_ref().and_then(|g| g.key_owner(&key, now))
+        else {
             return Ok(None);
         };
-        let now = unix_now();
         let session = Session {
             // 190 random bits: the cookie's signature is a second lock, not the only one.
             id: format!("ses_{}", random_base62(32)),
@@ -119,7 +121,11 @@ impl Ledger {
             .list_keys(Some(customer_id))
             .await?
             .into_iter()
-            .filter(|k| k.revoked_at.is_none())
+            .filter(|k| k.active(now))
+            .map(|k| {
+                let used = k.cap().map(|cap| self.key_cap_used(&k.id, cap, now));
+                (k, used)
+            })
             .collect();
         Ok(Account {
             email: customer.and_then(|c| c.email),
@@ -127,6 +133,15 @@ impl Ledger {
             keys,
             billing: self.selling() && StripeCustomerId::parse(customer_id).is_ok(),
         })
+    }
+}
+
+impl Ledger {
+    /// What a key has used against its own cap, as this process counts it.
+    fn key_cap_used(&self, key_id: &str, cap: KeyCap, now: i64) -> u64 {
+        self.gate
+            .as_ref()
+            .map_or(0, |g| g.key_cap_used(key_id, cap, now))
     }
 }
 

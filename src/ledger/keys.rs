@@ -4,9 +4,10 @@
 use super::Ledger;
 use crate::clock::unix_now;
 use crate::domain::{
-    AccessKey, CalendarPeriod, Predictors, StripeCustomerId, new_local_customer_id, random_base62,
+    AccessKey, CalendarPeriod, Grace, KeyCap, Predictors, StripeCustomerId, new_local_customer_id,
+    random_base62,
 };
-use crate::store::{Customer, IssueKey, Keys, NewKey, RevokeOutcome};
+use crate::store::{Customer, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome, RollKey};
 use crate::stripe::SyncReport;
 
 /// Whose key it is: an existing customer by id, or a customer found (or created) by email.
@@ -32,6 +33,44 @@ pub struct IssueRequest {
     pub customer: CustomerRef,
     pub name: Option<String>,
     pub grant: Option<GrantSpec>,
+    /// The key's own cap, on top of what the customer's plans allow all their keys.
+    pub cap: Option<KeyCap>,
+}
+
+/// Which key to roll or cap: any key by id, display prefix or the key itself (the owner's
+/// tools), or one of a customer's own keys by id (the account page).
+#[derive(Debug, Clone, Copy)]
+pub enum KeyRef<'a> {
+    Any(&'a str),
+    Of {
+        customer_id: &'a str,
+        key_id: &'a str,
+    },
+}
+
+/// A key rolled: the new one, to be shown once, and when the old one stops.
+#[derive(Debug)]
+pub struct RolledKey {
+    pub key: AccessKey,
+    pub key_id: String,
+    pub customer_id: String,
+    pub old_key_id: String,
+    pub old_stops_at: i64,
+}
+
+/// Why a key could not be rolled or capped.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no active key has the id or prefix {0}")]
+    NotFound(String),
+    #[error("{0} matches several keys ({1}); use the key's id")]
+    Ambiguous(String, String),
+    #[error(
+        "{0} was rolled already and stops at its grace period's end; roll the key that replaced it"
+    )]
+    AlreadyRolled(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
 }
 
 /// The new key, to be shown once and never again.
@@ -104,9 +143,11 @@ impl Ledger {
             .as_ref()
             .map(|g| g.to_new_grant(&customer_id, now));
         let customer_created = new_customer.is_some();
+        let mut stored = new_key(&key, &key_id, &customer_id, name, now);
+        stored.cap = request.cap;
         let issue = IssueKey {
             new_customer,
-            key: new_key(&key, &key_id, &customer_id, name, now),
+            key: stored,
             grant,
         };
         self.db.issue_key(&issue).await?;
@@ -143,7 +184,8 @@ impl Ledger {
         confirmed: bool,
     ) -> anyhow::Result<Revoke> {
         let keys = self.db.list_keys(Some(customer_id)).await?;
-        let active: Vec<_> = keys.iter().filter(|k| k.revoked_at.is_none()).collect();
+        let now = unix_now();
+        let active: Vec<_> = keys.iter().filter(|k| k.active(now)).collect();
         let Some(key) = active.iter().find(|k| k.id == key_id) else {
             return Ok(Revoke::NotTheirs);
         };
@@ -159,6 +201,92 @@ impl Ledger {
             RevokeOutcome::Revoked { .. } => Revoke::Revoked,
             _ => Revoke::NotRevoked,
         })
+    }
+
+    /// Replaces a key by a new one with the same name and cap; the old key keeps working
+    /// for the `grace` period, then is refused with a message saying it was replaced.
+    /// `session`, signed in with the old key, moves to the new one.
+    pub async fn roll_key(
+        &self,
+        which: KeyRef<'_>,
+        grace: Grace,
+        session: Option<&str>,
+    ) -> Result<RolledKey, KeyError> {
+        let now = unix_now();
+        let old = self.active_key(which, now).await?;
+        if old.expires_at.is_some() {
+            return Err(KeyError::AlreadyRolled(old.id));
+        }
+        let key = AccessKey::generate(&self.key_prefix);
+        let key_id = new_key_id();
+        let mut new = new_key(&key, &key_id, &old.customer_id, old.name.clone(), now);
+        new.cap = old.cap();
+        let roll = RollKey {
+            old_id: old.id.clone(),
+            new,
+            old_expires_at: now + grace.seconds(),
+            session: session.map(str::to_owned),
+        };
+        if !self.db.roll_key(&roll).await? {
+            return Err(KeyError::AlreadyRolled(old.id));
+        }
+        self.refresh().await?;
+        Ok(RolledKey {
+            key,
+            key_id,
+            customer_id: old.customer_id,
+            old_key_id: old.id,
+            old_stops_at: roll.old_expires_at,
+        })
+    }
+
+    /// Sets (or, with `None`, removes) a key's own cap; returns the key's id.
+    pub async fn cap_key(
+        &self,
+        which: KeyRef<'_>,
+        cap: Option<KeyCap>,
+    ) -> Result<String, KeyError> {
+        let key = self.active_key(which, unix_now()).await?;
+        if !self.db.set_key_cap(&key.id, cap).await? {
+            return Err(KeyError::NotFound(key.id));
+        }
+        self.refresh().await?;
+        Ok(key.id)
+    }
+
+    /// The one active key `which` names.
+    async fn active_key(&self, which: KeyRef<'_>, now: i64) -> Result<KeyListing, KeyError> {
+        let (selector, customer) = match which {
+            KeyRef::Any(selector) => (selector.trim(), None),
+            KeyRef::Of {
+                customer_id,
+                key_id,
+            } => (key_id, Some(customer_id)),
+        };
+        let lookup = match (customer, AccessKey::parse(selector)) {
+            (None, Ok(key)) => key.hash().to_hex(),
+            _ => selector.to_owned(),
+        };
+        let mut found: Vec<KeyListing> = self
+            .db
+            .keys_matching(&lookup)
+            .await?
+            .into_iter()
+            .filter(|k| k.active(now))
+            .filter(|k| customer.is_none_or(|c| k.customer_id == c && k.id == selector))
+            .collect();
+        match found.len() {
+            0 => Err(KeyError::NotFound(selector.to_owned())),
+            1 => Ok(found.remove(0)),
+            _ => Err(KeyError::Ambiguous(
+                selector.to_owned(),
+                found
+                    .iter()
+                    .map(|k| k.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
     }
 
     /// A `cus_…` not known here yet is read from Stripe, with its subscriptions and purchases.
@@ -241,5 +369,6 @@ pub(super) fn new_key(
         display_prefix: key.display_prefix(),
         name,
         created_at: now,
+        cap: None,
     }
 }

@@ -22,7 +22,10 @@ use crate::stripe::Syncer;
 pub use account::{Account, PlanStatus, SESSION_LIFETIME, Session, Standing, Term, Use};
 pub use checkout::{BillingError, CheckoutError, FulfilError, Offer, Welcome};
 pub use grants::GrantError;
-pub use keys::{CustomerRef, GrantSpec, IssueError, IssueRequest, IssuedKey, Revoke};
+pub use keys::{
+    CustomerRef, GrantSpec, IssueError, IssueRequest, IssuedKey, KeyError, KeyRef, Revoke,
+    RolledKey,
+};
 
 pub struct Ledger {
     db: Arc<Db>,

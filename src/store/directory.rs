@@ -5,9 +5,10 @@
 use anyhow::Context as _;
 use sqlx::FromRow;
 
-use super::keys::{CustomerListing, KeyListing};
-use super::sql::sql;
+use super::keys::{CustomerListing, KEY_LISTING, KeyListing};
+use super::sql::{Statement, sql};
 use super::{BoxFuture, Db};
+use crate::clock::unix_now;
 
 /// Where a page starts: after the row created at `created_at` with id `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +79,8 @@ impl Directory for Db {
             self.fetch_all(
                 sql("SELECT c.id, c.email, c.name, c.created_at, \
                         (SELECT COUNT(*) FROM access_keys k \
-                          WHERE k.customer_id = c.id AND k.revoked_at IS NULL) AS active_keys, \
+                          WHERE k.customer_id = c.id AND k.revoked_at IS NULL \
+                            AND (k.expires_at IS NULL OR k.expires_at > $6)) AS active_keys, \
                         (SELECT COUNT(*) FROM grants g \
                           WHERE g.customer_id = c.id AND g.revoked_at IS NULL) AS grants, \
                         (SELECT COUNT(*) FROM subscriptions s \
@@ -92,7 +94,8 @@ impl Directory for Db {
                 .bind(&search.map(contains_pattern))
                 .bind(after.map(|a| a.created_at))
                 .bind(after.map(|a| a.id.as_str()))
-                .bind(limit),
+                .bind(limit)
+                .bind(unix_now()),
             )
             .await
             .context("Failed to search customers")
@@ -107,15 +110,12 @@ impl Directory for Db {
     ) -> BoxFuture<'a, anyhow::Result<Vec<KeyListing>>> {
         Box::pin(async move {
             self.fetch_all(
-                sql(
-                    "SELECT k.id, k.customer_id, c.email, k.display_prefix, k.name, \
-                        k.created_at, k.revoked_at, a.last_used_at \
-                     FROM access_keys k JOIN customers c ON c.id = k.customer_id \
-                     LEFT JOIN key_activity a ON a.key_id = k.id \
+                Statement::assembled(format!(
+                    "SELECT {KEY_LISTING} \
                      WHERE ($1 IS NULL OR k.customer_id = $1) \
                        AND ($2 IS NULL OR k.created_at > $2 OR (k.created_at = $2 AND k.id > $3)) \
-                     ORDER BY k.created_at, k.id LIMIT $4",
-                )
+                     ORDER BY k.created_at, k.id LIMIT $4"
+                ))
                 .bind(customer_id)
                 .bind(after.map(|a| a.created_at))
                 .bind(after.map(|a| a.id.as_str()))

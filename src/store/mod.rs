@@ -43,7 +43,9 @@ pub use directory::{After, Directory, GrantListing};
 pub use grants::{EndGrant, Grants, NewGrant};
 pub use idempotency::{Claim, Idempotency};
 pub use inbox::{Inbox, InboxEvent, NewEvent};
-pub use keys::{Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome};
+pub use keys::{
+    Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome, RollKey,
+};
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};

@@ -78,7 +78,8 @@ impl Sessions for Db {
                     "SELECT s.id, s.customer_id, s.key_id, s.created_at, s.expires_at \
                      FROM sessions s JOIN access_keys k ON k.id = s.key_id \
                      WHERE s.id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
-                       AND k.revoked_at IS NULL",
+                       AND k.revoked_at IS NULL \
+                       AND (k.expires_at IS NULL OR k.expires_at > $2)",
                 )
                 .bind(id)
                 .bind(now),

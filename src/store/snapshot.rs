@@ -101,12 +101,16 @@ impl LedgerSink for LedgerRows {
     }
 }
 
-/// An active (not revoked) key of a customer that exists.
-#[derive(Debug, FromRow)]
+/// An active (not revoked) key of a customer that exists, with what it carries of its own:
+/// when it stops, if it was rolled, and its cap.
+#[derive(Debug, Default, FromRow)]
 pub struct KeyRow {
     pub id: String,
     pub customer_id: String,
     pub key_hash: String,
+    pub expires_at: Option<i64>,
+    pub cap: Option<i64>,
+    pub cap_period: Option<String>,
 }
 
 #[derive(Debug, FromRow)]
@@ -198,6 +202,8 @@ impl Scope<'_> {
 
 /// Ended subscriptions are kept for a year so a denial can say when they ended.
 const ENDED_KEPT: i64 = 366 * 86_400;
+/// A rolled key is refused as rolled for this long after it stopped, then as unknown.
+const ROLLED_KEPT: i64 = 90 * 86_400;
 /// Counters of periods that started this long ago no longer matter to any limit.
 const USAGE_KEPT: i64 = 62 * 86_400;
 
@@ -212,12 +218,13 @@ async fn read(
     let mut tx = db.begin_read().await?;
     let version = current_version(&mut tx).await?;
     let keys = scope.statement(
-        "SELECT k.id, k.customer_id, k.key_hash FROM access_keys k \
-         JOIN customers c ON c.id = k.customer_id \
-         WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL",
+        "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
+         FROM access_keys k JOIN customers c ON c.id = k.customer_id \
+         WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL \
+           AND (k.expires_at IS NULL OR k.expires_at > $1)",
         "k.customer_id",
         "",
-        vec![],
+        vec![(now - ROLLED_KEPT).into()],
     );
     tx.for_each(keys, |row| sink.key(row))
         .await

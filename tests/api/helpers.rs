@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tollbooth::app::Application;
 use tollbooth::clock::unix_now;
 use tollbooth::config::Settings;
-use tollbooth::domain::{CalendarPeriod, KeyPrefix, Predictors, calendar, random_base62};
+use tollbooth::domain::{CalendarPeriod, KeyCap, KeyPrefix, Predictors, calendar, random_base62};
 use tollbooth::gate::Gate;
 use tollbooth::ledger::{CustomerRef, GrantSpec, IssueRequest, Ledger};
 use tollbooth::store::sql::sql;
@@ -213,6 +213,8 @@ pub struct Issue {
     pub expires: Option<&'static str>,
     pub name: Option<&'static str>,
     pub no_grant: bool,
+    /// The key's own cap: `100/day`, `5000/month`, `10000`.
+    pub cap: Option<&'static str>,
 }
 
 pub struct IssuedForTest {
@@ -347,6 +349,7 @@ pub async fn issue_with(store: &Arc<Db>, issue: Issue) -> IssuedForTest {
             customer,
             name: issue.name.map(str::to_owned),
             grant,
+            cap: issue.cap.map(|c| KeyCap::parse(c).unwrap()),
         })
         .await
         .expect("Failed to issue a key");

@@ -13,6 +13,7 @@ mod freshness;
 mod health;
 mod helpers;
 mod instances;
+mod keys;
 mod localstripe;
 mod malformed;
 mod metrics;

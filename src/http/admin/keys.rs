@@ -13,8 +13,9 @@ use super::grants::GrantFields;
 use super::idempotency::once;
 use super::{ok, page_limit, paged, parse_cursor};
 use crate::clock::unix_now;
+use crate::domain::{Grace, KeyCap};
 use crate::http::state::AppState;
-use crate::ledger::{CustomerRef, IssueError, IssueRequest};
+use crate::ledger::{CustomerRef, IssueError, IssueRequest, KeyError, KeyRef};
 use crate::store::{Directory, KeyListing, RevokeOutcome};
 
 #[derive(Serialize, ToSchema)]
@@ -29,13 +30,23 @@ pub struct KeyView {
     revoked_at: Option<i64>,
     /// Written about once a minute.
     last_used_at: Option<i64>,
+    /// Not revoked and, if rolled, still in its grace period.
     active: bool,
+    /// When a rolled key stops (or stopped) working.
+    stops_at: Option<i64>,
+    /// The key that replaced this one.
+    replaced_by: Option<String>,
+    /// The key's own cap: `100/day`, `5000/month` or `10000` (in all).
+    cap: Option<String>,
 }
 
 impl From<KeyListing> for KeyView {
     fn from(k: KeyListing) -> Self {
         Self {
-            active: k.revoked_at.is_none(),
+            active: k.active(unix_now()),
+            cap: k.cap().map(|c| c.to_string()),
+            stops_at: k.expires_at,
+            replaced_by: k.replaced_by,
             id: k.id,
             customer_id: k.customer_id,
             email: k.email,
@@ -106,6 +117,9 @@ pub struct IssueBody {
     /// Access to give the customer with the key; without it the key gives what the customer's
     /// plans give.
     grant: Option<GrantFields>,
+    /// The key's own cap, on top of the customer's plans (which all their keys share):
+    /// `100/day`, `5000/month` or `10000` (in all).
+    cap: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -130,7 +144,7 @@ pub struct IssuedKey {
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer, the same key included")),
     responses(
         (status = 201, body = IssuedKey),
-        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_email`, `invalid_name`, `invalid_grant`, `invalid_predictors`"),
+        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_email`, `invalid_name`, `invalid_grant`, `invalid_predictors`, `invalid_cap`"),
         (status = 404, body = ErrorBody, description = "`customer_not_found`"),
         (status = 409, body = ErrorBody, description = "`ambiguous_email`, `idempotency_key_in_use`"),
         (status = 422, body = ErrorBody, description = "`idempotency_key_reused`"),
@@ -163,12 +177,14 @@ pub async fn issue(
             }
             None => None,
         };
+        let cap = body.cap.as_deref().map(parse_cap).transpose()?;
         let issued = state
             .ledger
             .issue_key(IssueRequest {
                 customer,
                 name: body.name,
                 grant,
+                cap,
             })
             .await
             .map_err(issue_error)?;
@@ -264,6 +280,150 @@ pub async fn revoke(
             changed,
         };
         Ok((StatusCode::OK, json!(revoked)))
+    })
+    .await
+}
+
+fn parse_cap(text: &str) -> Result<KeyCap, ApiError> {
+    KeyCap::parse(text).map_err(|e| ApiError::invalid("invalid_cap", format!("{e}.")))
+}
+
+fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::NotFound(id) => {
+            ApiError::not_found("key_not_found", format!("No active key has the id {id}."))
+        }
+        KeyError::Ambiguous(id, ids) => ApiError::conflict(
+            "ambiguous_key",
+            format!("{id} matches several keys ({ids}); use the key's id."),
+        ),
+        KeyError::AlreadyRolled(id) => ApiError::conflict(
+            "key_already_rolled",
+            format!("{id} was rolled already; roll the key that replaced it."),
+        ),
+        KeyError::Unexpected(e) => ApiError::internal(&e),
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollBody {
+    /// How long the old key keeps working: `none` (the default), `1h` or `24h`.
+    grace: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RolledKey {
+    /// The new key. Shown in this answer only (and to a retry with the same Idempotency-Key).
+    key: String,
+    key_id: String,
+    prefix: String,
+    customer_id: String,
+    /// The key replaced, which works until `old_stops_at`.
+    old_key_id: String,
+    old_stops_at: i64,
+}
+
+/// Rolls a key: a new key with the same name and cap; the old one keeps working for the grace
+/// period, then is refused with a message saying it was replaced.
+#[utoipa::path(
+    post,
+    operation_id = "roll_key",
+    path = "/admin/api/v1/keys/{id}/roll",
+    tag = "keys",
+    request_body = RollBody,
+    params(
+        ("id" = String, Path, description = "key_… (or the key's display prefix)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer, the new key included"),
+    ),
+    responses(
+        (status = 201, body = RolledKey),
+        (status = 400, body = ErrorBody, description = "`invalid_grace`"),
+        (status = 404, body = ErrorBody, description = "`key_not_found`"),
+        (status = 409, body = ErrorBody, description = "`ambiguous_key`, `key_already_rolled`, `idempotency_key_in_use`"),
+        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`"),
+    )
+)]
+pub async fn roll(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<RollBody>,
+) -> HttpResponse {
+    let fingerprint = serde_json::to_vec(&*body).unwrap_or_default();
+    once(state.store.as_ref(), &request, &fingerprint, || async {
+        let grace = Grace::parse(body.grace.as_deref().unwrap_or("none"))
+            .map_err(|e| ApiError::invalid("invalid_grace", format!("{e}.")))?;
+        let rolled = state
+            .ledger
+            .roll_key(KeyRef::Any(&id), grace, None)
+            .await
+            .map_err(key_error)?;
+        let answer = RolledKey {
+            prefix: rolled.key.display_prefix(),
+            key: rolled.key.as_ref().to_owned(),
+            key_id: rolled.key_id,
+            customer_id: rolled.customer_id,
+            old_key_id: rolled.old_key_id,
+            old_stops_at: rolled.old_stops_at,
+        };
+        Ok((StatusCode::CREATED, json!(answer)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapBody {
+    /// `100/day`, `5000/month` or `10000` (in all); `null` removes the key's cap.
+    cap: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyCapView {
+    id: String,
+    /// The cap now in force for this key alone, or null.
+    cap: Option<String>,
+}
+
+/// Sets or removes a key's own cap: every instance applies it within a second.
+#[utoipa::path(
+    put,
+    operation_id = "set_key_cap",
+    path = "/admin/api/v1/keys/{id}/cap",
+    tag = "keys",
+    request_body = CapBody,
+    params(
+        ("id" = String, Path, description = "key_… (or the key's display prefix)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer"),
+    ),
+    responses(
+        (status = 200, body = KeyCapView),
+        (status = 400, body = ErrorBody, description = "`invalid_cap`"),
+        (status = 404, body = ErrorBody, description = "`key_not_found`"),
+        (status = 409, body = ErrorBody, description = "`ambiguous_key`, `idempotency_key_in_use`"),
+        (status = 422, body = ErrorBody, description = "`idempotency_key_reused`"),
+    )
+)]
+pub async fn cap(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<CapBody>,
+) -> HttpResponse {
+    let fingerprint = serde_json::to_vec(&*body).unwrap_or_default();
+    once(state.store.as_ref(), &request, &fingerprint, || async {
+        let cap = body.cap.as_deref().map(parse_cap).transpose()?;
+        let id = state
+            .ledger
+            .cap_key(KeyRef::Any(&id), cap)
+            .await
+            .map_err(key_error)?;
+        let answer = KeyCapView {
+            id,
+            cap: cap.map(|c| c.to_string()),
+        };
+        Ok((StatusCode::OK, json!(answer)))
     })
     .await
 }

@@ -89,7 +89,7 @@ impl Admin {
     info(
         title = "tollbooth admin API",
         description = "Customers, keys, grants, use, webhook events and reconciles of one tollbooth \
-            service. Every request sends `Authorization: Bearer <ADMIN_TOKEN>`; every POST may \
+            service. Every request sends `Authorization: Bearer <ADMIN_TOKEN>`; every POST or PUT may \
             send an `Idempotency-Key` (kept 24 hours). Times are Unix seconds, days are \
             `YYYY-MM-DD` in UTC. Every error is `{\"error\": {\"code\", \"message\"}}`."
     ),
@@ -99,6 +99,8 @@ impl Admin {
         keys::list,
         keys::issue,
         keys::revoke,
+        keys::roll,
+        keys::cap,
         grants::create,
         grants::end,
         usage::report,
@@ -174,6 +176,8 @@ fn v1(routes: &mut Routes) {
     routes.add::<keys::__path_list, _, _>(keys::list);
     routes.add::<keys::__path_issue, _, _>(keys::issue);
     routes.add::<keys::__path_revoke, _, _>(keys::revoke);
+    routes.add::<keys::__path_roll, _, _>(keys::roll);
+    routes.add::<keys::__path_cap, _, _>(keys::cap);
     routes.add::<grants::__path_create, _, _>(grants::create);
     routes.add::<grants::__path_end, _, _>(grants::end);
     routes.add::<usage::__path_report, _, _>(usage::report);

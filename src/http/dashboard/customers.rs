@@ -9,13 +9,15 @@ use serde::Deserialize;
 use super::overview::ChangeLine;
 use super::{Gate, Owner, form_owner, number, page_gate, when};
 use crate::clock::unix_now;
-use crate::domain::{CalendarPeriod, Predictors, calendar, thousands};
+use crate::domain::{CalendarPeriod, Grace, KeyCap, Predictors, calendar, thousands};
 use crate::http::admin::Admin;
 use crate::http::chart::{per_predictor, stacked_days};
 use crate::http::error::PageError;
 use crate::http::pages::{html, see_other};
 use crate::http::state::AppState;
-use crate::ledger::{CustomerRef, GrantError, GrantSpec, IssueRequest, Standing, Term, Use};
+use crate::ledger::{
+    CustomerRef, GrantError, GrantSpec, IssueRequest, KeyError, KeyRef, Standing, Term, Use,
+};
 use crate::store::{Audit, Directory, EndGrant, Keys, Reports, RevokeOutcome};
 
 const DAYS: i64 = 30;
@@ -124,7 +126,13 @@ struct KeyLine {
     name: String,
     created: String,
     last_used: String,
-    revoked: Option<String>,
+    /// How the key ended (revoked, or replaced and past its grace), once it has.
+    ended: Option<String>,
+    /// A rolled key in its grace period: when it stops.
+    stops: Option<String>,
+    /// The key's own cap ("100 a day"), or "none".
+    cap: String,
+    cap_value: String,
 }
 
 struct GrantLine {
@@ -203,13 +211,38 @@ async fn customer_page(
         .page_keys(Some(&customer.id), None, i64::MAX)
         .await?
         .into_iter()
-        .map(|k| KeyLine {
-            id: k.id,
-            prefix: k.display_prefix,
-            name: k.name.unwrap_or_default(),
-            created: calendar::date(k.created_at),
-            last_used: when(k.last_used_at),
-            revoked: k.revoked_at.map(calendar::date),
+        .map(|k| {
+            let cap = k.cap();
+            let replaced = k.replaced_by.as_deref().unwrap_or("a new key");
+            let (ended, stops) = match (k.revoked_at, k.expires_at) {
+                (Some(at), _) => (Some(format!("revoked {}", calendar::date(at))), None),
+                (None, Some(at)) if at <= now => (
+                    Some(format!(
+                        "replaced by {replaced}, stopped {}",
+                        calendar::date_time(at)
+                    )),
+                    None,
+                ),
+                (None, Some(at)) => (
+                    None,
+                    Some(format!(
+                        "replaced by {replaced}; works until {} UTC",
+                        calendar::date_time(at)
+                    )),
+                ),
+                (None, None) => (None, None),
+            };
+            KeyLine {
+                id: k.id,
+                prefix: k.display_prefix,
+                name: k.name.unwrap_or_default(),
+                created: calendar::date(k.created_at),
+                last_used: when(k.last_used_at),
+                ended,
+                stops,
+                cap: cap.map_or_else(|| "none".into(), |c| c.describe()),
+                cap_value: cap.map(|c| c.to_string()).unwrap_or_default(),
+            }
         })
         .collect();
     let grants = state
@@ -316,6 +349,8 @@ pub struct GrantForm {
     credits: Option<String>,
     expires: Option<String>,
     note: Option<String>,
+    /// The key's own cap (the issue form only).
+    cap: Option<String>,
 }
 
 /// A form field with something in it.
@@ -383,6 +418,7 @@ pub async fn issue_key(
             customer: CustomerRef::Id(id.to_string()),
             name: form.name.clone(),
             grant,
+            cap: filled(&form.cap).map(parse_cap).transpose()?,
         }))
         .await
         .map_err(|e| match e {
@@ -442,6 +478,84 @@ pub async fn revoke_key(
         RevokeOutcome::Revoked { .. } | RevokeOutcome::AlreadyRevoked { .. } => {}
         RevokeOutcome::NotFound | RevokeOutcome::Ambiguous(_) => return Err(PageError::NotFound),
     }
+    Ok(see_other(&format!("/admin/customers/{}", form.customer)))
+}
+
+fn parse_cap(text: &str) -> Result<KeyCap, PageError> {
+    KeyCap::parse(text).map_err(|e| PageError::BadRequest(format!("No limit was set: {e}.")))
+}
+
+fn key_error(e: KeyError) -> PageError {
+    match e {
+        KeyError::Unexpected(e) => PageError::Unexpected(e),
+        KeyError::NotFound(_) => PageError::NotFound,
+        other => PageError::BadRequest(format!("{other}.")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RollForm {
+    csrf: String,
+    customer: String,
+    grace: String,
+}
+
+/// Rolls a key: the new key is shown once on the customer's page.
+pub async fn roll_key(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<RollForm>,
+) -> Result<HttpResponse, PageError> {
+    let (admin, owner) = form_owner(&request, &state, &form.csrf).await?;
+    let grace = Grace::parse(&form.grace).map_err(|e| PageError::BadRequest(format!("{e}.")))?;
+    let rolled = owner
+        .actor()
+        .acting(state.ledger.roll_key(KeyRef::Any(&id), grace, None))
+        .await
+        .map_err(key_error)?;
+    let message = format!(
+        "Key {} rolled: the new key is {}; copy it now, it is shown only this once. The old key \
+         works until {} UTC.",
+        rolled.old_key_id,
+        rolled.key.display_prefix(),
+        calendar::date_time(rolled.old_stops_at)
+    );
+    customer_page(
+        &state,
+        &admin,
+        owner,
+        &form.customer,
+        Some(message),
+        Some(rolled.key.as_ref().to_owned()),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct CapForm {
+    csrf: String,
+    customer: String,
+    cap: String,
+}
+
+/// Sets or (empty) removes a key's own cap.
+pub async fn cap_key(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<CapForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, owner) = form_owner(&request, &state, &form.csrf).await?;
+    let cap = match form.cap.trim() {
+        "" => None,
+        text => Some(parse_cap(text)?),
+    };
+    owner
+        .actor()
+        .acting(state.ledger.cap_key(KeyRef::Any(&id), cap))
+        .await
+        .map_err(key_error)?;
     Ok(see_other(&format!("/admin/customers/{}", form.customer)))
 }
 

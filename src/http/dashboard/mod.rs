@@ -49,6 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/keys/{id}/revoke",
             web::post().to(customers::revoke_key),
         )
+        .route("/admin/keys/{id}/roll", web::post().to(customers::roll_key))
+        .route("/admin/keys/{id}/cap", web::post().to(customers::cap_key))
         .route(
             "/admin/grants/{id}/end",
             web::post().to(customers::end_grant),

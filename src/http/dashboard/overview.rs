@@ -89,6 +89,8 @@ pub fn meaning(label: &str) -> &'static str {
         "rate_limited" => "too many at once",
         "paused" => "subscription paused",
         "bad_tag" => "not a predictor tag",
+        "key_rolled" => "a replaced key past its grace period",
+        "key_cap" => "a key at its own limit",
         _ => "",
     }
 }

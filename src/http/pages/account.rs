@@ -5,12 +5,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{html, see_other};
-use crate::domain::{Actor, calendar, thousands};
+use crate::domain::{Actor, Grace, KeyCap, calendar, thousands};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 use crate::ledger::{
-    BillingError, CustomerRef, IssueError, IssueRequest, PlanStatus, Revoke, Session, Standing,
-    Term, Use,
+    BillingError, CustomerRef, IssueError, IssueRequest, KeyError, KeyRef, PlanStatus, Revoke,
+    Session, Standing, Term, Use,
 };
 
 #[derive(Template)]
@@ -55,6 +55,12 @@ struct KeyLine {
     prefix: String,
     created: String,
     last_used: String,
+    /// The key's own cap and its use ("37 of 100 today"), or "None".
+    cap: String,
+    /// The cap as the form takes it back ("100/day"), empty without one.
+    cap_value: String,
+    /// When a rolled key stops, once it was rolled.
+    stops: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +77,19 @@ pub struct CsrfForm {
 pub struct NewKeyForm {
     csrf: String,
     name: String,
+}
+
+#[derive(Deserialize)]
+pub struct RollForm {
+    csrf: String,
+    grace: String,
+}
+
+#[derive(Deserialize)]
+pub struct CapForm {
+    csrf: String,
+    /// 100/day, 5000/month, 10000; empty for no cap.
+    cap: String,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +166,7 @@ pub async fn create_key(
             customer: CustomerRef::Id(session.customer_id.clone()),
             name: Some(form.name.clone()),
             grant: None,
+            cap: None,
         }))
         .await
         .map_err(|e| match e {
@@ -204,6 +224,84 @@ pub async fn revoke_key(
             .map_err(|e| anyhow::anyhow!("Failed to clear the session cookie: {e}"))?;
     }
     Ok(response)
+}
+
+/// `POST /account/keys/{id}/roll`: a new key in place of one of the customer's own, shown once;
+/// the old one keeps working for the grace period chosen.
+pub async fn roll_key(
+    request: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<RollForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = require(&request, &state, &form.csrf).await?;
+    let grace = Grace::parse(&form.grace)
+        .map_err(|_| PageError::BadRequest("Choose how long the old key keeps working.".into()))?;
+    let key_id = path.into_inner();
+    let which = KeyRef::Of {
+        customer_id: &session.customer_id,
+        key_id: &key_id,
+    };
+    let rolled = Actor::Customer(session.customer_id.clone())
+        .acting(state.ledger.roll_key(which, grace, Some(&session.id)))
+        .await
+        .map_err(key_error)?;
+    let message = match grace {
+        Grace::None => "Your key was replaced; the old key stopped working now.".to_owned(),
+        _ => format!(
+            "Your key was replaced; the old key keeps working until {} UTC.",
+            calendar::date_time(rolled.old_stops_at)
+        ),
+    };
+    let mut page = account_page(
+        &state,
+        &session,
+        Some(message),
+        Some(rolled.key.as_ref().to_owned()),
+    )
+    .await?;
+    page.usage = usage_view(&state, &session, None, &page.keys).await?;
+    html(&page, true)
+}
+
+/// `POST /account/keys/{id}/cap`: sets or removes one of the customer's keys' own cap.
+pub async fn cap_key(
+    request: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CapForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = require(&request, &state, &form.csrf).await?;
+    let cap = match form.cap.trim() {
+        "" => None,
+        text => Some(
+            KeyCap::parse(text)
+                .map_err(|e| PageError::BadRequest(format!("That limit could not be set: {e}.")))?,
+        ),
+    };
+    let key_id = path.into_inner();
+    let which = KeyRef::Of {
+        customer_id: &session.customer_id,
+        key_id: &key_id,
+    };
+    Actor::Customer(session.customer_id.clone())
+        .acting(state.ledger.cap_key(which, cap))
+        .await
+        .map_err(key_error)?;
+    Ok(see_other("/account"))
+}
+
+/// A key the customer named that could not be rolled or capped, in their terms.
+fn key_error(e: KeyError) -> PageError {
+    match e {
+        KeyError::Unexpected(e) => PageError::Unexpected(e),
+        KeyError::AlreadyRolled(_) => PageError::BadRequest(
+            "That key was replaced already; roll the key that replaced it.".into(),
+        ),
+        KeyError::NotFound(_) | KeyError::Ambiguous(..) => {
+            PageError::BadRequest("That key is not one of your active keys.".into())
+        }
+    }
 }
 
 pub async fn billing(
@@ -280,14 +378,30 @@ async fn account_page(
     let keys = account
         .keys
         .into_iter()
-        .map(|k| KeyLine {
-            id: k.id,
-            name: k.name.unwrap_or_else(|| "Unnamed".into()),
-            prefix: k.display_prefix,
-            created: calendar::date(k.created_at),
-            last_used: k
-                .last_used_at
-                .map_or_else(|| "Never".into(), calendar::date_time),
+        .map(|(k, used)| {
+            let cap = k.cap();
+            KeyLine {
+                cap: match (cap, used) {
+                    (Some(cap), Some(used)) => format!(
+                        "{} of {} {}",
+                        thousands(used),
+                        thousands(cap.limit),
+                        cap.span()
+                    ),
+                    _ => "None".into(),
+                },
+                cap_value: cap.map(|c| c.to_string()).unwrap_or_default(),
+                stops: k
+                    .expires_at
+                    .map(|at| format!("Replaced; works until {} UTC", calendar::date_time(at))),
+                id: k.id,
+                name: k.name.unwrap_or_else(|| "Unnamed".into()),
+                prefix: k.display_prefix,
+                created: calendar::date(k.created_at),
+                last_used: k
+                    .last_used_at
+                    .map_or_else(|| "Never".into(), calendar::date_time),
+            }
         })
         .collect();
     let page = AccountPage {

@@ -28,6 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/account/keys/{id}/revoke",
             web::post().to(account::revoke_key),
         )
+        .route("/account/keys/{id}/roll", web::post().to(account::roll_key))
+        .route("/account/keys/{id}/cap", web::post().to(account::cap_key))
         .route("/account/billing", web::post().to(account::billing))
         .route("/account/usage.csv", web::get().to(account::usage_csv))
         .route("/static/style.css", web::get().to(assets::style))
