@@ -462,6 +462,19 @@ impl Gate {
             .collect()
     }
 
+    /// When each key (by id) was last used, from the use not yet written (`None`: none since
+    /// the last write, so the database's figure stands).
+    pub fn unwritten_last_use(&self, key_ids: &[&str], now: i64) -> Vec<Option<i64>> {
+        let slots: Vec<u32> = {
+            let ids = self.ids.read().expect("ids lock poisoned");
+            key_ids
+                .iter()
+                .map(|id| ids.keys.find(id).unwrap_or(u32::MAX))
+                .collect()
+        };
+        self.usage.unwritten_last_use(&slots, now)
+    }
+
     /// What the key has used against its own cap in the cap's period at `now`.
     pub fn key_cap_used(&self, key_id: &str, cap: KeyCap, now: i64) -> u64 {
         let counter = self

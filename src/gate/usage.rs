@@ -335,6 +335,38 @@ impl UsageBook {
         });
     }
 
+    /// When each of `keys` was last used as the per-hour activity not yet written holds it
+    /// (written about once a minute, so the account page's "last used" can agree with counts
+    /// that are live). Each shard is locked for a few lookups (keys × its tags × three hours),
+    /// never scanned.
+    pub fn unwritten_last_use(&self, keys: &[u32], now: i64) -> Vec<Option<i64>> {
+        let hour = (now.max(0) / 3_600) as u32;
+        let mut last = vec![None; keys.len()];
+        let mut look = |activity: &Activity| {
+            for tag in 0..activity.tags.len() as u32 {
+                for h in hour.saturating_sub(2)..=hour {
+                    for (i, &key) in keys.iter().enumerate() {
+                        if let Some(&(_, into)) = activity.hourly.get(&(key, h, tag)) {
+                            let at = i64::from(h) * 3_600 + i64::from(into);
+                            last[i] = last[i].max(Some(at));
+                        }
+                    }
+                }
+            }
+        };
+        look(
+            &self
+                .activity
+                .restored
+                .lock()
+                .expect("activity lock poisoned"),
+        );
+        for shard in self.activity.mine.all() {
+            look(&shard.lock().expect("activity lock poisoned"));
+        }
+        last
+    }
+
     /// Takes what was counted since the last flush: the counts a cap or a meter rests on
     /// always, the rest (unlimited plans' counts, per-hour activity) only `with_activity`.
     /// Give it back with [`Self::restore`] if it could not be written.
@@ -413,6 +445,28 @@ mod tests {
         let entitlement = ids.entitlement("g1", customer);
         let key = ids.key("key_1", customer);
         (ids, entitlement, key)
+    }
+
+    #[test]
+    fn the_last_unwritten_use_of_a_key_is_read_from_every_shard() {
+        let (_, _, key) = ids();
+        let book = Arc::new(UsageBook::default());
+        let now = 1_795_996_800 + 1_234;
+        book.record(key, "@acme/a", now - 3_600);
+        let other = Arc::clone(&book);
+        std::thread::spawn(move || other.record(key, "@acme/b", now))
+            .join()
+            .unwrap();
+        assert_eq!(
+            book.unwritten_last_use(&[key, key + 1], now),
+            [Some(now), None]
+        );
+        book.take(true);
+        assert_eq!(
+            book.unwritten_last_use(&[key], now),
+            [None],
+            "written: the database has it"
+        );
     }
 
     #[test]

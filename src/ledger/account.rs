@@ -116,12 +116,23 @@ impl Ledger {
                 .collect(),
             None => Vec::new(),
         };
-        let keys = self
+        let mut keys = self
             .db
             .list_keys(Some(customer_id))
             .await?
             .into_iter()
             .filter(|k| k.active(now))
+            .collect::<Vec<KeyListing>>();
+        // Use not yet written counts in the plans above: "last used" must agree with it.
+        if let Some(gate) = &self.gate {
+            let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+            let recent = gate.unwritten_last_use(&ids, now);
+            for (key, recent) in keys.iter_mut().zip(recent) {
+                key.last_used_at = key.last_used_at.max(recent);
+            }
+        }
+        let keys = keys
+            .into_iter()
             .map(|k| {
                 let used = k.cap().map(|cap| self.key_cap_used(&k.id, cap, now));
                 (k, used)

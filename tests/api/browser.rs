@@ -196,7 +196,7 @@ async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser
 
     // Revoke it.
     b.submit(Locator::XPath(
-        "//tr[td[normalize-space()='laptop']]//button",
+        "//tr[td[normalize-space()='laptop']]//button[contains(@class, 'danger')]",
     ))
     .await;
     b.find(Locator::Css("form[action='/account/keys']")).await;
@@ -207,6 +207,41 @@ async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser
     let (status, _) = shop.app.authorize_json("@acme/sdxl", &laptop_key).await;
     assert_eq!(status, 400);
     b.shot("08-revoked").await;
+
+    // Give the key a limit of its own, then use it once: the page counts it against the limit.
+    b.find(Locator::Css("form[action$='/cap'] input[name='cap']"))
+        .await
+        .send_keys("100/day")
+        .await
+        .unwrap();
+    b.click("form[action$='/cap'] button").await;
+    b.find(Locator::Css("form[action='/account/keys']")).await;
+    assert!(b.source().await.contains("0 of 100 today"));
+    assert_allowed(&shop.app, "@acme/sdxl", &key).await;
+    b.client.refresh().await.unwrap();
+    assert!(b.source().await.contains("1 of 100 today"));
+    b.client
+        .execute(
+            "document.querySelector('table.keys').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    both_widths(b, "08b-key-limit").await;
+
+    // Roll it, the old key working for another hour: the new key is shown once.
+    b.find(Locator::Css("form[action$='/roll'] select"))
+        .await
+        .select_by_value("1h")
+        .await
+        .unwrap();
+    b.click("form[action$='/roll'] button").await;
+    let rolled_key = b.text("#new-key").await;
+    assert!(rolled_key.starts_with("tb_") && rolled_key != key);
+    assert!(b.source().await.contains("the old key keeps working until"));
+    assert_allowed(&shop.app, "@acme/sdxl", &rolled_key).await;
+    assert_allowed(&shop.app, "@acme/sdxl", &key).await;
+    both_widths(b, "08c-rolled").await;
 
     // Sign out.
     b.click("form[action='/account/sign-out'] button").await;

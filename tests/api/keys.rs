@@ -424,3 +424,30 @@ async fn the_admin_api_rolls_and_caps_keys_idempotently() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_account_page_says_a_key_was_used_as_soon_as_its_use_counts() {
+    let shop = shop("Pro").await;
+    let issued = shop
+        .app
+        .issue(Issue {
+            name: Some("laptop"),
+            quota: Some((1_000, tollbooth::domain::CalendarPeriod::Month)),
+            ..Issue::default()
+        })
+        .await;
+    let cookie = shop.sign_in(&issued.key).await;
+    let account_url = format!("{}/account", shop.app.address);
+    let (_, before) = shop.get(&account_url, Some(&cookie)).await;
+    assert!(before.contains("0 of 1,000"), "{before}");
+    assert!(before.contains("<td>Never</td>"));
+
+    assert_allowed(&shop.app, TAG, &issued.key).await;
+    // At once, long before the per-hour activity is written (about once a minute).
+    let (_, after) = shop.get(&account_url, Some(&cookie)).await;
+    assert!(after.contains("1 of 1,000"), "{after}");
+    assert!(
+        !after.contains("<td>Never</td>"),
+        "a key counted in the plan's use is not 'never' used"
+    );
+}
