@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::domain::{KeyPrefix, Owner};
 
@@ -61,10 +61,20 @@ pub struct Settings {
     pub client_ip_header: Option<String>,
     /// `LOG_FORMAT`: `json` for one JSON object per line; anything else is human-readable.
     pub log_json: bool,
+    /// `SMTP_URL` (`smtps://user:password@host:465`, or `smtp://…:587?tls=required`) and
+    /// `EMAIL_FROM`: email to customers (sign-in links); off when unset.
+    pub email: Option<EmailSettings>,
     /// `USAGE_JOURNAL`: where counted use waits on local disk while the database cannot be
     /// written (default: beside the SQLite file; for PostgreSQL, `tollbooth-usage-<database>.
     /// journal` in the working directory).
     pub usage_journal: PathBuf,
+}
+
+/// Where email goes out, and from whom.
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub smtp_url: SecretString,
+    pub from: String,
 }
 
 /// One admin API token: who holds it (for the audit log) and the secret itself.
@@ -190,6 +200,46 @@ impl Settings {
                 format!("{header:?} is not a header name such as Fly-Client-IP"),
             ));
         }
+        let email = match (secret("SMTP_URL"), get("EMAIL_FROM")) {
+            (None, None) => None,
+            (Some(url), Some(from)) => {
+                let scheme_ok = ["smtp://", "smtps://"]
+                    .iter()
+                    .any(|s| url.expose_secret().starts_with(s));
+                if !scheme_ok {
+                    return Err(fail(
+                        "SMTP_URL",
+                        "must start with smtps:// (TLS) or smtp:// (add ?tls=required for \
+                         STARTTLS); the value is not shown"
+                            .into(),
+                    ));
+                }
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(fail(
+                        "EMAIL_FROM",
+                        format!("{from:?} is not an address such as \"Acme <billing@acme.dev>\""),
+                    ));
+                }
+                Some(EmailSettings {
+                    smtp_url: url,
+                    from,
+                })
+            }
+            (Some(_), None) => {
+                return Err(fail(
+                    "EMAIL_FROM",
+                    "must be set with SMTP_URL: the address emails come from, such as \
+                     \"Acme <billing@acme.dev>\""
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    "SMTP_URL",
+                    "must be set with EMAIL_FROM: the SMTP server emails go through".into(),
+                ));
+            }
+        };
         Ok(Self {
             database_url: database_url.clone(),
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
@@ -236,6 +286,7 @@ impl Settings {
             admin_tokens,
             client_ip_header,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            email,
             usage_journal: get("USAGE_JOURNAL")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| default_journal(&database_url)),
@@ -451,6 +502,15 @@ impl fmt::Debug for Settings {
             )
             .field("client_ip_header", &self.client_ip_header)
             .field("log_json", &self.log_json)
+            .field("email_from", &self.email.as_ref().map(|e| e.from.as_str()))
+            .field(
+                "smtp_url",
+                &if self.email.is_some() {
+                    "[set]"
+                } else {
+                    "[unset]"
+                },
+            )
             .field("usage_journal", &self.usage_journal)
             .finish()
     }
@@ -508,6 +568,37 @@ mod tests {
             "{shown}"
         );
         assert_eq!(s.stripe_webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn email_is_off_unless_both_its_settings_are_given_and_never_shows_the_password() {
+        assert!(settings(&[]).unwrap().email.is_none());
+        let on = settings(&[
+            ("SMTP_URL", "smtps://mailer:pa55word@smtp.example.com:465"),
+            ("EMAIL_FROM", "Acme <billing@acme.dev>"),
+        ])
+        .unwrap();
+        assert_eq!(on.email.as_ref().unwrap().from, "Acme <billing@acme.dev>");
+        assert!(!format!("{on:?}").contains("pa55word"));
+        for (vars, says) in [
+            (vec![("SMTP_URL", "smtp://h:25")], "EMAIL_FROM: must be set"),
+            (vec![("EMAIL_FROM", "a@b.dev")], "SMTP_URL: must be set"),
+            (
+                vec![
+                    ("SMTP_URL", "http://u:pa55word@h"),
+                    ("EMAIL_FROM", "a@b.dev"),
+                ],
+                "SMTP_URL: must start with smtps://",
+            ),
+            (
+                vec![("SMTP_URL", "smtp://h:25"), ("EMAIL_FROM", "billing")],
+                "EMAIL_FROM: \"billing\" is not an address",
+            ),
+        ] {
+            let e = settings(&vars).err().unwrap().to_string();
+            assert!(e.starts_with(says), "{vars:?}: {e}");
+            assert!(!e.contains("pa55word"), "{e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod gate;
 pub mod health;
 pub mod http;

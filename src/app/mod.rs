@@ -20,11 +20,13 @@ use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::domain::random_base62;
+use crate::email::Mailer;
 use crate::gate::{Gate, GateRules, Links};
 use crate::health::Health;
+use crate::http::limits::ClientAddress;
 use crate::http::middleware::{PAGES_AT_ONCE, security_headers};
 use crate::http::session::Sessions;
-use crate::http::state::AuthorizeToken;
+use crate::http::state::{AuthorizeToken, LinkLimits};
 use crate::http::{self, AppState, Webhooks};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
@@ -124,13 +126,17 @@ impl Application {
                     .await?,
             ),
         };
-        let ledger = Arc::new(Ledger::new(
+        let mut ledger = Ledger::new(
             Arc::clone(&store),
             Some(Arc::clone(&gate)),
             settings.key_prefix.clone(),
             syncer.clone(),
             settings.public_url.clone(),
-        ));
+        );
+        if let Some(email) = &settings.email {
+            ledger = ledger.with_mailer(Mailer::new(email)?);
+        }
+        let ledger = Arc::new(ledger);
         let state = web::Data::new(AppState {
             gate,
             ledger,
@@ -146,6 +152,8 @@ impl Application {
             pages_in_flight: Semaphore::new(PAGES_AT_ONCE),
             authorize_token: AuthorizeToken::new(&authorize_token),
             metrics: Arc::new(Metrics::default()),
+            client_address: ClientAddress::new(settings.client_ip_header.as_deref()),
+            link_limits: LinkLimits::default(),
         });
 
         let app_state = state.clone();

@@ -8,6 +8,7 @@ mod chart;
 mod dashboard;
 pub mod error;
 mod health;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 mod pages;

@@ -184,7 +184,7 @@ mod tests {
         Session {
             id: id.into(),
             customer_id: "cus_1".into(),
-            key_id: "key_1".into(),
+            key_id: Some("key_1".into()),
             created_at: 1_000,
             expires_at: 1_000 + SESSION_LIFETIME,
         }

@@ -1,12 +1,15 @@
 //! What every request handler can reach, built once by the composition root (`app`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, Semaphore};
 
+use super::limits::{ClientAddress, Windows};
 use super::session::Sessions;
 use crate::gate::{Gate, Links};
 use crate::health::Health;
@@ -37,6 +40,27 @@ pub struct AppState {
     pub authorize_token: AuthorizeToken,
     /// What is counted for the metrics listener: each authorization's outcome and latency.
     pub metrics: Arc<Metrics>,
+    /// Who a page's client is (`CLIENT_IP_HEADER` behind a proxy).
+    pub client_address: ClientAddress,
+    /// Sign-in links asked for, per client and per email.
+    pub link_limits: LinkLimits,
+}
+
+/// Sign-in links asked for, limited per client address and per email, so the form can neither
+/// flood an inbox nor probe many addresses quickly.
+pub struct LinkLimits {
+    pub per_client: Windows<IpAddr>,
+    pub per_email: Windows<String>,
+}
+
+impl Default for LinkLimits {
+    fn default() -> Self {
+        let window = Duration::from_secs(15 * 60);
+        Self {
+            per_client: Windows::new(10, window),
+            per_email: Windows::new(3, window),
+        }
+    }
 }
 
 /// The webhook route's secrets, and the bell that wakes the inbox worker.

@@ -81,7 +81,7 @@ impl Ledger {
             // 190 random bits: the cookie's signature is a second lock, not the only one.
             id: format!("ses_{}", random_base62(32)),
             customer_id,
-            key_id,
+            key_id: Some(key_id),
             created_at: now,
             expires_at: now + SESSION_LIFETIME,
         };

@@ -6,6 +6,7 @@
 
 mod account;
 mod checkout;
+mod email_sign_in;
 mod grants;
 mod keys;
 mod sync;
@@ -15,12 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::unix_now;
 use crate::domain::KeyPrefix;
+use crate::email::Mailer;
 use crate::gate::Gate;
 use crate::store::Db;
 use crate::stripe::Syncer;
 
 pub use account::{Account, PlanStatus, SESSION_LIFETIME, Session, Standing, Term, Use};
 pub use checkout::{BillingError, CheckoutError, FulfilError, Offer, Welcome};
+pub use email_sign_in::LINK_LIFETIME;
 pub use grants::GrantError;
 pub use keys::{
     CustomerRef, GrantSpec, IssueError, IssueRequest, IssuedKey, KeyError, KeyRef, Revoke,
@@ -41,6 +44,8 @@ pub struct Ledger {
     public_url: String,
     /// A refresh has been asked for beside its caller and has not started yet.
     refresh_waiting: Arc<AtomicBool>,
+    /// Present when email is configured (`SMTP_URL`): sign-in links go out.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl Ledger {
@@ -58,7 +63,19 @@ impl Ledger {
             stripe,
             public_url,
             refresh_waiting: Arc::new(AtomicBool::new(false)),
+            mailer: None,
         }
+    }
+
+    /// This ledger, sending email through `mailer`.
+    pub fn with_mailer(mut self, mailer: Mailer) -> Self {
+        self.mailer = Some(Arc::new(mailer));
+        self
+    }
+
+    /// Whether email goes out (sign-in links can be sent).
+    pub fn emails(&self) -> bool {
+        self.mailer.is_some()
     }
 
     /// Whether the service sells through Stripe (pricing, checkout, billing).

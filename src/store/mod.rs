@@ -49,7 +49,7 @@ pub use keys::{
 pub use meters::{MeterDelta, MeterOutbox, MeterReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};
-pub use sessions::{Sessions, StoredSession};
+pub use sessions::{Sessions, SignInLink, StoredSession};
 pub use snapshot::{
     CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,
     Snapshot, UsageRow,

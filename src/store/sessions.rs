@@ -24,13 +24,32 @@ pub trait Sessions: Send + Sync {
         customer_id: &'a str,
         now: i64,
     ) -> BoxFuture<'a, anyhow::Result<u64>>;
+    /// Stores a sign-in link's token hash for a customer (and drops links long expired).
+    fn add_sign_in_link<'a>(&'a self, link: &'a SignInLink) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Uses the link whose token hashes to `token_hash` if it is unused and unexpired at
+    /// `now`, in one statement (a second use finds it used); returns its customer.
+    fn use_sign_in_link<'a>(
+        &'a self,
+        token_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>>;
+}
+
+/// A sign-in link as stored: its token's SHA-256 (hex), never the token.
+#[derive(Debug, Clone)]
+pub struct SignInLink {
+    pub token_hash: String,
+    pub customer_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct StoredSession {
     pub id: String,
     pub customer_id: String,
-    pub key_id: String,
+    /// The key signed in with; `None` for a session started from a link sent by email.
+    pub key_id: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -76,10 +95,10 @@ impl Sessions for Db {
             self.fetch_optional(
                 sql(
                     "SELECT s.id, s.customer_id, s.key_id, s.created_at, s.expires_at \
-                     FROM sessions s JOIN access_keys k ON k.id = s.key_id \
+                     FROM sessions s LEFT JOIN access_keys k ON k.id = s.key_id \
                      WHERE s.id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
-                       AND k.revoked_at IS NULL \
-                       AND (k.expires_at IS NULL OR k.expires_at > $2)",
+                       AND (s.key_id IS NULL OR (k.id IS NOT NULL AND k.revoked_at IS NULL \
+                            AND (k.expires_at IS NULL OR k.expires_at > $2)))",
                 )
                 .bind(id)
                 .bind(now),
@@ -116,6 +135,49 @@ impl Sessions for Db {
             )
             .await
             .context("Failed to end the customer's sessions")
+        })
+    }
+
+    fn add_sign_in_link<'a>(&'a self, link: &'a SignInLink) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.execute(
+                sql("DELETE FROM sign_in_links WHERE expires_at < $1")
+                    .bind(link.created_at - 86_400),
+            )
+            .await
+            .context("Failed to clear old sign-in links")?;
+            self.execute(
+                sql("INSERT INTO sign_in_links \
+                        (token_hash, customer_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)")
+                .bind(&link.token_hash)
+                .bind(&link.customer_id)
+                .bind(link.created_at)
+                .bind(link.expires_at),
+            )
+            .await
+            .context("Failed to store a sign-in link")?;
+            Ok(())
+        })
+    }
+
+    fn use_sign_in_link<'a>(
+        &'a self,
+        token_hash: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+        Box::pin(async move {
+            let used: Option<(String,)> = self
+                .fetch_optional(
+                    sql("UPDATE sign_in_links SET used_at = $1 \
+                         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+                         RETURNING customer_id")
+                    .bind(now)
+                    .bind(token_hash),
+                )
+                .await
+                .context("Failed to use a sign-in link")?;
+            Ok(used.map(|(customer,)| customer))
         })
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::assert_allowed;
+use crate::email::{Smtp, link_in};
+use crate::helpers::{Issue, assert_allowed};
 use crate::pages::{shop, shop_with};
 
 struct Browser {
@@ -449,5 +450,62 @@ async fn the_owner_signs_in_reads_the_overview_finds_a_customer_and_acts_in_a_br
     b.click("form[action='/admin/sign-out'] button").await;
     b.find(Locator::Id("token")).await;
 
+    browser.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromium-driver and aiosmtpd; .ci/run installs them and runs this"]
+async fn a_customer_who_lost_every_key_signs_in_by_email_in_a_browser() {
+    let smtp = Smtp::start().await;
+    let settings = smtp.settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let shop = shop_with("Pro", &extra).await;
+    shop.app
+        .issue(Issue {
+            email: Some("lost@example.com"),
+            ..Issue::default()
+        })
+        .await;
+    let engine = if std::env::var("TEST_DATABASE_URL").is_ok() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let browser = Browser::start(engine).await;
+    let b = &browser;
+
+    b.client
+        .goto(&format!("{}/account", shop.app.address))
+        .await
+        .unwrap();
+    b.find(Locator::Id("email"))
+        .await
+        .send_keys("lost@example.com")
+        .await
+        .unwrap();
+    both_widths(b, "10-email-sign-in").await;
+    b.click("form[action='/account/email-link'] button").await;
+    assert!(b.source().await.contains("a sign-in link is on its way"));
+    both_widths(b, "11-email-link-sent").await;
+
+    // Follow the link from the delivered email, then confirm.
+    let link = link_in(&smtp.message(1).await).replace("localhost", "127.0.0.1");
+    b.client.goto(&link).await.unwrap();
+    both_widths(b, "12-email-link-opened").await;
+    b.click("form[action='/account/email-sign-in'] button")
+        .await;
+    assert_eq!(b.text("h1").await, "Your account");
+    assert!(b.source().await.contains("lost@example.com"));
+
+    // Make a new key: shown once.
+    b.find(Locator::Id("name"))
+        .await
+        .send_keys("recovered")
+        .await
+        .unwrap();
+    b.click("form[action='/account/keys'] button").await;
+    let key = b.text("#new-key").await;
+    assert_allowed(&shop.app, "@acme/sdxl", &key).await;
+    both_widths(b, "13-email-recovered-key").await;
     browser.stop().await;
 }

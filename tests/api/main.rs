@@ -6,6 +6,7 @@ mod authorize;
 mod browser;
 mod cold_start;
 mod dashboard;
+mod email;
 mod exactness;
 mod fake_checkout;
 mod faults;

@@ -3,15 +3,13 @@
 //! address; past the limit that address is answered `429` until its window ends, so a token
 //! cannot be guessed at speed.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, ResponseError as _, web};
 use secrecy::ExposeSecret as _;
@@ -21,12 +19,11 @@ use subtle::ConstantTimeEq as _;
 use super::error::ApiError;
 use crate::config::AdminToken;
 use crate::domain::{Actor, hex};
+use crate::http::limits::{ClientAddress, Windows};
 
 /// Failed attempts an address may make in a window.
 pub const FAILURES_ALLOWED: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at once; beyond it the oldest windows are dropped first.
-const ADDRESSES_KEPT: usize = 10_000;
 
 /// The token's label, for the handlers (put in the request's extensions once it is checked).
 #[derive(Debug, Clone)]
@@ -35,14 +32,8 @@ pub struct TokenLabel(pub String);
 pub struct Tokens {
     /// Each token's label and the SHA-256 of its secret.
     tokens: Vec<(String, [u8; 32])>,
-    client_ip_header: Option<HeaderName>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    since: Instant,
-    count: u32,
+    client: ClientAddress,
+    failures: Windows<IpAddr>,
 }
 
 impl Tokens {
@@ -55,8 +46,8 @@ impl Tokens {
                     (t.label.clone(), digest)
                 })
                 .collect(),
-            client_ip_header: client_ip_header.and_then(|h| HeaderName::try_from(h).ok()),
-            failures: Mutex::new(HashMap::new()),
+            client: ClientAddress::new(client_ip_header),
+            failures: Windows::new(FAILURES_ALLOWED, FAILURE_WINDOW),
         }
     }
 
@@ -85,50 +76,24 @@ impl Tokens {
         hex(&Sha256::digest(token.as_bytes()))
     }
 
-    /// The client's address: from the proxy's header when `CLIENT_IP_HEADER` names one, else
-    /// the connection's.
+    /// The client's address (see [`ClientAddress`]).
     pub fn client(
         &self,
         headers: &header::HeaderMap,
         peer: Option<std::net::SocketAddr>,
     ) -> Option<IpAddr> {
-        if let Some(name) = &self.client_ip_header {
-            return headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-        }
-        peer.map(|a| a.ip())
+        self.client.of(headers, peer)
     }
 
     /// Seconds until the address may try again, when it has used up its failures.
     pub fn locked_for(&self, client: Option<IpAddr>, now: Instant) -> Option<u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = failures.get(&client?)?;
-        let left = FAILURE_WINDOW
-            .checked_sub(now.duration_since(seen.since))
-            .filter(|left| !left.is_zero())?;
-        (seen.count >= FAILURES_ALLOWED).then(|| left.as_secs().max(1))
+        self.failures.locked_for(&client?, now)
     }
 
     pub fn failed(&self, client: Option<IpAddr>, now: Instant) {
-        let Some(client) = client else { return };
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= ADDRESSES_KEPT {
-            failures.retain(|_, f| now.duration_since(f.since) < FAILURE_WINDOW);
+        if let Some(client) = client {
+            self.failures.count(client, now);
         }
-        let entry = failures.entry(client).or_insert(Failures {
-            since: now,
-            count: 0,
-        });
-        if now.duration_since(entry.since) >= FAILURE_WINDOW {
-            *entry = Failures {
-                since: now,
-                count: 0,
-            };
-        }
-        entry.count += 1;
     }
 }
 

@@ -17,6 +17,8 @@ use crate::ledger::{
 #[template(path = "signin.html")]
 struct SignInPage<'a> {
     message: Option<&'a str>,
+    /// Whether sign-in links can be emailed.
+    emails: bool,
 }
 
 #[derive(Template)]
@@ -115,7 +117,13 @@ pub async fn show(
             page.usage = usage_view(&state, &session, query.key.as_deref(), &page.keys).await?;
             html(&page, true)
         }
-        None => html(&SignInPage { message: None }, true),
+        None => html(
+            &SignInPage {
+                message: None,
+                emails: state.ledger.emails(),
+            },
+            true,
+        ),
     }
 }
 
@@ -128,6 +136,7 @@ pub async fn sign_in(
     let Some(session) = state.ledger.sign_in(&form.key).await? else {
         let page = SignInPage {
             message: Some("That key is not valid: it may be mistyped or revoked."),
+            emails: state.ledger.emails(),
         };
         let mut response = html(&page, true)?;
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
@@ -217,7 +226,7 @@ pub async fn revoke_key(
         }
     }
     let mut response = see_other("/account");
-    if key_id == session.key_id {
+    if session.key_id.as_deref() == Some(key_id.as_str()) {
         // The key this browser signed in with is gone; so is the session.
         response
             .add_cookie(&state.sessions.end())

@@ -4,6 +4,7 @@
 mod account;
 mod assets;
 mod checkout;
+mod email_sign_in;
 mod pricing;
 mod welcome;
 
@@ -31,6 +32,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/keys/{id}/roll", web::post().to(account::roll_key))
         .route("/account/keys/{id}/cap", web::post().to(account::cap_key))
         .route("/account/billing", web::post().to(account::billing))
+        .route("/account/email-link", web::post().to(email_sign_in::ask))
+        .route("/account/email-sign-in", web::get().to(email_sign_in::open))
+        .route(
+            "/account/email-sign-in",
+            web::post().to(email_sign_in::confirm),
+        )
         .route("/account/usage.csv", web::get().to(account::usage_csv))
         .route("/static/style.css", web::get().to(assets::style))
         .route("/static/copy.js", web::get().to(assets::copy_script));
