@@ -64,6 +64,9 @@ pub struct Settings {
     /// `SMTP_URL` (`smtps://user:password@host:465`, or `smtp://…:587?tls=required`) and
     /// `EMAIL_FROM`: email to customers (sign-in links); off when unset.
     pub email: Option<EmailSettings>,
+    /// `OWNER_WEBHOOK_URL` and `OWNER_WEBHOOK_SECRET` (`whsec_…`): where alerts are POSTed to
+    /// the owner, signed the Standard Webhooks way; off when unset.
+    pub owner_webhook: Option<(String, SecretString)>,
     /// `USAGE_JOURNAL`: where counted use waits on local disk while the database cannot be
     /// written (default: beside the SQLite file; for PostgreSQL, `tollbooth-usage-<database>.
     /// journal` in the working directory).
@@ -240,6 +243,38 @@ impl Settings {
                 ));
             }
         };
+        let owner_webhook = match (get("OWNER_WEBHOOK_URL"), secret("OWNER_WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(url), Some(secret)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(fail(
+                        "OWNER_WEBHOOK_URL",
+                        format!("{url:?} must start with https:// (or http://)"),
+                    ));
+                }
+                if crate::notify::webhook::secret_bytes(secret.expose_secret()).is_none() {
+                    return Err(fail(
+                        "OWNER_WEBHOOK_SECRET",
+                        "must be whsec_ followed by at least 16 bytes in base64 (try: echo \
+                         whsec_$(openssl rand -base64 32)); the value is not shown"
+                            .into(),
+                    ));
+                }
+                Some((url, secret))
+            }
+            (Some(_), None) => {
+                return Err(fail(
+                    "OWNER_WEBHOOK_SECRET",
+                    "must be set with OWNER_WEBHOOK_URL: the key alerts are signed with".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    "OWNER_WEBHOOK_URL",
+                    "must be set with OWNER_WEBHOOK_SECRET: where alerts are sent".into(),
+                ));
+            }
+        };
         Ok(Self {
             database_url: database_url.clone(),
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
@@ -287,6 +322,7 @@ impl Settings {
             client_ip_header,
             log_json: get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
             email,
+            owner_webhook,
             usage_journal: get("USAGE_JOURNAL")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| default_journal(&database_url)),

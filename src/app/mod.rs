@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::domain::random_base62;
-use crate::email::Mailer;
 use crate::gate::{Gate, GateRules, Links};
 use crate::health::Health;
 use crate::http::limits::ClientAddress;
@@ -30,6 +29,8 @@ use crate::http::state::{AuthorizeToken, LinkLimits};
 use crate::http::{self, AppState, Webhooks};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::notify::email::Mailer;
+use crate::notify::webhook::OwnerWebhook;
 use crate::store::{self, Db, Mirror};
 use crate::stripe::{StripeApi, Syncer};
 
@@ -134,7 +135,10 @@ impl Application {
             settings.public_url.clone(),
         );
         if let Some(email) = &settings.email {
-            ledger = ledger.with_mailer(Mailer::new(email)?);
+            ledger = ledger.with_mailer(Mailer::new(&email.smtp_url, &email.from)?);
+        }
+        if let Some((url, secret)) = &settings.owner_webhook {
+            ledger = ledger.with_owner_webhook(OwnerWebhook::new(url, secret)?);
         }
         let ledger = Arc::new(ledger);
         let state = web::Data::new(AppState {
@@ -259,17 +263,34 @@ impl Application {
                 stopped.clone(),
             ),
         );
+        // Alerts run when they have somewhere to go: the owner's webhook or email.
+        let touched = state
+            .ledger
+            .alerts_on()
+            .then(|| Arc::new(jobs::alerts::Touched::default()));
+        if let Some(touched) = &touched {
+            jobs.spawn(
+                "alerts",
+                jobs::alerts::run(
+                    Arc::clone(&state.ledger),
+                    Arc::clone(&state.store),
+                    Arc::clone(touched),
+                    Duration::from_secs(1),
+                    stop.subscribe(),
+                ),
+            );
+        }
+        let flusher = jobs::usage_flusher::Flusher {
+            gate: Arc::clone(&state.gate),
+            store: Arc::clone(&state.store),
+            journal: Arc::clone(&self.journal),
+            health: Arc::clone(&state.health),
+            metrics: Arc::clone(&state.metrics),
+            touched,
+        };
         jobs.spawn(
             "usage flusher",
-            jobs::usage_flusher::run(
-                Arc::clone(&state.gate),
-                Arc::clone(&state.store),
-                Arc::clone(&self.journal),
-                Arc::clone(&state.health),
-                Arc::clone(&state.metrics),
-                settings.usage_flush_interval,
-                stopped,
-            ),
+            jobs::usage_flusher::run(flusher, settings.usage_flush_interval, stopped),
         );
         if self.yield_to_workers {
             jobs.spawn("priorities", jobs::priority::run(stop.subscribe()));

@@ -15,6 +15,18 @@ pub fn date_time(unix: i64) -> String {
     format!("{} {:02}:{:02}", date(unix), secs / 3600, secs % 3600 / 60)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC), for machines.
+pub fn rfc3339(unix: i64) -> String {
+    let secs = unix.rem_euclid(DAY);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        date(unix),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Midnight UTC starting the given `YYYY-MM-DD`.
 pub fn parse_date(input: &str) -> Option<i64> {
     let mut parts = input.trim().splitn(3, '-');

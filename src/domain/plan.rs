@@ -13,6 +13,51 @@ pub struct PlanRules {
     pub credits: Option<u64>,
     pub duration_days: Option<u32>,
     pub rate_limit: Option<u32>,
+    /// `alert_at`: percentages of a quota or of credits at which the customer and the owner
+    /// are told (e.g. `80,100`).
+    pub alert_at: Thresholds,
+}
+
+/// Percentages from 1 to 100 at which an alert fires, as one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Thresholds(u128);
+
+impl Thresholds {
+    /// `80,100` or `50, 90, 100`; a value outside 1..=100 or not a number is an error.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let mut bits = 0u128;
+        for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let percent: u8 = part
+                .trim_end_matches('%')
+                .parse()
+                .ok()
+                .filter(|p| (1..=100).contains(p))
+                .ok_or_else(|| format!("{part:?} is not a percentage from 1 to 100"))?;
+            bits |= 1 << percent;
+        }
+        Ok(Self(bits))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The percentages, smallest first.
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (1..=100u8).filter(move |p| self.0 & (1 << p) != 0)
+    }
+}
+
+/// The form [`Thresholds::parse`] reads: `80,100`.
+impl std::fmt::Display for Thresholds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.iter().map(|p| p.to_string()).collect();
+        f.write_str(&parts.join(","))
+    }
 }
 
 impl PlanRules {
@@ -45,6 +90,13 @@ impl PlanRules {
         let credits = number("credits");
         let duration_days = number("duration_days").map(|n| n.min(u64::from(u32::MAX)) as u32);
         let rate_limit = number("rate_limit").map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let alert_at = match merged.get("alert_at") {
+            Some(raw) => Thresholds::parse(raw).unwrap_or_else(|e| {
+                problems.push(format!("alert_at={raw:?}: {e}; no alert"));
+                Thresholds::default()
+            }),
+            None => Thresholds::default(),
+        };
         let predictors = match merged.get("predictors").map(|s| s.trim()) {
             None | Some("") => Predictors::all(),
             Some(raw) => Predictors::parse(raw, None).unwrap_or_else(|e| {
@@ -58,6 +110,7 @@ impl PlanRules {
             credits,
             duration_days,
             rate_limit,
+            alert_at,
         };
         (rules, problems)
     }
@@ -67,6 +120,17 @@ impl PlanRules {
 mod tests {
     use super::*;
     use crate::domain::PredictorTag;
+
+    #[test]
+    fn alert_thresholds_are_percentages_of_the_limit() {
+        let (rules, problems) = PlanRules::from_metadata(Some(r#"{"alert_at":"100, 80%"}"#), None);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(rules.alert_at.iter().collect::<Vec<_>>(), [80, 100]);
+        assert_eq!(rules.alert_at.to_string(), "80,100");
+        let (rules, problems) = PlanRules::from_metadata(Some(r#"{"alert_at":"0,120"}"#), None);
+        assert!(rules.alert_at.is_empty());
+        assert_eq!(problems.len(), 1);
+    }
 
     #[test]
     fn no_metadata_means_every_predictor_unlimited() {

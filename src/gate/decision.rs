@@ -108,6 +108,7 @@ mod tests {
             predictors,
             rate_limit: None,
             meter: None,
+            alert_at: Default::default(),
         })
     }
 

@@ -1,7 +1,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::domain::{Predictors, calendar};
+use crate::domain::{Predictors, Thresholds, calendar};
 
 use super::reason::DenyReason;
 
@@ -29,6 +29,8 @@ pub struct Plan {
     /// For a metered price: its Billing Meter's event name (a slot of the gate's meter names),
     /// which use is reported to.
     pub meter: Option<u32>,
+    /// Percentages of the limit at which the customer and the owner are told.
+    pub alert_at: Thresholds,
 }
 
 /// A moment in Unix seconds in 4 bytes, for the view's million entitlements: from 1970 to

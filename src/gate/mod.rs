@@ -56,6 +56,21 @@ impl PendingUse {
     }
 }
 
+/// A plan with a quota or credits and its use in its current period.
+#[derive(Debug, Clone)]
+pub struct LimitUse {
+    pub entitlement_id: String,
+    pub plan: String,
+    /// Credits (for the plan's life) rather than a quota (per period).
+    pub credits: bool,
+    pub limit: u64,
+    pub used: u64,
+    pub period_start: i64,
+    pub alert_at: crate::domain::Thresholds,
+    /// Whether the plan can be used now (not ended, not unpaid).
+    pub in_force: bool,
+}
+
 /// A prediction that may run, and whose use has been counted.
 #[derive(Debug)]
 pub struct Allowed {
@@ -473,6 +488,37 @@ impl Gate {
                 .collect()
         };
         self.usage.unwritten_last_use(&slots, now)
+    }
+
+    /// Each of a customer's plans with a quota or credits, with its use in its period at `now`
+    /// (what alerts are decided on).
+    pub fn limits(&self, id: &str, now: i64) -> Vec<LimitUse> {
+        let limited: Vec<(Entitlement, u64)> = self
+            .customer(id, now)
+            .into_iter()
+            .filter(|(e, _)| !matches!(e.limit, Limit::Unlimited))
+            .collect();
+        let ids = self.ids.read().expect("ids lock poisoned");
+        limited
+            .into_iter()
+            .map(|(e, used)| {
+                let (limit, credits) = match e.limit {
+                    Limit::Quota { per_period, .. } => (per_period, false),
+                    Limit::Credits { total } => (total, true),
+                    Limit::Unlimited => (0, false),
+                };
+                LimitUse {
+                    entitlement_id: ids.entitlements.get(e.slot).to_owned(),
+                    plan: e.plan.name.to_string(),
+                    credits,
+                    limit,
+                    used,
+                    period_start: e.period(now).start,
+                    alert_at: e.plan.alert_at,
+                    in_force: e.in_force(now, self.rules.past_due_grace).is_ok(),
+                }
+            })
+            .collect()
     }
 
     /// What the key has used against its own cap in the cap's period at `now`.

@@ -9,7 +9,7 @@ use super::entitlement::{
     Entitlement, Limit, Plan, QuotaPeriod, Source, Status, SubscriptionState,
 };
 use super::names::Ids;
-use crate::domain::{CalendarPeriod, PlanRules, Predictors, UsageType};
+use crate::domain::{CalendarPeriod, PlanRules, Predictors, Thresholds, UsageType};
 use crate::store::{GrantRow, ItemRow, PurchaseRow};
 
 /// Makes entitlements from rows: ids become slots, and each plan's terms are shared.
@@ -65,6 +65,7 @@ impl<'a> Terms<'a> {
                 predictors,
                 rate_limit: None,
                 meter: None,
+                alert_at: Thresholds::default(),
             }),
             source: Source::Grant {
                 expires_at: grant.expires_at.into(),
@@ -103,6 +104,7 @@ impl<'a> Terms<'a> {
                 predictors: rules.predictors,
                 rate_limit: rules.rate_limit,
                 meter,
+                alert_at: rules.alert_at,
             }),
             source: Source::Subscription(SubscriptionState {
                 status: Status::parse(&item.status),
@@ -141,6 +143,7 @@ impl<'a> Terms<'a> {
                 predictors: rules.predictors,
                 rate_limit: rules.rate_limit,
                 meter: None,
+                alert_at: rules.alert_at,
             }),
             source: Source::Purchase {
                 pass_expires_at: rules

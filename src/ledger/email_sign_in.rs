@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use super::{Ledger, SESSION_LIFETIME, Session};
 use crate::clock::unix_now;
 use crate::domain::{hex, random_base62};
-use crate::email::Mailer;
+use crate::notify::email::Mailer;
 use crate::store::{Keys, Sessions, SignInLink};
 
 /// How long a link works.

@@ -231,6 +231,11 @@ impl Ledger {
             return Err(KeyError::AlreadyRolled(old.id));
         }
         self.refresh().await?;
+        let alert =
+            self.alert_key_rolled(&old.customer_id, &old.id, &key_id, roll.old_expires_at, now);
+        if let Err(e) = alert.await {
+            tracing::warn!(error = ?e, "Failed to queue the key-rolled alert");
+        }
         Ok(RolledKey {
             key,
             key_id,

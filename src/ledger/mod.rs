@@ -5,6 +5,7 @@
 //! behaviour.
 
 mod account;
+mod alerts;
 mod checkout;
 mod email_sign_in;
 mod grants;
@@ -16,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::unix_now;
 use crate::domain::KeyPrefix;
-use crate::email::Mailer;
 use crate::gate::Gate;
+use crate::notify::email::Mailer;
+use crate::notify::webhook::OwnerWebhook;
 use crate::store::Db;
 use crate::stripe::Syncer;
 
@@ -44,8 +46,10 @@ pub struct Ledger {
     public_url: String,
     /// A refresh has been asked for beside its caller and has not started yet.
     refresh_waiting: Arc<AtomicBool>,
-    /// Present when email is configured (`SMTP_URL`): sign-in links go out.
+    /// Present when email is configured (`SMTP_URL`): sign-in links and alerts go out.
     mailer: Option<Arc<Mailer>>,
+    /// Present when `OWNER_WEBHOOK_URL` is set: alerts are POSTed to the owner.
+    owner_webhook: Option<Arc<OwnerWebhook>>,
 }
 
 impl Ledger {
@@ -64,7 +68,14 @@ impl Ledger {
             public_url,
             refresh_waiting: Arc::new(AtomicBool::new(false)),
             mailer: None,
+            owner_webhook: None,
         }
+    }
+
+    /// This ledger, POSTing alerts to the owner's webhook.
+    pub fn with_owner_webhook(mut self, webhook: OwnerWebhook) -> Self {
+        self.owner_webhook = Some(Arc::new(webhook));
+        self
     }
 
     /// This ledger, sending email through `mailer`.

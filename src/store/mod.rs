@@ -1,7 +1,7 @@
 //! The ledger's storage, split by the role its callers need: the gate reads a [`Snapshot`],
 //! the use cases write [`Keys`], the Stripe sync [`Mirror`]s objects, the webhook worker
 //! drains the [`Inbox`], the flusher writes [`Usage`] and fills the [`MeterOutbox`], the
-//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`] and pages through the [`Directory`], gives [`Grants`] and has the admin API's retries answered once ([`Idempotency`]) and the dashboard's sign-ins kept ([`AdminSessions`]), and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
+//! account page keeps its [`Sessions`], the CLI moves everything with [`Transfer`], the metrics count the [`Backlog`], the owner reads use in [`Reports`] and pages through the [`Directory`], gives [`Grants`], has [`Alerts`] delivered, and has the admin API's retries answered once ([`Idempotency`]) and the dashboard's sign-ins kept ([`AdminSessions`]), and every change leaves a row in the [`Audit`] log. Each role is a small trait in its own file with its
 //! SQL beside it; a caller takes only the trait it uses, which is also what a test or a
 //! benchmark fakes.
 //!
@@ -10,6 +10,7 @@
 //! what the engines do differently.
 
 mod admin_sessions;
+mod alerts;
 mod audit;
 mod backlog;
 mod directory;
@@ -37,6 +38,7 @@ use anyhow::Context as _;
 use tokio::sync::Notify;
 
 pub use admin_sessions::{AdminSession, AdminSessions};
+pub use alerts::{AlertRow, Alerts, Delivered, DeliveryRow, NewAlert, NewDelivery};
 pub use audit::{Audit, AuditRow};
 pub use backlog::{Backlog, BacklogCounts};
 pub use directory::{After, Directory, GrantListing};

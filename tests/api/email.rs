@@ -107,6 +107,9 @@ fn unfold(path: &Path) -> String {
         .replace("=\r\n", "")
         .replace("=\n", "")
         .replace("=3D", "=")
+        // Folded header lines.
+        .replace("\r\n ", " ")
+        .replace("\n ", " ")
 }
 
 /// The sign-in link in a delivered message.
@@ -250,4 +253,67 @@ async fn a_customer_who_lost_every_key_signs_in_with_a_link_sent_by_email_once()
     smtp.message(3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.count(), 3, "the refused request sent nothing");
+}
+
+#[tokio::test]
+#[ignore = "needs aiosmtpd; .ci/run installs it and runs this"]
+async fn a_customer_is_emailed_once_when_their_use_reaches_the_threshold_they_set() {
+    let smtp = Smtp::start().await;
+    let settings = smtp.settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let issued = app
+        .issue(Issue {
+            email: Some("heavy@example.com"),
+            quota: Some((2, tollbooth::domain::CalendarPeriod::Day)),
+            ..Issue::default()
+        })
+        .await;
+    let http = client();
+    let signed_in = http
+        .post(format!("{}/account/sign-in", app.address))
+        .form(&[("key", issued.key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let account = http
+        .get(format!("{}/account", app.address))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("Email me when I have used"));
+    let set = http
+        .post(format!("{}/account/alerts", app.address))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf(&account).as_str()), ("alert_at", "100")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 303);
+
+    crate::helpers::assert_allowed(&app, "@acme/sdxl", &issued.key).await;
+    crate::helpers::assert_allowed(&app, "@acme/sdxl", &issued.key).await;
+    let message = smtp.message(1).await;
+    assert!(message.contains("To: heavy@example.com"), "{message}");
+    assert!(
+        message.contains("you have used all your predictions this period"),
+        "{message}"
+    );
+    assert!(message.contains("You have used 2 of the 2 predictions"));
+    // Refusals past the quota send nothing more.
+    let (status, _) = app.authorize_json("@acme/sdxl", &issued.key).await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(smtp.count(), 1, "one email for the threshold");
 }

@@ -1,6 +1,7 @@
 //! The service over HTTP, on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
 
 mod admin;
+mod alerts;
 mod audit;
 mod authorize;
 mod browser;

@@ -1,6 +1,7 @@
 //! The background jobs, one file each, all driven by one small run loop ([`Ticker`]): a round
 //! every period (and at once when a bell rings), until the service stops.
 
+pub mod alerts;
 pub mod ledger_poller;
 pub mod meter_reporter;
 pub mod priority;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 use super::Ticker;
+use super::alerts::Touched;
 use super::usage_journal::Journal;
 use crate::clock::unix_now;
 use crate::domain::random_base62;
@@ -24,15 +25,26 @@ const OVERLAP: i64 = 5;
 /// no exactness, and under load it is as many rows as the counters or more.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(
-    gate: Arc<Gate>,
-    store: Arc<Db>,
-    journal: Arc<Mutex<Journal>>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    every: Duration,
-    stop: watch::Receiver<bool>,
-) {
+/// What the flusher works with, besides its interval.
+pub struct Flusher {
+    pub gate: Arc<Gate>,
+    pub store: Arc<Db>,
+    pub journal: Arc<Mutex<Journal>>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    /// Where the customers whose limited use was written are told to the alerts, when on.
+    pub touched: Option<Arc<Touched>>,
+}
+
+pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>) {
+    let Flusher {
+        gate,
+        store,
+        journal,
+        health,
+        metrics,
+        touched,
+    } = flusher;
     let mut ticker = Ticker::every(every, stop);
     let mut refusals = Refusals::default();
     let instance = format!("inst_{}", random_base62(16));
@@ -45,7 +57,14 @@ pub async fn run(
         }
         let started = std::time::Instant::now();
         let mut journal = journal.lock().await;
-        let flushed = flush(&gate, store.as_ref(), &mut journal, with_activity).await;
+        let flushed = flush(
+            &gate,
+            store.as_ref(),
+            &mut journal,
+            with_activity,
+            touched.as_deref(),
+        )
+        .await;
         drop(journal);
         metrics.usage_flush(started.elapsed(), flushed.is_ok());
         if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
@@ -126,6 +145,7 @@ async fn flush(
     store: &dyn Usage,
     journal: &mut Journal,
     with_activity: bool,
+    touched: Option<&Touched>,
 ) -> anyhow::Result<usize> {
     let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
         return Ok(0);
@@ -134,6 +154,15 @@ async fn flush(
     match store.flush_usage(&pending.batch).await {
         Ok(true) => {
             journal.clear()?;
+            if let Some(touched) = touched {
+                touched.add(
+                    pending
+                        .batch
+                        .counters
+                        .iter()
+                        .map(|c| c.customer_id.as_str()),
+                );
+            }
             Ok(pending.predictions())
         }
         // The journal was applied already (it cannot be, in one process; if it ever is, the
@@ -164,7 +193,7 @@ pub async fn final_flush(
 ) -> anyhow::Result<usize> {
     let mut attempt = 0;
     loop {
-        match flush(gate, store, journal, true).await {
+        match flush(gate, store, journal, true, None).await {
             Err(e) if attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "Shutdown flush failed; trying another connection");

@@ -2,6 +2,7 @@
 //! rendering, redirects, and money formatting.
 
 mod account;
+mod account_keys;
 mod assets;
 mod checkout;
 mod email_sign_in;
@@ -24,14 +25,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/account/sign-out-everywhere",
             web::post().to(account::sign_out_everywhere),
         )
-        .route("/account/keys", web::post().to(account::create_key))
+        .route("/account/keys", web::post().to(account_keys::create_key))
         .route(
             "/account/keys/{id}/revoke",
-            web::post().to(account::revoke_key),
+            web::post().to(account_keys::revoke_key),
         )
-        .route("/account/keys/{id}/roll", web::post().to(account::roll_key))
-        .route("/account/keys/{id}/cap", web::post().to(account::cap_key))
+        .route(
+            "/account/keys/{id}/roll",
+            web::post().to(account_keys::roll_key),
+        )
+        .route(
+            "/account/keys/{id}/cap",
+            web::post().to(account_keys::cap_key),
+        )
         .route("/account/billing", web::post().to(account::billing))
+        .route("/account/alerts", web::post().to(account::set_alerts))
         .route("/account/email-link", web::post().to(email_sign_in::ask))
         .route("/account/email-sign-in", web::get().to(email_sign_in::open))
         .route(

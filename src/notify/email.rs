@@ -6,9 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
-use secrecy::ExposeSecret as _;
-
-use crate::config::EmailSettings;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// How long one message may take to hand to the SMTP server.
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -19,17 +17,14 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(settings: &EmailSettings) -> anyhow::Result<Self> {
+    /// `smtp_url` (`SMTP_URL`) and `from` (`EMAIL_FROM`).
+    pub fn new(smtp_url: &SecretString, from: &str) -> anyhow::Result<Self> {
         // The URL holds the password: errors name the variable, never its value.
-        let transport =
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
-                .map_err(|_| anyhow::anyhow!("SMTP_URL is not an SMTP URL lettre can use"))?
-                .timeout(Some(SEND_TIMEOUT))
-                .build();
-        let from = settings
-            .from
-            .parse()
-            .context("EMAIL_FROM is not an email address")?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose_secret())
+            .map_err(|_| anyhow::anyhow!("SMTP_URL is not an SMTP URL lettre can use"))?
+            .timeout(Some(SEND_TIMEOUT))
+            .build();
+        let from = from.parse().context("EMAIL_FROM is not an email address")?;
         Ok(Self { transport, from })
     }
 

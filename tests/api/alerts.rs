@@ -1,0 +1,264 @@
+//! Alerts to the owner's webhook: fired once per threshold as use is written, signed the
+//! Standard Webhooks way (checked here as a receiver would), not sent again after a restart,
+//! retried when the receiver answers 500, and resolved when they no longer hold. On SQLite,
+//! and on PostgreSQL when TEST_DATABASE_URL is set.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
+use serde_json::Value;
+use sha2::Sha256;
+use tollbooth::clock::unix_now;
+use tollbooth::domain::{CalendarPeriod, Grace, KeyPrefix, Thresholds};
+use tollbooth::ledger::{KeyRef, Ledger};
+use tollbooth::notify::webhook::OwnerWebhook;
+use tollbooth::store::sql::sql;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Issue, TestApp, assert_allowed, spawn_app_with, start_on_with};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const TAG: &str = "@acme/sdxl";
+
+/// A message the receiver got, its signature checked as a Standard Webhooks library would.
+fn verified(request: &wiremock::Request) -> Value {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    let body = std::str::from_utf8(&request.body).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert!(
+        header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected),
+        "the signature does not verify"
+    );
+    let age = unix_now() - timestamp.parse::<i64>().unwrap();
+    assert!((0..300).contains(&age), "a fresh timestamp");
+    assert!(id.starts_with("msg_"));
+    serde_json::from_str(body).unwrap()
+}
+
+/// The messages received so far, in order.
+async fn received(server: &MockServer) -> Vec<Value> {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests.iter().map(verified).collect()
+}
+
+/// Waits until `n` messages were received.
+async fn wait_for(server: &MockServer, n: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let got = received(server).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "only {} of {n} messages arrived: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn types(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            let percent = &m["data"]["threshold_percent"];
+            match percent.as_u64() {
+                Some(p) => format!("{} {p}", m["type"].as_str().unwrap()),
+                None => m["type"].as_str().unwrap().to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "OWNER_WEBHOOK_URL",
+            format!("{}/hooks/tollbooth", server.uri()),
+        ),
+        ("OWNER_WEBHOOK_SECRET", SECRET.to_owned()),
+    ]
+}
+
+/// A ledger on the app's database and gate, posting to the same receiver: to run a round of
+/// the alerts with the clock advanced.
+fn ledger_of(app: &TestApp, server: &MockServer) -> Ledger {
+    let webhook = OwnerWebhook::new(
+        &format!("{}/hooks/tollbooth", server.uri()),
+        &secrecy::SecretString::from(SECRET.to_owned()),
+    )
+    .unwrap();
+    Ledger::new(
+        Arc::clone(&app.store),
+        Some(Arc::clone(&app.gate)),
+        KeyPrefix::parse("tb").unwrap(),
+        None,
+        "http://localhost".into(),
+    )
+    .with_owner_webhook(webhook)
+}
+
+#[tokio::test]
+async fn a_threshold_fires_once_signed_survives_a_restart_and_is_resolved_in_a_new_period() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let extra = settings(&server);
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let issued = app
+        .issue(Issue {
+            quota: Some((4, CalendarPeriod::Day)),
+            ..Issue::default()
+        })
+        .await;
+    let ledger = ledger_of(&app, &server);
+    ledger
+        .set_alert_thresholds(&issued.customer_id, Thresholds::parse("50,100").unwrap())
+        .await
+        .unwrap();
+
+    assert_allowed(&app, TAG, &issued.key).await;
+    assert_allowed(&app, TAG, &issued.key).await;
+    let first = wait_for(&server, 1).await;
+    assert_eq!(types(&first), ["quota.threshold_reached 50"]);
+    let data = &first[0]["data"];
+    assert_eq!(data["customer_id"], issued.customer_id.as_str());
+    assert_eq!(
+        (data["used"].as_u64(), data["limit"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert!(first[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    for _ in 0..2 {
+        assert_allowed(&app, TAG, &issued.key).await;
+    }
+    let (status, _) = app.authorize_json(TAG, &issued.key).await;
+    assert_eq!(status, 400, "the quota is used up");
+    let both = wait_for(&server, 2).await;
+    assert_eq!(
+        types(&both),
+        ["quota.threshold_reached 50", "quota.threshold_reached 100"]
+    );
+
+    // Sent once: neither more use past the thresholds nor a restart sends them again.
+    let app = app.restart().await;
+    let _ = app.authorize_json(TAG, &issued.key).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(received(&server).await.len(), 2);
+
+    // Two days on, the quota's period is another: both alerts are resolved, once.
+    let ledger = ledger_of(&app, &server);
+    let later = unix_now() + 2 * 86_400;
+    assert_eq!(ledger.resolve_alerts(later).await.unwrap(), 2);
+    assert_eq!(ledger.resolve_alerts(later).await.unwrap(), 0);
+    assert_eq!(ledger.deliver_alerts(later).await.unwrap(), 2);
+    let all = wait_for(&server, 4).await;
+    let mut resolved = types(&all[2..]);
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        [
+            "quota.threshold_resolved 100",
+            "quota.threshold_resolved 50"
+        ]
+    );
+    let ids: std::collections::HashSet<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 4, "each message has its own webhook-id");
+}
+
+#[tokio::test]
+async fn a_delivery_the_receiver_refuses_is_retried_with_the_same_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let extra = settings(&server);
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    let issued = app.issue(Issue::default()).await;
+    let ledger = ledger_of(&app, &server);
+
+    // A key rolled is an event: the owner hears of it.
+    ledger
+        .roll_key(KeyRef::Any(&issued.key_id), Grace::Hour, None)
+        .await
+        .unwrap();
+    let first = wait_for(&server, 1).await;
+    assert_eq!(types(&first), ["key.rolled"]);
+    assert_eq!(first[0]["data"]["key_id"], issued.key_id.as_str());
+    // The receiver answered 500 (recorded as the attempt's outcome): nothing is due again
+    // until the backoff has passed...
+    let started = Instant::now();
+    loop {
+        let rows: Vec<(i64,)> = app
+            .store
+            .fetch_all(sql("SELECT attempts FROM alert_deliveries"))
+            .await
+            .unwrap();
+        if rows.first().is_some_and(|(n,)| *n >= 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ledger.deliver_alerts(unix_now()).await.unwrap(), 0);
+    // ... and then the same message goes again, with the same webhook-id.
+    assert_eq!(ledger.deliver_alerts(unix_now() + 11).await.unwrap(), 1);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].headers["webhook-id"],
+        requests[1].headers["webhook-id"]
+    );
+    assert_eq!(verified(&requests[1])["type"], "key.rolled");
+    // Delivered: nothing more is sent, by this process or a restarted one.
+    assert_eq!(ledger.deliver_alerts(unix_now() + 3_600).await.unwrap(), 0);
+    let db = app.stop().await;
+    let app = start_on_with(db, &extra).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    drop(app);
+}
