@@ -86,7 +86,7 @@ pub enum Source {
 }
 
 /// A subscription item as the gate needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct SubscriptionState {
     pub status: Status,
     pub period_start: Moment,

@@ -521,6 +521,23 @@ impl Gate {
             .collect()
     }
 
+    /// A customer's subscription items with their state (what payment alerts are decided on).
+    pub fn subscriptions(&self, id: &str, now: i64) -> Vec<(String, String, SubscriptionState)> {
+        let items: Vec<Entitlement> = self.customer(id, now).into_iter().map(|(e, _)| e).collect();
+        let ids = self.ids.read().expect("ids lock poisoned");
+        items
+            .into_iter()
+            .filter_map(|e| match &e.source {
+                Source::Subscription(s) => Some((
+                    ids.entitlements.get(e.slot).to_owned(),
+                    e.plan.name.to_string(),
+                    *s,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// What the key has used against its own cap in the cap's period at `now`.
     pub fn key_cap_used(&self, key_id: &str, cap: KeyCap, now: i64) -> u64 {
         let counter = self

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Ledger;
 use crate::domain::{Thresholds, calendar, random_base62, thousands};
-use crate::gate::LimitUse;
+use crate::gate::{LimitUse, Status};
 use crate::store::{Alerts, Delivered, DeliveryRow, Keys, NewAlert, NewDelivery};
 
 /// Deliveries sent per round, and how long one is claimed while it is sent.
@@ -73,6 +73,7 @@ impl Ledger {
         };
         let mut count = 0;
         for customer in customers {
+            count += self.check_subscriptions(customer, fired, now).await?;
             let extra = own.get(customer).copied().unwrap_or_default();
             for limit in gate.limits(customer, now) {
                 let thresholds = limit.alert_at.with(extra);
@@ -110,6 +111,130 @@ impl Ledger {
         Ok(count)
     }
 
+    /// Fires a failed payment (a subscription past due or unpaid: when access ends) and a
+    /// subscription that ended (an event), once each.
+    async fn check_subscriptions(
+        &self,
+        customer: &str,
+        fired: &mut HashSet<String>,
+        now: i64,
+    ) -> anyhow::Result<usize> {
+        let Some(gate) = &self.gate else {
+            return Ok(0);
+        };
+        let mut count = 0;
+        for (item, plan, state) in gate.subscriptions(customer, now) {
+            // Ended for good: not a cancellation waiting for the period's end.
+            let ended = state
+                .ended_at
+                .get()
+                .or_else(|| (state.status == Status::Canceled).then(|| state.ended_at())?);
+            let (kind, since, message) = if let Some(ended) = ended {
+                (
+                    "ended",
+                    ended,
+                    self.ended_message(customer, &item, &plan, ended),
+                )
+            } else if matches!(state.status, Status::PastDue | Status::Unpaid) {
+                let since = state.past_due_since.get().unwrap_or(now);
+                let ends = match state.status {
+                    Status::PastDue => Some(since + gate.past_due_grace()),
+                    _ => None,
+                };
+                (
+                    "payment",
+                    since,
+                    self.payment_message(customer, &item, &plan, ends, true),
+                )
+            } else {
+                continue;
+            };
+            let key = format!("{customer}/{kind}/{item}/{since}");
+            if fired.contains(&key) {
+                continue;
+            }
+            let alert = NewAlert {
+                id: format!("alrt_{}", random_base62(20)),
+                customer_id: customer.to_owned(),
+                kind,
+                subject: item.clone(),
+                threshold: 0,
+                period_start: since,
+                fired_at: now,
+                detail: message.data.to_string(),
+            };
+            let deliveries = self.deliveries(customer, message, now).await?;
+            if self.db.fire_alert(&alert, &deliveries).await? {
+                count += 1;
+            }
+            fired.insert(key);
+        }
+        Ok(count)
+    }
+
+    fn payment_message(
+        &self,
+        customer: &str,
+        item: &str,
+        plan: &str,
+        access_ends: Option<i64>,
+        failed: bool,
+    ) -> Message {
+        let data = json!({
+            "customer_id": customer,
+            "plan": plan,
+            "subscription_item": item,
+            "access_ends_at": access_ends.map(calendar::rfc3339),
+        });
+        let until = match access_ends {
+            Some(at) => format!(
+                "Your access continues until {} UTC; after that, predictions are refused until \
+                 the payment goes through.",
+                calendar::date_time(at)
+            ),
+            None => "Predictions are refused until the payment goes through.".into(),
+        };
+        Message {
+            event_type: if failed {
+                "payment.failed".into()
+            } else {
+                "payment.resolved".into()
+            },
+            data,
+            email: failed.then(|| {
+                (
+                    format!("{plan}: your payment did not go through"),
+                    format!(
+                        "The last payment for your plan {plan} did not go through. {until}\n\n\
+                         Update your payment method at {}/account (Manage billing).\n",
+                        self.public_url
+                    ),
+                )
+            }),
+        }
+    }
+
+    fn ended_message(&self, customer: &str, item: &str, plan: &str, ended: i64) -> Message {
+        Message {
+            event_type: "subscription.ended".into(),
+            data: json!({
+                "customer_id": customer,
+                "plan": plan,
+                "subscription_item": item,
+                "ended_at": calendar::rfc3339(ended),
+            }),
+            email: Some((
+                format!("{plan}: your subscription has ended"),
+                format!(
+                    "Your subscription to {plan} ended on {}. Keys that relied on it no longer \
+                     work for it.\n\nChoose a plan again at {}/.\n",
+                    calendar::date(ended),
+                    self.public_url
+                ),
+            )),
+        }
+    }
+
     /// Resolves the fired alerts of limits that no longer hold: a new period began, credits
     /// were added, or the plan is gone.
     pub async fn resolve_alerts(&self, now: i64) -> anyhow::Result<usize> {
@@ -118,6 +243,30 @@ impl Ledger {
         };
         let mut count = 0;
         for alert in self.db.open_alerts().await? {
+            if alert.kind == "payment" {
+                let still = gate
+                    .subscriptions(&alert.customer_id, now)
+                    .into_iter()
+                    .find(|(item, _, _)| *item == alert.subject);
+                let (holds, plan) = match &still {
+                    Some((_, plan, s)) => (
+                        s.ended_at().is_none()
+                            && matches!(s.status, Status::PastDue | Status::Unpaid),
+                        plan.clone(),
+                    ),
+                    None => (false, String::new()),
+                };
+                if holds {
+                    continue;
+                }
+                let message =
+                    self.payment_message(&alert.customer_id, &alert.subject, &plan, None, false);
+                let deliveries = self.deliveries(&alert.customer_id, message, now).await?;
+                if self.db.resolve_alert(&alert.id, now, &deliveries).await? {
+                    count += 1;
+                }
+                continue;
+            }
             let threshold = u8::try_from(alert.threshold).unwrap_or(100);
             let current = gate
                 .limits(&alert.customer_id, now)

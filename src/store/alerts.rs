@@ -30,7 +30,7 @@ pub trait Alerts: Send + Sync {
         alert: &'a NewAlert,
         deliveries: &'a [NewDelivery],
     ) -> BoxFuture<'a, anyhow::Result<bool>>;
-    /// Alerts of limits that have fired and are not resolved.
+    /// Alerts of limits and failed payments that have fired and are not resolved.
     fn open_alerts(&self) -> BoxFuture<'_, anyhow::Result<Vec<AlertRow>>>;
     /// Resolves the alert with its deliveries unless it was resolved already.
     fn resolve_alert<'a>(
@@ -230,7 +230,7 @@ impl Alerts for Db {
         Box::pin(async move {
             self.fetch_all(sql(
                 "SELECT id, customer_id, kind, subject, threshold, period_start, detail \
-                 FROM alerts WHERE resolved_at IS NULL AND kind IN ('quota', 'credits')",
+                 FROM alerts WHERE resolved_at IS NULL AND kind IN ('quota', 'credits', 'payment')",
             ))
             .await
             .context("Failed to read open alerts")

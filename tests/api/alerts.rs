@@ -19,6 +19,8 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{Issue, TestApp, assert_allowed, spawn_app_with, start_on_with};
+use crate::subscriptions::{catalog, customer_key, subscription};
+use tollbooth::store::Mirror;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TAG: &str = "@acme/sdxl";
@@ -261,4 +263,58 @@ async fn a_delivery_the_receiver_refuses_is_retried_with_the_same_id() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
     drop(app);
+}
+
+#[tokio::test]
+async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end_is_told() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let extra = settings(&server);
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    catalog(&app, "{}", "recurring", "{}").await;
+    let now = unix_now();
+    app.store
+        .put_subscription(&subscription("active", now - 300))
+        .await
+        .unwrap();
+    let key = customer_key(&app).await;
+    assert_allowed(&app, TAG, &key).await;
+
+    // Stripe says the renewal payment failed a day ago: the owner hears when access ends.
+    let mut past_due = subscription("past_due", now - 200);
+    past_due.past_due_since = Some(now - 86_400);
+    app.store.put_subscription(&past_due).await.unwrap();
+    app.refresh().await;
+    let got = wait_for(&server, 1).await;
+    assert_eq!(types(&got), ["payment.failed"]);
+    let ends = tollbooth::domain::calendar::rfc3339(now - 86_400 + 3 * 86_400);
+    assert_eq!(got[0]["data"]["access_ends_at"], ends.as_str());
+    assert_eq!(got[0]["data"]["subscription_item"], "si_1");
+
+    // Paid: resolved, once.
+    app.store
+        .put_subscription(&subscription("active", now - 100))
+        .await
+        .unwrap();
+    app.refresh().await;
+    let ledger = ledger_of(&app, &server);
+    assert_eq!(ledger.resolve_alerts(unix_now()).await.unwrap(), 1);
+    assert_eq!(ledger.resolve_alerts(unix_now()).await.unwrap(), 0);
+    ledger.deliver_alerts(unix_now()).await.unwrap();
+    assert_eq!(types(&wait_for(&server, 2).await)[1], "payment.resolved");
+
+    // Canceled and ended: told once.
+    let mut ended = subscription("canceled", now - 50);
+    ended.ended_at = Some(now - 60);
+    ended.canceled_at = Some(now - 60);
+    app.store.put_subscription(&ended).await.unwrap();
+    app.refresh().await;
+    let got = wait_for(&server, 3).await;
+    assert_eq!(types(&got)[2], "subscription.ended");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(received(&server).await.len(), 3);
 }

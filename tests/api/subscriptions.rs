@@ -8,7 +8,12 @@ use tollbooth::store::{Mirror, Snapshot};
 
 const DAY: i64 = 86_400;
 
-async fn catalog(app: &TestApp, product_metadata: &str, price_type: &str, price_metadata: &str) {
+pub async fn catalog(
+    app: &TestApp,
+    product_metadata: &str,
+    price_type: &str,
+    price_metadata: &str,
+) {
     let now = unix_now();
     app.store
         .upsert_product(&Product {
@@ -51,7 +56,7 @@ async fn catalog(app: &TestApp, product_metadata: &str, price_type: &str, price_
         .unwrap();
 }
 
-fn subscription(status: &str, stamp: i64) -> Subscription {
+pub fn subscription(status: &str, stamp: i64) -> Subscription {
     let now = unix_now();
     Subscription {
         id: "sub_1".into(),
@@ -74,7 +79,7 @@ fn subscription(status: &str, stamp: i64) -> Subscription {
     }
 }
 
-async fn customer_key(app: &TestApp) -> String {
+pub async fn customer_key(app: &TestApp) -> String {
     app.issue(Issue {
         customer: Some("cus_1".into()),
         no_grant: true,

@@ -1,5 +1,6 @@
 //! Alerts, off the hot path: after each usage flush, the customers whose limited use was
-//! written are checked against their thresholds; once a minute, fired alerts that no longer
+//! written are checked against their thresholds, and the customers whose ledger rows changed
+//! (a subscription past due or ended) against their plans' state; once a minute, fired alerts that no longer
 //! hold are resolved; every round, the deliveries due are sent (the owner's webhook, email).
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +13,7 @@ use super::Ticker;
 use crate::clock::unix_now;
 use crate::domain::Thresholds;
 use crate::ledger::Ledger;
-use crate::store::{Alerts, Db};
+use crate::store::{Alerts, Db, Snapshot};
 
 /// How often fired alerts are looked at again to see whether they still hold.
 const RESOLVE_EVERY: Duration = Duration::from_secs(60);
@@ -50,8 +51,22 @@ pub async fn run(
     let mut ticker = Ticker::every(every, stop).or_when(Some(Arc::clone(&touched.bell)));
     let mut fired = HashSet::new();
     let mut resolved_at = tokio::time::Instant::now();
+    // Changes to the ledger (a payment failed, a subscription ended), from any process.
+    let mut version = store.ledger_version().await.unwrap_or(0);
     while ticker.next().await {
         let now = unix_now();
+        match store.ledger_changes(version).await {
+            Ok(Some(changes)) => {
+                if let Some(last) = changes.last() {
+                    version = last.version;
+                }
+                let changed = changes.iter().filter_map(|c| c.customer_id.as_deref());
+                touched.add(changed);
+            }
+            // Too far behind to read the changes one by one: start again from now.
+            Ok(None) => version = store.ledger_version().await.unwrap_or(version),
+            Err(e) => tracing::warn!(error = ?e, "Failed to read ledger changes for alerts"),
+        }
         let customers = touched.take();
         if !customers.is_empty() {
             let checked = match own_thresholds(store.as_ref()).await {
