@@ -107,9 +107,14 @@ pub fn stacked_days(title: &str, first_day: i64, series: &[Series]) -> String {
         }
         // The first and last days, and every seventh between them with room for its label.
         if day == 0 || day + 1 == days || (day % 7 == 0 && day + 4 < days) {
+            // The last label ends at its bar's right edge, inside the chart.
+            let (x, anchor) = match day + 1 == days {
+                true => (x + bar, "end"),
+                false => (x, "start"),
+            };
             let _ = write!(
                 svg,
-                r##"<text x="{x}" y="{y}" font-size="9" fill="#5b6470">{label}</text>"##,
+                r##"<text x="{x}" y="{y}" font-size="9" fill="#5b6470" text-anchor="{anchor}">{label}</text>"##,
                 y = height + 14.0,
                 label = &date[5..],
             );

@@ -244,6 +244,27 @@ async fn a_customer_buys_gets_the_key_once_uses_it_and_manages_keys_in_a_browser
     assert_allowed(&shop.app, "@acme/sdxl", &key).await;
     both_widths(b, "08c-rolled").await;
 
+    // Read the chart once the use is written (the flusher writes it each minute; here, now).
+    shop.app
+        .gate
+        .flush(shop.app.store.as_ref(), tollbooth::clock::unix_now(), true)
+        .await
+        .unwrap();
+    b.client
+        .goto(&format!("{}/account", shop.app.address))
+        .await
+        .unwrap();
+    let chart = b.find(Locator::Css(".chart svg")).await;
+    let bars = chart.find_all(Locator::Css("rect title")).await.unwrap();
+    assert!(!bars.is_empty(), "the chart draws the day's use");
+    let source = b.source().await;
+    assert!(source.contains("predictions in the last 30 days") && source.contains("@acme/sdxl"));
+    b.client
+        .execute("document.querySelector('.chart').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    both_widths(b, "08d-chart").await;
+
     // Sign out.
     b.click("form[action='/account/sign-out'] button").await;
     b.find(Locator::Id("key")).await;
