@@ -65,8 +65,10 @@ pub fn price(v: &Value, stamp: i64) -> Option<Price> {
         ),
         (None, false) => (None, None, None),
     };
+    // A price's meter is under `recurring`; a legacy plan carries it at the top level.
     let meter_id = recurring
         .and_then(|r| stripe_id(&r["meter"]))
+        .or_else(|| is_plan.then(|| stripe_id(&v["meter"])).flatten())
         .map(str::to_owned);
     let price_type = match v["type"].as_str() {
         Some("one_time") => PriceType::OneTime,

@@ -79,7 +79,7 @@ impl Syncer {
                     .await
                     .map(|_| ())
             }
-            "charge.dispute.created" | "charge.dispute.closed" => {
+            t if t.starts_with("charge.dispute.") => {
                 // A dispute names its charge, not the customer.
                 let charge_id = stripe_id(&object["charge"]).context("dispute without a charge")?;
                 let charge = self
@@ -94,8 +94,7 @@ impl Syncer {
             t if t.starts_with("customer.subscription.")
                 || t.starts_with("checkout.session.")
                 || t.starts_with("invoice.")
-                || t.starts_with("charge.")
-                || t.starts_with("entitlements.") =>
+                || t.starts_with("charge.") =>
             {
                 match customer {
                     Some(id) => self.refresh_customer(id).await.map(|_| ()),
@@ -174,14 +173,23 @@ impl Syncer {
                 continue;
             };
             if let Some(pi) = purchase.payment_intent.clone() {
+                // A charge's refunds are not in its list entry unless expanded.
                 let charges = self
                     .api
-                    .list("/charges", json!({"payment_intent": pi}))
+                    .list(
+                        "/charges",
+                        json!({"payment_intent": pi, "expand": ["data.refunds"]}),
+                    )
                     .await?;
                 for charge in &charges {
                     if charge["amount_refunded"].as_i64().unwrap_or(0) > 0 {
-                        let refunded_at = charge["refunds"]["data"][0]["created"]
-                            .as_i64()
+                        // When the first refund was made; the time of this read only when
+                        // Stripe gave none.
+                        let refunded_at = charge["refunds"]["data"]
+                            .as_array()
+                            .and_then(|refunds| {
+                                refunds.iter().filter_map(|r| r["created"].as_i64()).min()
+                            })
                             .unwrap_or(stamp / 1000);
                         purchase.refunded_at = Some(refunded_at);
                     }
@@ -248,7 +256,15 @@ impl Syncer {
         let path = if legacy_plan { "plans" } else { "prices" };
         match self.api.get(&format!("/{path}/{id}"), &json!({})).await {
             Ok(raw) if !objects::is_deleted(&raw) => {
-                let price = objects::price(&raw, stamp).context("unreadable price")?;
+                let Some(price) = objects::price(&raw, stamp) else {
+                    // Nothing can be sold or unlocked through it: retrying would not change
+                    // that, so the event is done.
+                    tracing::warn!(
+                        price = id,
+                        "Skipping a price or plan without an id or a product: it sells nothing"
+                    );
+                    return Ok(false);
+                };
                 let price = self.with_meter(price).await?;
                 self.refresh_product(&price.product_id).await?;
                 self.store.upsert_price(&price).await?;

@@ -6,6 +6,7 @@ mod audit;
 mod authorize;
 mod browser;
 mod cold_start;
+mod conformance;
 mod dashboard;
 mod email;
 mod exactness;

@@ -1,0 +1,214 @@
+//! What Stripe's published API says, against the fake Stripe: a refund's time comes from the
+//! refund (expanded on the charge list), a legacy plan's meter is read from the plan itself, a
+//! plan without a product is skipped without a retry storm, and every dispute event reaches
+//! its customer through the charge. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tollbooth::clock::unix_now;
+use tollbooth::domain::calendar;
+use tollbooth::store::sql::sql;
+use tollbooth::store::{Customer, InboxEvent, Mirror};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{Issue, TestApp};
+use crate::stripe_fake::{
+    CUSTOMER, FakeStripe, PRODUCT, event, fixture, list, price, spawn_app_with_stripe,
+};
+
+/// The event once the worker is done with it (processed, or failed at least once).
+async fn settled(app: &TestApp, id: &str) -> InboxEvent {
+    let started = Instant::now();
+    loop {
+        if let Some(e) = app.store.stripe_event(id).await.unwrap()
+            && (e.processed_at.is_some() || e.attempts > 0)
+        {
+            return e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{id} was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn customer_key(app: &TestApp) -> String {
+    app.store
+        .upsert_customer(&Customer {
+            id: CUSTOMER.into(),
+            email: Some("payer@example.com".into()),
+            name: None,
+            created_at: unix_now(),
+        })
+        .await
+        .unwrap();
+    app.issue(Issue {
+        customer: Some(CUSTOMER.into()),
+        no_grant: true,
+        ..Issue::default()
+    })
+    .await
+    .key
+}
+
+#[tokio::test]
+async fn a_refund_is_dated_by_the_refund_expanded_on_the_charge_list() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    let _none = stripe.subscriptions(vec![]).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = customer_key(&app).await;
+    let mut session = fixture("checkout.session");
+    session["id"] = json!("cs_Test0002");
+    session["customer"] = json!(CUSTOMER);
+    session["mode"] = json!("payment");
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["payment_intent"] = json!("pi_Test0002");
+    session["created"] = json!(unix_now() - 10 * 86_400);
+    let mut line = fixture("line_item");
+    line["price"] = price(true, json!({"credits": "10"}));
+    line["quantity"] = json!(1);
+    session["line_items"] = list(vec![line]);
+    stripe
+        .get("/v1/checkout/sessions", list(vec![session]))
+        .await;
+
+    // Refunded three days ago. A list entry carries its refunds only when expanded, as
+    // Stripe's API does since 2022-11-15.
+    let refunded = unix_now() - 3 * 86_400;
+    let mut charge = fixture("charge");
+    charge["id"] = json!("ch_Test0002");
+    charge["customer"] = json!(CUSTOMER);
+    charge["amount_refunded"] = charge["amount"].clone();
+    charge["refunded"] = json!(true);
+    charge["disputed"] = json!(false);
+    let mut refund = fixture("refund");
+    refund["created"] = json!(refunded);
+    let mut expanded = charge.clone();
+    expanded["refunds"] = list(vec![refund]);
+    charge.as_object_mut().unwrap().remove("refunds");
+    Mock::given(method("GET"))
+        .and(path("/v1/charges"))
+        .and(|request: &wiremock::Request| {
+            request
+                .url
+                .query_pairs()
+                .any(|(k, v)| k.starts_with("expand") && v == "data.refunds")
+        })
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(vec![expanded])))
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/charges"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list(vec![charge.clone()])))
+        .with_priority(2)
+        .mount(&stripe.server)
+        .await;
+
+    app.deliver(&event("evt_refunded", "charge.refunded", charge))
+        .await;
+    let expected = format!("was refunded on {}", calendar::date(refunded));
+    let started = Instant::now();
+    let body = loop {
+        let (_, body) = app.authorize_json("@acme/sdxl", &key).await;
+        if body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refunded"))
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        body["error"].as_str().unwrap().contains(&expected),
+        "{body} should say {expected:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_legacy_plan_keeps_the_meter_it_carries_at_its_top_level() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    // Stripe's example plan, metered by a Billing Meter named at its top level.
+    let mut plan = fixture("plan");
+    plan["id"] = json!("plan_Metered01");
+    plan["product"] = json!(PRODUCT);
+    plan["usage_type"] = json!("metered");
+    plan["meter"] = json!("mtr_Test0001");
+    stripe.get("/v1/plans/plan_Metered01", plan.clone()).await;
+    let mut meter = fixture("billing.meter");
+    meter["id"] = json!("mtr_Test0001");
+    meter["event_name"] = json!("predictions");
+    stripe.get("/v1/billing/meters/mtr_Test0001", meter).await;
+
+    app.deliver(&event("evt_plan", "plan.updated", plan)).await;
+    let handled = settled(&app, "evt_plan").await;
+    assert!(handled.processed_at.is_some(), "{:?}", handled.last_error);
+    let (meter, name): (Option<String>, Option<String>) = app
+        .store
+        .fetch_one(
+            sql("SELECT meter_id, meter_event_name FROM prices WHERE id = $1")
+                .bind("plan_Metered01"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meter.as_deref(), Some("mtr_Test0001"));
+    assert_eq!(name.as_deref(), Some("predictions"));
+}
+
+#[tokio::test]
+async fn a_plan_without_a_product_is_skipped_once_and_not_retried() {
+    let stripe = FakeStripe::start().await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let mut plan = fixture("plan");
+    plan["id"] = json!("plan_Orphan01");
+    plan["product"] = json!(null);
+    stripe.get("/v1/plans/plan_Orphan01", plan.clone()).await;
+
+    app.deliver(&event("evt_orphan", "plan.created", plan))
+        .await;
+    let handled = settled(&app, "evt_orphan").await;
+    assert!(handled.processed_at.is_some(), "{:?}", handled.last_error);
+    assert_eq!(handled.last_error, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stripe.requests_to("/v1/plans/plan_Orphan01").await, 1);
+}
+
+#[tokio::test]
+async fn every_dispute_event_reaches_the_customer_through_its_charge() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let _none = stripe.subscriptions(vec![]).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let mut charge = fixture("charge");
+    charge["id"] = json!("ch_Disputed1");
+    charge["customer"] = json!(CUSTOMER);
+    stripe.get("/v1/charges/ch_Disputed1", charge).await;
+    let mut dispute = fixture("dispute");
+    dispute["id"] = json!("dp_Test0001");
+    dispute["charge"] = json!("ch_Disputed1");
+
+    app.deliver(&event(
+        "evt_withdrawn",
+        "charge.dispute.funds_withdrawn",
+        dispute,
+    ))
+    .await;
+    let handled = settled(&app, "evt_withdrawn").await;
+    assert!(handled.processed_at.is_some(), "{:?}", handled.last_error);
+    assert_eq!(stripe.requests_to("/v1/charges/ch_Disputed1").await, 1);
+    assert!(
+        stripe
+            .requests_to(&format!("/v1/customers/{CUSTOMER}"))
+            .await
+            >= 1
+    );
+}
