@@ -3,7 +3,7 @@ use std::io::{IsTerminal, Write};
 use crate::config::Settings;
 use crate::domain::calendar;
 use crate::ledger::Ledger;
-use crate::store::Inbox;
+use crate::store::{Db, Inbox, MeterOutbox};
 
 /// `tollbooth sync`: the full reconcile, with progress on a terminal and a report at the end.
 pub async fn sync(ledger: &Ledger, settings: &Settings) -> anyhow::Result<()> {
@@ -26,11 +26,10 @@ pub async fn sync(ledger: &Ledger, settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// `tollbooth events`: what the webhook worker could not process yet, and why.
-pub async fn failed_events(store: &dyn Inbox) -> anyhow::Result<()> {
+pub async fn failed_events(store: &Db) -> anyhow::Result<()> {
     let events = store.failed_events().await?;
     if events.is_empty() {
         println!("No failing webhook events.");
-        return Ok(());
     }
     for event in events {
         println!(
@@ -40,6 +39,25 @@ pub async fn failed_events(store: &dyn Inbox) -> anyhow::Result<()> {
             calendar::date_time(event.received_at),
             event.attempts,
             event.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let aside = store.meter_reports_set_aside(100).await?;
+    if !aside.is_empty() {
+        println!(
+            "\nMeter reports Stripe refused for good (set aside, not sent again; the use they \
+             report is in `tollbooth usage`):"
+        );
+    }
+    for report in aside {
+        println!(
+            "{}  {}  {} for {}  queued {}  set aside {}\n    {}",
+            report.id,
+            report.event_name,
+            report.value,
+            report.customer_id,
+            calendar::date_time(report.created_at),
+            calendar::date_time(report.set_aside_at),
+            report.last_error.as_deref().unwrap_or("-")
         );
     }
     Ok(())

@@ -8,6 +8,7 @@ use sqlx::FromRow;
 
 use super::audit::{Change, audit, subscription_shown, subscription_state};
 use super::keys::{Customer, insert_customer};
+use super::meters::Meter;
 use super::snapshot::record_change;
 use super::sql::sql;
 use super::{BoxFuture, Db};
@@ -19,6 +20,8 @@ pub trait Mirror: Send + Sync {
     fn delete_customer<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, anyhow::Result<()>>;
     fn upsert_product<'a>(&'a self, product: &'a Product) -> BoxFuture<'a, anyhow::Result<()>>;
     fn upsert_price<'a>(&'a self, price: &'a Price) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// What a Billing Meter reads from an event's payload, by its event name.
+    fn upsert_meter<'a>(&'a self, meter: &'a Meter) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Writes a subscription and replaces its items, unless the stored copy is newer
     /// (`stripe_updated`); returns whether it was written.
     fn put_subscription<'a>(
@@ -128,6 +131,10 @@ pub struct PlanRow {
 }
 
 impl Mirror for Db {
+    fn upsert_meter<'a>(&'a self, meter: &'a Meter) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(super::meters::upsert_meter(self, meter))
+    }
+
     fn upsert_customer<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;

@@ -48,7 +48,7 @@ pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{
     Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome, RollKey,
 };
-pub use meters::{MeterDelta, MeterOutbox, MeterReport};
+pub use meters::{Meter, MeterDelta, MeterOutbox, MeterReport, SetAsideReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};
 pub use sessions::{Sessions, SignInLink, StoredSession};

@@ -178,6 +178,17 @@ pub const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("sent_at", Int),
             ("attempts", Int),
             ("last_error", Text),
+            ("set_aside_at", Int),
+        ],
+    ),
+    (
+        "billing_meters",
+        &[
+            ("event_name", Text),
+            ("meter_id", Text),
+            ("customer_key", Text),
+            ("value_key", Text),
+            ("updated_at", Int),
         ],
     ),
     ("instances", &[("id", Text), ("seen_at", Int)]),

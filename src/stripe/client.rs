@@ -27,6 +27,13 @@ pub enum ApiError {
     /// implement the endpoint, such as an emulator, or a proxy in between.
     #[error("the Stripe API at this address does not answer {0} like Stripe")]
     Unsupported(String),
+    /// Stripe refused the request itself (400, 402, 422): sending it again cannot succeed.
+    #[error("Stripe refused {path} ({status}): {message}")]
+    Refused {
+        path: String,
+        status: u16,
+        message: String,
+    },
     #[error("Stripe request {path} failed: {message}")]
     Failed { path: String, message: String },
 }
@@ -89,6 +96,13 @@ impl StripeApi {
         let value = response.map_err(|e| match e {
             stripe::StripeError::Stripe(_, 404) => ApiError::NotFound(path.to_owned()),
             stripe::StripeError::JSONDeserialize(_) => ApiError::Unsupported(path.to_owned()),
+            ref refused @ stripe::StripeError::Stripe(_, status @ (400 | 402 | 422)) => {
+                ApiError::Refused {
+                    path: path.to_owned(),
+                    status,
+                    message: refused.to_string(),
+                }
+            }
             other => ApiError::Failed {
                 path: path.to_owned(),
                 message: other.to_string(),

@@ -12,7 +12,7 @@ use super::client::{ApiError, StripeApi, stripe_id};
 use super::objects;
 use crate::clock::unix_now_ms;
 use crate::domain::StripeCustomerId;
-use crate::store::{Mirror, Price};
+use crate::store::{Meter, Mirror, Price};
 
 /// What a sync changed, counted per kind.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -231,6 +231,25 @@ impl Syncer {
                 .get(&format!("/billing/meters/{meter}"), &json!({}))
                 .await?;
             price.meter_event_name = raw["event_name"].as_str().map(str::to_owned);
+            if let Some(event_name) = &price.meter_event_name {
+                // The keys the meter reads; Stripe's defaults when it names none.
+                let key = |v: &Value, default: &str| {
+                    v["event_payload_key"]
+                        .as_str()
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or(default)
+                        .to_owned()
+                };
+                self.store
+                    .upsert_meter(&Meter {
+                        id: meter.clone(),
+                        event_name: event_name.clone(),
+                        customer_key: key(&raw["customer_mapping"], "stripe_customer_id"),
+                        value_key: key(&raw["value_settings"], "value"),
+                        updated_at: unix_now_ms() / 1000,
+                    })
+                    .await?;
+            }
         }
         Ok(price)
     }

@@ -1,7 +1,8 @@
 //! What Stripe's published API says, against the fake Stripe: a refund's time comes from the
 //! refund (expanded on the charge list), a legacy plan's meter is read from the plan itself, a
-//! plan without a product is skipped without a retry storm, and every dispute event reaches
-//! its customer through the charge. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+//! plan without a product is skipped without a retry storm, every dispute event reaches its
+//! customer through the charge, and a meter report Stripe refuses for good is set aside while
+//! later ones go out with the meter's own payload keys. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,13 @@ use serde_json::json;
 use tollbooth::clock::unix_now;
 use tollbooth::domain::calendar;
 use tollbooth::store::sql::sql;
-use tollbooth::store::{Customer, InboxEvent, Mirror};
+use tollbooth::store::{Customer, InboxEvent, MeterOutbox, Mirror};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{Issue, TestApp};
 use crate::stripe_fake::{
-    CUSTOMER, FakeStripe, PRODUCT, event, fixture, list, price, spawn_app_with_stripe,
+    CUSTOMER, FakeStripe, PRODUCT, event, fixture, list, price, spawn_app_with_stripe, subscription,
 };
 
 /// The event once the worker is done with it (processed, or failed at least once).
@@ -210,5 +211,104 @@ async fn every_dispute_event_reaches_the_customer_through_its_charge() {
             .requests_to(&format!("/v1/customers/{CUSTOMER}"))
             .await
             >= 1
+    );
+}
+
+#[tokio::test]
+async fn a_meter_report_refused_for_good_is_set_aside_and_later_ones_use_the_meters_keys() {
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let mut metered = subscription("active", 1);
+    let item = &mut metered["items"]["data"][0];
+    item["price"]["recurring"]["usage_type"] = json!("metered");
+    item["price"]["recurring"]["meter"] = json!("mtr_Test0001");
+    let _subs = stripe.subscriptions(vec![metered.clone()]).await;
+    // Stripe's example meter: it reads the customer from `customer`, the value from `value`.
+    let mut meter = fixture("billing.meter");
+    meter["id"] = json!("mtr_Test0001");
+    meter["event_name"] = json!("predictions");
+    stripe.get("/v1/billing/meters/mtr_Test0001", meter).await;
+    let refused = json!({"error": {"type": "invalid_request_error",
+        "message": "The timestamp is too far in the past."}});
+    Mock::given(method("POST"))
+        .and(path("/v1/billing/meter_events"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refused))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/billing/meter_events"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("billing.meter_event")))
+        .with_priority(2)
+        .mount(&stripe.server)
+        .await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let key = customer_key(&app).await;
+    app.deliver(&event(
+        "evt_metered",
+        "customer.subscription.created",
+        metered,
+    ))
+    .await;
+    app.wait_for_status(&key, 200, Duration::from_secs(5)).await;
+
+    // The first report is refused for good; the one after it still goes out.
+    let posts = |requests: Vec<wiremock::Request>| -> Vec<_> {
+        requests
+            .iter()
+            .filter(|r| r.url.path() == "/v1/billing/meter_events")
+            .map(|r| crate::webhooks::form_fields(&r.body))
+            .collect()
+    };
+    let started = Instant::now();
+    while app
+        .store
+        .meter_reports_set_aside(10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing set aside"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = app.authorize_json("@acme/sdxl", &key).await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let sent = loop {
+        let sent = posts(stripe.server.received_requests().await.unwrap());
+        let drained = app.store.unsent_meter_reports(10).await.unwrap().is_empty();
+        if (sent.len() >= 2 && drained) || started.elapsed() > Duration::from_secs(10) {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for fields in &sent {
+        assert_eq!(fields["payload[customer]"], CUSTOMER, "{fields:?}");
+        assert_eq!(fields["payload[value]"], "1");
+        assert!(!fields.contains_key("payload[stripe_customer_id]"));
+    }
+    assert_ne!(sent[0]["identifier"], sent[1]["identifier"]);
+    let aside = app.store.meter_reports_set_aside(10).await.unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].id, sent[0]["identifier"]);
+    assert!(
+        aside[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("too far in the past")
+    );
+
+    // The owner sees it with the failing events.
+    let listed = crate::freshness::cli(&app.db.url, &["events"]);
+    assert!(
+        listed.contains("refused for good") && listed.contains(&aside[0].id),
+        "{listed}"
     );
 }

@@ -460,7 +460,7 @@ async fn wait_processed(app: &TestApp, id: &str) {
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body.
-fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+pub fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::new();
@@ -505,6 +505,9 @@ async fn metered_use_is_reported_to_the_billing_meter_exactly_once_despite_a_ret
     let mut meter = fixture("billing.meter");
     meter["id"] = json!("mtr_Test0001");
     meter["event_name"] = json!("predictions");
+    // A meter reading Stripe's default payload keys (the example meter names others; that
+    // case is tests/api/conformance.rs's).
+    meter["customer_mapping"]["event_payload_key"] = json!("stripe_customer_id");
     stripe.get("/v1/billing/meters/mtr_Test0001", meter).await;
     let error = json!({"error": {"type": "api_error", "message": "try again"}});
     Mock::given(method("POST"))
