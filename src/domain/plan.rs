@@ -16,6 +16,16 @@ pub struct PlanRules {
     /// `alert_at`: percentages of a quota or of credits at which the customer and the owner
     /// are told (e.g. `80,100`).
     pub alert_at: Thresholds,
+    /// `unit`: what one counted use is called on the pages, plural (`sessions`); `None` says
+    /// "predictions".
+    pub unit: Option<String>,
+}
+
+impl PlanRules {
+    /// What one counted use is called, plural: the plan's `unit`, or "predictions".
+    pub fn unit(&self) -> &str {
+        self.unit.as_deref().unwrap_or("predictions")
+    }
 }
 
 /// Percentages from 1 to 100 at which an alert fires, as one bit each.
@@ -97,6 +107,21 @@ impl PlanRules {
             }),
             None => Thresholds::default(),
         };
+        let unit = match merged.get("unit").map(|u| u.trim()) {
+            None | Some("") => None,
+            Some(u)
+                if u.len() <= 30
+                    && u.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '-') =>
+            {
+                Some(u.to_owned())
+            }
+            Some(u) => {
+                problems.push(format!(
+                    "unit={u:?} is not a word of at most 30 letters; ignored"
+                ));
+                None
+            }
+        };
         let predictors = match merged.get("predictors").map(|s| s.trim()) {
             None | Some("") => Predictors::all(),
             Some(raw) => Predictors::parse(raw, None).unwrap_or_else(|e| {
@@ -111,6 +136,7 @@ impl PlanRules {
             duration_days,
             rate_limit,
             alert_at,
+            unit,
         };
         (rules, problems)
     }
@@ -120,6 +146,14 @@ impl PlanRules {
 mod tests {
     use super::*;
     use crate::domain::PredictorTag;
+
+    #[test]
+    fn a_plan_names_its_unit_or_counts_predictions() {
+        let (rules, _) = PlanRules::from_metadata(Some(r#"{"unit":"sessions"}"#), None);
+        assert_eq!(rules.unit(), "sessions");
+        let (rules, problems) = PlanRules::from_metadata(Some(r#"{"unit":"<b>x</b>"}"#), None);
+        assert_eq!((rules.unit(), problems.len()), ("predictions", 1));
+    }
 
     #[test]
     fn alert_thresholds_are_percentages_of_the_limit() {

@@ -31,6 +31,8 @@ pub struct Plan {
     pub meter: Option<u32>,
     /// Percentages of the limit at which the customer and the owner are told.
     pub alert_at: Thresholds,
+    /// What a counted use is called on the pages (the plan's `unit`), plural.
+    pub unit: Option<Box<str>>,
 }
 
 /// A moment in Unix seconds in 4 bytes, for the view's million entitlements: from 1970 to

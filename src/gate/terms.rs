@@ -66,6 +66,7 @@ impl<'a> Terms<'a> {
                 rate_limit: None,
                 meter: None,
                 alert_at: Thresholds::default(),
+                unit: None,
             }),
             source: Source::Grant {
                 expires_at: grant.expires_at.into(),
@@ -105,6 +106,7 @@ impl<'a> Terms<'a> {
                 rate_limit: rules.rate_limit,
                 meter,
                 alert_at: rules.alert_at,
+                unit: rules.unit.as_deref().map(Into::into),
             }),
             source: Source::Subscription(SubscriptionState {
                 status: Status::parse(&item.status),
@@ -144,6 +146,7 @@ impl<'a> Terms<'a> {
                 rate_limit: rules.rate_limit,
                 meter: None,
                 alert_at: rules.alert_at,
+                unit: rules.unit.as_deref().map(Into::into),
             }),
             source: Source::Purchase {
                 pass_expires_at: rules

@@ -35,6 +35,8 @@ pub struct PlanStatus {
     pub standing: Standing,
     pub term: Term,
     pub usage: Use,
+    /// What one counted use is called (the plan's `unit`, plural): "predictions" by default.
+    pub unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +196,7 @@ impl PlanStatus {
             standing,
             term,
             usage,
+            unit: e.plan.unit.as_deref().unwrap_or("predictions").to_owned(),
         }
     }
 

@@ -13,6 +13,7 @@ mod exactness;
 mod fake_checkout;
 mod faults;
 mod freshness;
+mod function_client;
 mod health;
 mod helpers;
 mod instances;

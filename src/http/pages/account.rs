@@ -409,17 +409,15 @@ fn plan_line(plan: &PlanStatus) -> PlanLine {
         Term::Until(at) => format!("Until {}", calendar::date(at)),
         Term::Open => "No end date".to_owned(),
     };
+    let unit = &plan.unit;
     let usage = match plan.usage {
         Use::Unlimited {
             used,
             metered: true,
-        } => format!(
-            "{} predictions this period, billed per use",
-            thousands(used)
-        ),
-        Use::Unlimited { used, .. } => format!("{} predictions this period", thousands(used)),
+        } => format!("{} {unit} this period, billed per use", thousands(used)),
+        Use::Unlimited { used, .. } => format!("{} {unit} this period", thousands(used)),
         Use::Quota { used, per_period } => format!(
-            "{} of {} predictions this period",
+            "{} of {} {unit} this period",
             thousands(used),
             thousands(per_period)
         ),
@@ -454,6 +452,7 @@ mod tests {
                 used: 3,
                 per_period: 1_000,
             },
+            unit: "predictions".into(),
         };
         let line = plan_line(&trial);
         assert_eq!(line.dates, "Trial ends 2026-01-01, then renews");
@@ -463,5 +462,13 @@ mod tests {
             ..trial
         };
         assert_eq!(plan_line(&paying).dates, "Renews 2026-01-01");
+        let sessions = PlanStatus {
+            unit: "sessions".into(),
+            ..paying
+        };
+        assert_eq!(
+            plan_line(&sessions).usage,
+            "3 of 1,000 sessions this period"
+        );
     }
 }

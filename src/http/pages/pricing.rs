@@ -37,6 +37,11 @@ pub async fn pricing(state: web::Data<AppState>) -> Result<HttpResponse, PageErr
     html(&PricingPage { selling, plans }, false)
 }
 
+/// "prediction" for "predictions": the unit of one, for a price per use.
+fn singular(unit: &str) -> &str {
+    unit.strip_suffix('s').unwrap_or(unit)
+}
+
 fn card(offer: Offer, owner_label: &str) -> PlanCard {
     let rules = &offer.rules;
     let recurring = offer.price_type == PriceType::Recurring;
@@ -48,9 +53,10 @@ fn card(offer: Offer, owner_label: &str) -> PlanCard {
     };
     let amount = money(offer.unit_amount, &offer.currency);
     let free = offer.unit_amount == 0 && !metered;
+    let unit = rules.unit();
     let price = match (recurring, metered) {
         _ if free => "Free".to_owned(),
-        (true, true) => format!("{amount} per prediction, billed each {interval}"),
+        (true, true) => format!("{amount} per {}, billed each {interval}", singular(unit)),
         (true, false) => format!("{amount} / {interval}"),
         (false, _) => amount,
     };
@@ -66,18 +72,18 @@ fn card(offer: Offer, owner_label: &str) -> PlanCard {
     match (recurring, rules.quota, rules.credits) {
         (true, _, _) if metered => includes.push("Pay for what you use".into()),
         (true, Some(quota), _) => {
-            includes.push(format!("{} predictions per {interval}", thousands(quota)))
+            includes.push(format!("{} {unit} per {interval}", thousands(quota)))
         }
-        (true, None, _) => includes.push("Unlimited predictions".into()),
-        (false, _, Some(credits)) => includes.push(format!("{} predictions", thousands(credits))),
-        (false, _, None) => includes.push("Unlimited predictions".into()),
+        (true, None, _) => includes.push(format!("Unlimited {unit}")),
+        (false, _, Some(credits)) => includes.push(format!("{} {unit}", thousands(credits))),
+        (false, _, None) => includes.push(format!("Unlimited {unit}")),
     }
     if let Some(days) = rules.duration_days.filter(|_| !recurring) {
         includes.push(format!("Valid for {days} days"));
     }
     if let Some(rate) = rules.rate_limit {
         includes.push(format!(
-            "Up to {} predictions per minute",
+            "Up to {} {unit} per minute",
             thousands(u64::from(rate))
         ));
     }
@@ -92,5 +98,50 @@ fn card(offer: Offer, owner_label: &str) -> PlanCard {
             (false, true) => "Subscribe",
             (false, false) => "Buy",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PlanRules;
+
+    fn offer(metadata: &str, metered: bool) -> Offer {
+        Offer {
+            price_id: "price_1".into(),
+            name: "Pro".into(),
+            description: None,
+            unit_amount: 2_000,
+            currency: "usd".into(),
+            price_type: PriceType::Recurring,
+            usage_type: if metered {
+                UsageType::Metered
+            } else {
+                UsageType::Licensed
+            },
+            interval: Some(("month".into(), 1)),
+            rules: PlanRules::from_metadata(Some(metadata), None).0,
+        }
+    }
+
+    #[test]
+    fn a_plan_is_sold_in_the_unit_it_names() {
+        let sessions = card(
+            offer(r#"{"quota":"1000","unit":"sessions"}"#, false),
+            "@acme",
+        );
+        assert!(
+            sessions
+                .includes
+                .contains(&"1,000 sessions per month".to_owned())
+        );
+        let metered = card(offer(r#"{"unit":"runs"}"#, true), "@acme");
+        assert_eq!(metered.price, "$20.00 per run, billed each month");
+        let plain = card(offer(r#"{"quota":"50"}"#, false), "@acme");
+        assert!(
+            plain
+                .includes
+                .contains(&"50 predictions per month".to_owned())
+        );
     }
 }
