@@ -130,6 +130,7 @@ async fn a_refund_is_dated_by_the_refund_expanded_on_the_charge_list() {
         body["error"].as_str().unwrap().contains(&expected),
         "{body} should say {expected:?}"
     );
+    assert_requests_follow_the_spec(&stripe.server).await;
 }
 
 #[tokio::test]
@@ -162,6 +163,7 @@ async fn a_legacy_plan_keeps_the_meter_it_carries_at_its_top_level() {
         .unwrap();
     assert_eq!(meter.as_deref(), Some("mtr_Test0001"));
     assert_eq!(name.as_deref(), Some("predictions"));
+    assert_requests_follow_the_spec(&stripe.server).await;
 }
 
 #[tokio::test]
@@ -311,4 +313,126 @@ async fn a_meter_report_refused_for_good_is_set_aside_and_later_ones_use_the_met
         listed.contains("refused for good") && listed.contains(&aside[0].id),
         "{listed}"
     );
+}
+
+/// The parameters Stripe's spec allows per endpoint (tests/fixtures/stripe-request-params.json,
+/// with its source and version).
+fn spec_params() -> Vec<(String, String, Vec<String>)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stripe-request-params.json"
+    );
+    let extract: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    extract["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(endpoint, params)| {
+            let (method, route) = endpoint.split_once(' ').unwrap();
+            let params = params
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
+            (method.to_owned(), route.to_owned(), params)
+        })
+        .collect()
+}
+
+/// Whether `path` is `route`, where `{}` stands for one id.
+fn matches_route(route: &str, path: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), path.split('/').collect());
+    a.len() == b.len() && a.iter().zip(&b).all(|(r, p)| *r == "{}" || r == p)
+}
+
+/// Every request the fake Stripe received goes to an endpoint of the extract, with only the
+/// parameters the spec allows there (by top-level name: `payload[value]` is `payload`).
+pub fn assert_follows_the_spec(method: &str, path: &str, names: &[String]) {
+    let spec = spec_params();
+    let route = path.strip_prefix("/v1").unwrap_or(path);
+    let Some((_, _, allowed)) = spec
+        .iter()
+        .find(|(m, r, _)| m == method && matches_route(r, route))
+    else {
+        panic!("{method} {route} is not an endpoint of the spec's extract");
+    };
+    for name in names {
+        let top = name.split('[').next().unwrap();
+        assert!(
+            allowed.iter().any(|a| a == top),
+            "{method} {route} sent {name:?}, which Stripe's spec does not allow there"
+        );
+    }
+}
+
+async fn assert_requests_follow_the_spec(server: &wiremock::MockServer) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    for request in &requests {
+        let names: Vec<String> = match request.method.as_str() {
+            "GET" => request
+                .url
+                .query_pairs()
+                .map(|(k, _)| k.into_owned())
+                .collect(),
+            _ => crate::webhooks::form_fields(&request.body)
+                .into_keys()
+                .collect(),
+        };
+        assert_follows_the_spec(request.method.as_str(), request.url.path(), &names);
+    }
+    requests.len()
+}
+
+#[tokio::test]
+async fn every_request_to_stripe_is_one_the_spec_allows() {
+    // The flows above, then a whole reconcile, with every request checked.
+    let stripe = FakeStripe::start().await;
+    stripe.customer_basics(json!({})).await;
+    stripe.no_sessions().await;
+    let _subs = stripe.subscriptions(vec![subscription("active", 3)]).await;
+    stripe
+        .get(
+            "/v1/products",
+            list(vec![crate::stripe_fake::product(json!({}))]),
+        )
+        .await;
+    stripe
+        .get("/v1/prices", list(vec![price(false, json!({}))]))
+        .await;
+    let mut customer = fixture("customer");
+    customer["id"] = json!(CUSTOMER);
+    stripe.get("/v1/customers", list(vec![customer])).await;
+    let app = spawn_app_with_stripe(&stripe).await;
+    let uri = stripe.server.uri();
+    let out = crate::freshness::cli_with(
+        &app.db.url,
+        &["sync"],
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
+            ("STRIPE_API_BASE", uri.as_str()),
+        ],
+    );
+    assert!(out.contains("customers"), "{out}");
+    let checked = assert_requests_follow_the_spec(&stripe.server).await;
+    assert!(
+        checked >= 5,
+        "a reconcile asks for products, prices, customers and theirs"
+    );
+    // A request the spec does not allow is caught.
+    let caught = std::panic::catch_unwind(|| {
+        assert_follows_the_spec("GET", "/v1/charges", &["customer_email".to_owned()])
+    });
+    assert!(caught.is_err());
+}
+
+#[tokio::test]
+async fn a_checkout_session_is_created_with_only_the_parameters_the_spec_allows() {
+    let shop = crate::pages::shop("Pro").await;
+    shop.buy().await;
+    let form = shop.fake.last_created();
+    assert!(form.contains_key("mode") && form.contains_key("line_items[0][price]"));
+    let names: Vec<String> = form.into_keys().collect();
+    assert_follows_the_spec("POST", "/v1/checkout/sessions", &names);
 }
