@@ -16,6 +16,8 @@ pub struct PlanRules {
     /// `alert_at`: percentages of a quota or of credits at which the customer and the owner
     /// are told (e.g. `80,100`).
     pub alert_at: Thresholds,
+    /// `alert_credits_below`: credits left under which the customer and the owner are told.
+    pub alert_credits_below: Option<u64>,
     /// `unit`: what one counted use is called on the pages, plural (`sessions`); `None` says
     /// "predictions".
     pub unit: Option<String>,
@@ -100,6 +102,7 @@ impl PlanRules {
         let credits = number("credits");
         let duration_days = number("duration_days").map(|n| n.min(u64::from(u32::MAX)) as u32);
         let rate_limit = number("rate_limit").map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let alert_credits_below = number("alert_credits_below").filter(|n| *n > 0);
         let alert_at = match merged.get("alert_at") {
             Some(raw) => Thresholds::parse(raw).unwrap_or_else(|e| {
                 problems.push(format!("alert_at={raw:?}: {e}; no alert"));
@@ -136,6 +139,7 @@ impl PlanRules {
             duration_days,
             rate_limit,
             alert_at,
+            alert_credits_below,
             unit,
         };
         (rules, problems)

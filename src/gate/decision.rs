@@ -109,6 +109,7 @@ mod tests {
             rate_limit: None,
             meter: None,
             alert_at: Default::default(),
+            alert_credits_below: None,
             unit: None,
         })
     }

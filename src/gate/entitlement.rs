@@ -31,6 +31,8 @@ pub struct Plan {
     pub meter: Option<u32>,
     /// Percentages of the limit at which the customer and the owner are told.
     pub alert_at: Thresholds,
+    /// Credits left under which the customer and the owner are told.
+    pub alert_credits_below: Option<u64>,
     /// What a counted use is called on the pages (the plan's `unit`), plural.
     pub unit: Option<Box<str>>,
 }

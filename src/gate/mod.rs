@@ -67,6 +67,8 @@ pub struct LimitUse {
     pub used: u64,
     pub period_start: i64,
     pub alert_at: crate::domain::Thresholds,
+    /// Credits left under which an alert fires.
+    pub alert_credits_below: Option<u64>,
     /// Whether the plan can be used now (not ended, not unpaid).
     pub in_force: bool,
 }
@@ -515,6 +517,7 @@ impl Gate {
                     used,
                     period_start: e.period(now).start,
                     alert_at: e.plan.alert_at,
+                    alert_credits_below: e.plan.alert_credits_below,
                     in_force: e.in_force(now, self.rules.past_due_grace).is_ok(),
                 }
             })

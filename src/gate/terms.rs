@@ -66,6 +66,7 @@ impl<'a> Terms<'a> {
                 rate_limit: None,
                 meter: None,
                 alert_at: Thresholds::default(),
+                alert_credits_below: None,
                 unit: None,
             }),
             source: Source::Grant {
@@ -106,6 +107,7 @@ impl<'a> Terms<'a> {
                 rate_limit: rules.rate_limit,
                 meter,
                 alert_at: rules.alert_at,
+                alert_credits_below: rules.alert_credits_below,
                 unit: rules.unit.as_deref().map(Into::into),
             }),
             source: Source::Subscription(SubscriptionState {
@@ -146,6 +148,7 @@ impl<'a> Terms<'a> {
                 rate_limit: rules.rate_limit,
                 meter: None,
                 alert_at: rules.alert_at,
+                alert_credits_below: rules.alert_credits_below,
                 unit: rules.unit.as_deref().map(Into::into),
             }),
             source: Source::Purchase {

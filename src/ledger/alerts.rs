@@ -76,6 +76,9 @@ impl Ledger {
             count += self.check_subscriptions(customer, fired, now).await?;
             let extra = own.get(customer).copied().unwrap_or_default();
             for limit in gate.limits(customer, now) {
+                count += self
+                    .check_credits_left(customer, &limit, fired, now)
+                    .await?;
                 let thresholds = limit.alert_at.with(extra);
                 if !limit.in_force || thresholds.is_empty() || limit.limit == 0 {
                     continue;
@@ -109,6 +112,60 @@ impl Ledger {
             }
         }
         Ok(count)
+    }
+
+    /// Fires `credits.low` once when a plan's credits left fall under its
+    /// `alert_credits_below`.
+    async fn check_credits_left(
+        &self,
+        customer: &str,
+        limit: &LimitUse,
+        fired: &mut HashSet<String>,
+        now: i64,
+    ) -> anyhow::Result<usize> {
+        let Some(below) = limit.alert_credits_below.filter(|_| limit.credits) else {
+            return Ok(0);
+        };
+        let left = limit.limit.saturating_sub(limit.used);
+        let key = format!("{customer}/credits_low/{}/{below}", limit.entitlement_id);
+        if !limit.in_force || left >= below || fired.contains(&key) {
+            return Ok(0);
+        }
+        let message = Message {
+            event_type: "credits.low".into(),
+            data: json!({
+                "customer_id": customer,
+                "plan": limit.plan,
+                "entitlement": limit.entitlement_id,
+                "credits_left": left,
+                "below": below,
+                "limit": limit.limit,
+            }),
+            email: Some((
+                format!("{}: {} credits left", limit.plan, thousands(left)),
+                format!(
+                    "Your plan {} has {} of its {} credits left.\n\nBuy more at {}/.\n",
+                    limit.plan,
+                    thousands(left),
+                    thousands(limit.limit),
+                    self.public_url
+                ),
+            )),
+        };
+        let alert = NewAlert {
+            id: format!("alrt_{}", random_base62(20)),
+            customer_id: customer.to_owned(),
+            kind: "credits_low",
+            subject: limit.entitlement_id.clone(),
+            threshold: i64::try_from(below).unwrap_or(i64::MAX),
+            period_start: 0,
+            fired_at: now,
+            detail: message.data.to_string(),
+        };
+        let deliveries = self.deliveries(customer, message, now).await?;
+        let fired_now = self.db.fire_alert(&alert, &deliveries).await?;
+        fired.insert(key);
+        Ok(usize::from(fired_now))
     }
 
     /// Fires a failed payment (a subscription past due or unpaid: when access ends) and a
@@ -504,6 +561,7 @@ mod tests {
             used,
             period_start: 0,
             alert_at: Thresholds::default(),
+            alert_credits_below: None,
             in_force: true,
         };
         assert!(!reached(&limit(799), 80));

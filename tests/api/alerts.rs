@@ -318,3 +318,53 @@ async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(received(&server).await.len(), 3);
 }
+
+#[tokio::test]
+async fn credits_running_low_are_told_once_under_the_plans_mark() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let extra = settings(&server);
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    catalog(
+        &app,
+        "{}",
+        "one_time",
+        r#"{"credits":"5","alert_credits_below":"3"}"#,
+    )
+    .await;
+    app.store
+        .put_purchase(&tollbooth::store::Purchase {
+            id: "cs_1".into(),
+            customer_id: "cus_1".into(),
+            price_id: "price_1".into(),
+            quantity: 1,
+            payment_intent: Some("pi_1".into()),
+            paid_at: unix_now() - 100,
+            refunded_at: None,
+            disputed_at: None,
+        })
+        .await
+        .unwrap();
+    let key = customer_key(&app).await;
+    // 5 credits: after the third, 2 are left, under 3.
+    for _ in 0..2 {
+        assert_allowed(&app, TAG, &key).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(received(&server).await.is_empty(), "3 left is not under 3");
+    assert_allowed(&app, TAG, &key).await;
+    let got = wait_for(&server, 1).await;
+    assert_eq!(got[0]["type"], "credits.low");
+    assert_eq!(got[0]["data"]["credits_left"], 2);
+    assert_allowed(&app, TAG, &key).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        types(&received(&server).await),
+        ["credits.low"],
+        "told once"
+    );
+}
