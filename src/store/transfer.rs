@@ -287,14 +287,20 @@ impl Transfer for Db {
                 let insert = insert_sql(table, columns);
                 for (name, rows) in tables.iter().filter(|(name, _)| name == table) {
                     for row in rows {
+                        // An export from an earlier version lacks the columns added since, which
+                        // are added at the end and may be null.
                         anyhow::ensure!(
-                            row.len() == columns.len(),
-                            "a {name} row has {} values, not {}",
+                            row.len() <= columns.len(),
+                            "a {name} row has {} values, more than its {} columns",
                             row.len(),
                             columns.len()
                         );
+                        let missing = columns.len() - row.len();
+                        let padded = row
+                            .iter()
+                            .chain(std::iter::repeat_n(&serde_json::Value::Null, missing));
                         let mut statement = Statement::assembled(insert.clone());
-                        for ((column, kind), value) in columns.iter().zip(row) {
+                        for ((column, kind), value) in columns.iter().zip(padded) {
                             let arg = Arg::from_json(*kind, value).with_context(|| {
                                 format!("{name}.{column} has an unexpected value {value}")
                             })?;

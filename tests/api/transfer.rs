@@ -85,3 +85,39 @@ async fn import_refuses_a_database_that_already_has_a_ledger() {
 
     assert!(error.to_string().contains("not empty"), "{error}");
 }
+
+/// An export written before keys could be rolled or capped (its access_keys rows end at
+/// revoked_at) imports into this version, the new columns empty.
+#[tokio::test]
+async fn an_export_from_an_earlier_version_imports_with_the_columns_added_since_empty() {
+    let key_hash = "ab".repeat(32);
+    let export = [
+        r#"{"table":"customers","row":["loc_old","old@example.com",null,1700000000,null]}"#.to_owned(),
+        format!(
+            r#"{{"table":"access_keys","row":["key_old","loc_old","{key_hash}","tb_oldkey","laptop",1700000000,null]}}"#
+        ),
+    ]
+    .join("\n");
+    let target = TestDatabase::fresh().await;
+    let mut import = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .args(["import", "-"])
+        .env("DATABASE_URL", &target.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(import.stdin.as_mut().unwrap(), export.as_bytes()).unwrap();
+    let imported = import.wait_with_output().unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let moved = crate::helpers::start_on(target).await;
+    use tollbooth::store::Keys as _;
+    let keys = moved.store.list_keys(Some("loc_old")).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name.as_deref(), Some("laptop"));
+    assert_eq!((keys[0].expires_at, keys[0].cap()), (None, None));
+}
