@@ -10,14 +10,15 @@ use serde_json::json;
 use tollbooth::clock::unix_now;
 use tollbooth::domain::calendar;
 use tollbooth::store::sql::sql;
-use tollbooth::store::{Customer, InboxEvent, MeterOutbox, Mirror};
+use tollbooth::store::{InboxEvent, MeterOutbox};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{Issue, TestApp};
+use crate::helpers::TestApp;
 use crate::stripe_fake::{
     CUSTOMER, FakeStripe, PRODUCT, event, fixture, list, price, spawn_app_with_stripe, subscription,
 };
+use crate::webhooks::key_for_customer;
 
 /// The event once the worker is done with it (processed, or failed at least once).
 async fn settled(app: &TestApp, id: &str) -> InboxEvent {
@@ -36,32 +37,13 @@ async fn settled(app: &TestApp, id: &str) -> InboxEvent {
     }
 }
 
-async fn customer_key(app: &TestApp) -> String {
-    app.store
-        .upsert_customer(&Customer {
-            id: CUSTOMER.into(),
-            email: Some("payer@example.com".into()),
-            name: None,
-            created_at: unix_now(),
-        })
-        .await
-        .unwrap();
-    app.issue(Issue {
-        customer: Some(CUSTOMER.into()),
-        no_grant: true,
-        ..Issue::default()
-    })
-    .await
-    .key
-}
-
 #[tokio::test]
 async fn a_refund_is_dated_by_the_refund_expanded_on_the_charge_list() {
     let stripe = FakeStripe::start().await;
     stripe.customer_basics(json!({})).await;
     let _none = stripe.subscriptions(vec![]).await;
     let app = spawn_app_with_stripe(&stripe).await;
-    let key = customer_key(&app).await;
+    let key = key_for_customer(&app).await;
     let mut session = fixture("checkout.session");
     session["id"] = json!("cs_Test0002");
     session["customer"] = json!(CUSTOMER);
@@ -247,7 +229,7 @@ async fn a_meter_report_refused_for_good_is_set_aside_and_later_ones_use_the_met
         .mount(&stripe.server)
         .await;
     let app = spawn_app_with_stripe(&stripe).await;
-    let key = customer_key(&app).await;
+    let key = key_for_customer(&app).await;
     app.deliver(&event(
         "evt_metered",
         "customer.subscription.created",

@@ -121,6 +121,29 @@ pub fn link_in(message: &str) -> String {
         .to_owned()
 }
 
+/// The session cookie a sign-in answer sets.
+fn session_cookie(response: &reqwest::Response) -> String {
+    response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The account page as the holder of `cookie` sees it.
+async fn account_page(http: &reqwest::Client, app: &TestApp, cookie: &str) -> String {
+    http.get(format!("{}/account", app.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -207,22 +230,8 @@ async fn a_customer_who_lost_every_key_signs_in_with_a_link_sent_by_email_once()
     };
     let signed_in = confirm(token.clone()).await.unwrap();
     assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let account = http
-        .get(format!("{}/account", app.address))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cookie = session_cookie(&signed_in);
+    let account = account_page(&http, &app, &cookie).await;
     assert!(account.contains("Your account") && account.contains("lost@example.com"));
 
     // Signed in without a key, the customer makes a new one.
@@ -276,22 +285,8 @@ async fn a_customer_is_emailed_once_when_their_use_reaches_the_threshold_they_se
         .send()
         .await
         .unwrap();
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let account = http
-        .get(format!("{}/account", app.address))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cookie = session_cookie(&signed_in);
+    let account = account_page(&http, &app, &cookie).await;
     assert!(account.contains("Email me when I have used"));
     let set = http
         .post(format!("{}/account/alerts", app.address))

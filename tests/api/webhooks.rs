@@ -14,7 +14,7 @@ use crate::stripe_fake::{
     spawn_app_with_stripe, subscription,
 };
 
-async fn key_for_customer(app: &TestApp) -> String {
+pub async fn key_for_customer(app: &TestApp) -> String {
     app.store
         .upsert_customer(&Customer {
             id: CUSTOMER.into(),

@@ -109,7 +109,12 @@ pub async fn sign_in(
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
         return Ok(response);
     };
-    let cookie = state.sessions.cookie(&session);
+    to_account(&state, &session)
+}
+
+/// To the account page, signed in as `session` (its cookie set).
+pub(super) fn to_account(state: &AppState, session: &Session) -> Result<HttpResponse, PageError> {
+    let cookie = state.sessions.cookie(session);
     let mut response = see_other("/account");
     response
         .add_cookie(&cookie)

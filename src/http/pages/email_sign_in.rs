@@ -9,7 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, see_other};
+use super::account::to_account;
+use super::html;
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 
@@ -116,10 +117,5 @@ pub async fn confirm(
         *response.status_mut() = StatusCode::BAD_REQUEST;
         return Ok(response);
     };
-    let cookie = state.sessions.cookie(&session);
-    let mut response = see_other("/account");
-    response
-        .add_cookie(&cookie)
-        .map_err(|e| anyhow::anyhow!("Failed to set the session cookie: {e}"))?;
-    Ok(response)
+    to_account(&state, &session)
 }
