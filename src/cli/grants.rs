@@ -119,7 +119,7 @@ pub fn describe(grant: &GrantSpec) -> String {
     let mut parts = vec![grant.predictors.describe()];
     if let Some((n, period)) = grant.quota {
         parts.push(format!(
-            "{n} predictions per {} (shared by the customer's keys)",
+            "{n} authorizations per {} (shared by the customer's keys)",
             period.as_str()
         ));
     }

@@ -62,7 +62,7 @@ enum Command {
     Import { file: String },
     /// Print the URL to paste into Function as the authorizationUrl (it contains the secret).
     AuthorizeUrl,
-    /// Predictions allowed per day, customer, key and predictor (the last 30 days unless
+    /// Authorizations allowed per day, customer, key and predictor (the last 30 days unless
     /// --since), with each day's total.
     Usage {
         /// Only this customer's use.

@@ -50,13 +50,13 @@ pub async fn run(
 fn allowed(rows: &[UsageDay], period: &str) {
     if rows.is_empty() {
         println!(
-            "No predictions allowed from {period} (use reaches the database about once a minute)."
+            "No authorizations allowed from {period} (use reaches the database about once a minute)."
         );
         return;
     }
     println!(
         "{:<10}  {:<24} {:<24} {:<32} {:>12}",
-        "day (UTC)", "customer", "key", "predictor", "predictions"
+        "day (UTC)", "customer", "key", "predictor", "allowed"
     );
     let mut per_day: BTreeMap<i64, i64> = BTreeMap::new();
     for row in rows {
@@ -81,15 +81,16 @@ fn allowed(rows: &[UsageDay], period: &str) {
     let total: i64 = per_day.values().sum();
     println!(
         "Total from {period}: {} allowed (use reaches the database about once a minute).",
-        predictions(total)
+        authorizations(total)
     );
 }
 
-/// `1 prediction`, `2,500 predictions`.
-fn predictions(n: i64) -> String {
+/// `1 authorization`, `2,500 authorizations`: what quotas, credits and meters count (one per
+/// remote prediction, one per predictor loaded to run locally; docs/function.md).
+fn authorizations(n: i64) -> String {
     let n = n.max(0) as u64;
     format!(
-        "{} prediction{}",
+        "{} authorization{}",
         thousands(n),
         if n == 1 { "" } else { "s" }
     )

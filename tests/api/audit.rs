@@ -178,13 +178,13 @@ async fn tollbooth_usage_prints_use_per_day_and_predictor_and_refusals_by_reason
     assert_eq!(row("@acme/sdxl"), "2");
     assert_eq!(row("@acme/llama"), "1");
     assert!(printed.contains(&issued.key_id), "{printed}");
-    assert!(printed.contains(": 3 predictions allowed"), "{printed}");
+    assert!(printed.contains(": 3 authorizations allowed"), "{printed}");
     assert!(
         !printed.contains("refused"),
         "refusals are not per customer: {printed}"
     );
     let other = cli(&app.db.url, &["usage", "--customer", "cus_nobody"]);
-    assert!(other.starts_with("No predictions allowed"), "{other}");
+    assert!(other.starts_with("No authorizations allowed"), "{other}");
 
     // Refusals are written by the running flush (every 100 ms here).
     let started = std::time::Instant::now();
