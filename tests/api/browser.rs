@@ -441,7 +441,7 @@ async fn the_owner_signs_in_reads_the_overview_finds_a_customer_and_acts_in_a_br
 
     // Revoke it.
     b.submit(Locator::XPath(
-        "//tr[td[normalize-space()='from the dashboard']]//button",
+        "//tr[td[normalize-space()='from the dashboard']]//button[contains(@class, 'danger')]",
     ))
     .await;
     let (status, _) = app.authorize_json("@acme/sdxl", &new_key).await;
