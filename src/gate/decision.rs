@@ -73,11 +73,13 @@ fn usable(
     if let Some(cap) = cap
         && used(entitlement, period.start) >= cap
     {
+        let unit = entitlement.plan.unit.clone();
         return Err(match entitlement.limit {
-            Limit::Credits { total } => DenyReason::CreditsUsed { total },
+            Limit::Credits { total } => DenyReason::CreditsUsed { total, unit },
             _ => DenyReason::QuotaUsed {
                 limit: cap,
                 resets_on: period.end.unwrap_or(now),
+                unit,
             },
         });
     }
@@ -241,6 +243,7 @@ mod tests {
                 Deny(DenyReason::QuotaUsed {
                     limit: 10,
                     resets_on: month_end,
+                    unit: None,
                 }),
             ),
             (
@@ -248,7 +251,10 @@ mod tests {
                 vec![grant("g1", "*", Limit::Credits { total: 5 }, None)],
                 &[("g1", 5)],
                 "@acme/a",
-                Deny(DenyReason::CreditsUsed { total: 5 }),
+                Deny(DenyReason::CreditsUsed {
+                    total: 5,
+                    unit: None,
+                }),
             ),
             (
                 "unlimited is used before quota and credits",
@@ -292,6 +298,7 @@ mod tests {
                 Deny(DenyReason::QuotaUsed {
                     limit: 5,
                     resets_on: month_end,
+                    unit: None,
                 }),
             ),
             (
@@ -383,6 +390,7 @@ mod tests {
                 Deny(DenyReason::QuotaUsed {
                     limit: 100,
                     resets_on: NOW + 20 * DAY,
+                    unit: None,
                 }),
             ),
             (

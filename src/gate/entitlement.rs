@@ -34,7 +34,7 @@ pub struct Plan {
     /// Credits left under which the customer and the owner are told.
     pub alert_credits_below: Option<u64>,
     /// What a counted use is called on the pages (the plan's `unit`), plural.
-    pub unit: Option<Box<str>>,
+    pub unit: Option<Arc<str>>,
 }
 
 /// A moment in Unix seconds in 4 bytes, for the view's million entitlements: from 1970 to

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::domain::{AccessKeyError, CapPeriod, KeyCap, PredictorTagError, calendar, thousands};
 
 /// Why a prediction is refused. Each reason renders a message for the person who made the
@@ -37,9 +39,12 @@ pub enum DenyReason {
     QuotaUsed {
         limit: u64,
         resets_on: i64,
+        /// The plan's name for what is counted (its `unit`), when it gives one.
+        unit: Option<Arc<str>>,
     },
     CreditsUsed {
         total: u64,
+        unit: Option<Arc<str>>,
     },
     RateLimited {
         per_minute: u32,
@@ -236,15 +241,24 @@ impl DenyReason {
                  access. {manage}.",
                 calendar::date(*on)
             ),
-            Self::QuotaUsed { limit, resets_on } => format!(
-                "You have used all {} predictions of this period; it resets on {}. {buy}.",
+            Self::QuotaUsed {
+                limit,
+                resets_on,
+                unit,
+            } => format!(
+                "You have used all {} {} of this period; it resets on {}. {buy}.",
                 thousands(*limit),
+                unit.as_deref().unwrap_or("predictions"),
                 calendar::date(*resets_on)
             ),
-            Self::CreditsUsed { total } => format!(
-                "You have used all {} of your prediction credits. {buy}.",
-                thousands(*total)
-            ),
+            Self::CreditsUsed { total, unit } => {
+                let unit = unit.as_deref().unwrap_or("predictions");
+                format!(
+                    "You have used all {} of your {} credits. {buy}.",
+                    thousands(*total),
+                    unit.strip_suffix('s').unwrap_or(unit)
+                )
+            }
             Self::RateLimited { per_minute } => format!(
                 "Too many predictions: your plan allows {} per minute. Wait a moment and try \
                  again.",

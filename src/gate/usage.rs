@@ -609,6 +609,7 @@ mod tests {
         let quota = DenyReason::QuotaUsed {
             limit: 5,
             resets_on: 86_400,
+            unit: None,
         };
         for _ in 0..3 {
             book.record_refusal(key, &quota, 7_300);

@@ -86,5 +86,11 @@ async fn a_gate_that_has_not_loaded_yet_answers_from_the_database_and_counts_exa
         third.is_ok(),
         "the third credit is still there after the full load"
     );
-    assert_eq!(fourth.unwrap_err(), DenyReason::CreditsUsed { total: 3 });
+    assert_eq!(
+        fourth.unwrap_err(),
+        DenyReason::CreditsUsed {
+            total: 3,
+            unit: None
+        }
+    );
 }

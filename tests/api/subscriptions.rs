@@ -231,3 +231,30 @@ async fn a_catalog_refetch_moves_the_ledger_version_only_when_what_the_gate_read
         "the price's metadata changed"
     );
 }
+
+#[tokio::test]
+async fn a_plan_that_names_its_unit_is_refused_in_that_unit() {
+    let app = spawn_app().await;
+    catalog(
+        &app,
+        r#"{"quota":"2","unit":"sessions"}"#,
+        "recurring",
+        "{}",
+    )
+    .await;
+    let now = unix_now();
+    app.store
+        .put_subscription(&subscription("active", now - 100))
+        .await
+        .unwrap();
+    let key = customer_key(&app).await;
+    assert_allowed(&app, "@acme/a", &key).await;
+    assert_allowed(&app, "@acme/a", &key).await;
+    assert_denied(
+        &app,
+        "@acme/a",
+        &key,
+        "You have used all 2 sessions of this period",
+    )
+    .await;
+}
