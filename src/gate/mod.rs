@@ -111,6 +111,11 @@ impl LedgerSink for Loading<'_> {
         self.part.key(row, &mut ids);
     }
 
+    fn key_terms(&mut self, row: KeyRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.key_terms(row, &mut ids);
+    }
+
     fn grant(&mut self, row: GrantRow) {
         let mut ids = self.ids.write().expect("ids lock poisoned");
         self.part.grant(row, &mut ids);

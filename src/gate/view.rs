@@ -229,6 +229,9 @@ impl Tables {
         for row in rows.keys {
             part.key(row, ids);
         }
+        for row in rows.key_terms {
+            part.key_terms(row, ids);
+        }
         for row in rows.grants {
             part.grant(row, ids);
         }
@@ -440,6 +443,17 @@ impl Part {
             customer: at,
         };
         view.keys.insert(KeyTag(hash.head()), key);
+        if row.expires_at.is_some() || row.cap.is_some() {
+            self.key_terms(row, ids);
+        }
+    }
+
+    /// A key's own terms, for a key of this part's customers.
+    pub fn key_terms(&mut self, row: KeyRow, ids: &mut Ids) {
+        let Some(slot) = ids.customers.find(&row.customer_id) else {
+            return;
+        };
+        let key = ids.key(&row.id, slot);
         let cap = KeyCap::from_stored(row.cap, row.cap_period.as_deref())
             .map(|cap| (cap, ids.entitlement(&key_cap_counter(&row.id), slot)));
         if row.expires_at.is_some() || cap.is_some() {
@@ -448,7 +462,7 @@ impl Part {
                 expires_at: row.expires_at,
                 cap,
             };
-            view.key_terms.insert(key.key, terms);
+            self.view.key_terms.insert(key, terms);
         }
     }
 

@@ -62,6 +62,9 @@ pub struct LedgerChange {
 pub struct LedgerRows {
     pub version: i64,
     pub keys: Vec<KeyRow>,
+    /// The few keys with terms of their own (a roll's end, a cap), read apart so the scan of
+    /// every key copies only what every key has.
+    pub key_terms: Vec<KeyRow>,
     pub grants: Vec<GrantRow>,
     pub items: Vec<ItemRow>,
     pub purchases: Vec<PurchaseRow>,
@@ -73,6 +76,8 @@ pub struct LedgerRows {
 /// whole ledger is never held as rows at once.
 pub trait LedgerSink: Send {
     fn key(&mut self, row: KeyRow);
+    /// A key already given to [`Self::key`], with its own terms.
+    fn key_terms(&mut self, row: KeyRow);
     fn grant(&mut self, row: GrantRow);
     fn item(&mut self, row: ItemRow);
     fn purchase(&mut self, row: PurchaseRow);
@@ -82,6 +87,10 @@ pub trait LedgerSink: Send {
 impl LedgerSink for LedgerRows {
     fn key(&mut self, row: KeyRow) {
         self.keys.push(row);
+    }
+
+    fn key_terms(&mut self, row: KeyRow) {
+        self.key_terms.push(row);
     }
 
     fn grant(&mut self, row: GrantRow) {
@@ -108,8 +117,11 @@ pub struct KeyRow {
     pub id: String,
     pub customer_id: String,
     pub key_hash: String,
+    #[sqlx(default)]
     pub expires_at: Option<i64>,
+    #[sqlx(default)]
     pub cap: Option<i64>,
+    #[sqlx(default)]
     pub cap_period: Option<String>,
 }
 
@@ -218,7 +230,7 @@ async fn read(
     let mut tx = db.begin_read().await?;
     let version = current_version(&mut tx).await?;
     let keys = scope.statement(
-        "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
+        "SELECT k.id, k.customer_id, k.key_hash \
          FROM access_keys k JOIN customers c ON c.id = k.customer_id \
          WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL \
            AND (k.expires_at IS NULL OR k.expires_at > $1)",
@@ -229,6 +241,20 @@ async fn read(
     tx.for_each(keys, |row| sink.key(row))
         .await
         .context("Failed to load access keys")?;
+    // Found through the partial index on keys with terms.
+    let terms = scope.statement(
+        "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
+         FROM access_keys k JOIN customers c ON c.id = k.customer_id \
+         WHERE (k.expires_at IS NOT NULL OR k.cap IS NOT NULL) \
+           AND k.revoked_at IS NULL AND c.deleted_at IS NULL \
+           AND (k.expires_at IS NULL OR k.expires_at > $1)",
+        "k.customer_id",
+        "",
+        vec![(now - ROLLED_KEPT).into()],
+    );
+    tx.for_each(terms, |row| sink.key_terms(row))
+        .await
+        .context("Failed to load the keys' own terms")?;
     let grants = scope.statement(
         "SELECT id, customer_id, note, predictors, quota, quota_period, credits, expires_at \
          FROM grants WHERE revoked_at IS NULL",
