@@ -332,3 +332,88 @@ async fn a_failing_event_is_retried_from_the_webhooks_page() {
         .unwrap();
     assert!(due[0].0 <= unix_now());
 }
+
+#[tokio::test]
+async fn the_owner_rolls_a_key_and_gives_another_its_own_limit_from_the_customer_page() {
+    let d = Dashboard::start().await;
+    let issued = d
+        .app
+        .issue(Issue {
+            email: Some("team@example.com"),
+            ..Issue::default()
+        })
+        .await;
+    let cookie = d.sign_in().await;
+    let path = format!("/admin/customers/{}", issued.customer_id);
+    let (_, page) = d.get(&path, Some(&cookie)).await;
+    let token = csrf(&page);
+    let key_id = issued.key_id.clone();
+    assert!(page.contains(&format!("/admin/keys/{key_id}/roll")));
+
+    // An own limit of 1 a day: the key is allowed once, then refused as at its limit.
+    let capped = d
+        .post(
+            &format!("/admin/keys/{key_id}/cap"),
+            Some(&cookie),
+            &[
+                ("csrf", &token),
+                ("customer", &issued.customer_id),
+                ("cap", "1/day"),
+            ],
+        )
+        .await;
+    assert_eq!(capped.status(), 303);
+    assert_allowed(&d.app, "@acme/sdxl", &issued.key).await;
+    assert_denied(&d.app, "@acme/sdxl", &issued.key, "own limit of 1").await;
+    let (_, page) = d.get(&path, Some(&cookie)).await;
+    assert!(page.contains("1 prediction a day"), "{page}");
+    let bad = d
+        .post(
+            &format!("/admin/keys/{key_id}/cap"),
+            Some(&cookie),
+            &[
+                ("csrf", &token),
+                ("customer", &issued.customer_id),
+                ("cap", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+
+    // Rolled with an hour's grace: the new key is shown once, the old one still works.
+    let rolled = d
+        .post(
+            &format!("/admin/keys/{key_id}/roll"),
+            Some(&cookie),
+            &[
+                ("csrf", &token),
+                ("customer", &issued.customer_id),
+                ("grace", "1h"),
+            ],
+        )
+        .await;
+    assert_eq!(rolled.status(), 200);
+    let page = rolled.text().await.unwrap();
+    let new_key = revealed_key(&page).expect("the new key, shown once");
+    assert!(page.contains("works until"), "{page}");
+    // The new key kept the old one's limit, counted on its own.
+    assert_allowed(&d.app, "@acme/sdxl", &new_key).await;
+    assert_denied(&d.app, "@acme/sdxl", &new_key, "own limit of 1").await;
+    let actions: Vec<String> = d
+        .app
+        .store
+        .audit_log(Some(&issued.customer_id), 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {}", r.actor, r.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "admin:owner key.issued",
+            "admin:owner key.rolled",
+            "admin:owner key.capped"
+        ]
+    );
+}
