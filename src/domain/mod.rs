@@ -16,7 +16,7 @@ pub use access_key::{AccessKey, AccessKeyError, KeyHash, KeyPrefix, MAX_KEY_BYTE
 pub use actor::Actor;
 pub use key_terms::{CapPeriod, Grace, GraceError, KeyCap, KeyCapError};
 pub use owner::{Owner, OwnerError};
-pub use plan::{PlanRules, Thresholds};
+pub use plan::{PlanRules, Thresholds, singular, unit_or_default};
 pub use predictor_tag::{PredictorTag, PredictorTagError};
 pub use price::{CalendarPeriod, PriceType, UsageType};
 pub use stripe_ids::{

@@ -23,10 +23,23 @@ pub struct PlanRules {
     pub unit: Option<String>,
 }
 
+/// What one counted use is called when a plan names no `unit`.
+pub const DEFAULT_UNIT: &str = "predictions";
+
+/// What one counted use is called, plural: a plan's `unit`, or [`DEFAULT_UNIT`].
+pub fn unit_or_default(unit: Option<&str>) -> &str {
+    unit.unwrap_or(DEFAULT_UNIT)
+}
+
+/// The unit of one: "prediction" for "predictions".
+pub fn singular(unit: &str) -> &str {
+    unit.strip_suffix('s').unwrap_or(unit)
+}
+
 impl PlanRules {
     /// What one counted use is called, plural: the plan's `unit`, or "predictions".
     pub fn unit(&self) -> &str {
-        self.unit.as_deref().unwrap_or("predictions")
+        unit_or_default(self.unit.as_deref())
     }
 }
 

@@ -1,6 +1,9 @@
 use std::sync::Arc;
 
-use crate::domain::{AccessKeyError, CapPeriod, KeyCap, PredictorTagError, calendar, thousands};
+use crate::domain::{
+    AccessKeyError, CapPeriod, KeyCap, PredictorTagError, calendar, singular, thousands,
+    unit_or_default,
+};
 
 /// Why a prediction is refused. Each reason renders a message for the person who made the
 /// prediction (Function shows it to them): what is wrong and what to do.
@@ -248,15 +251,14 @@ impl DenyReason {
             } => format!(
                 "You have used all {} {} of this period; it resets on {}. {buy}.",
                 thousands(*limit),
-                unit.as_deref().unwrap_or("predictions"),
+                unit_or_default(unit.as_deref()),
                 calendar::date(*resets_on)
             ),
             Self::CreditsUsed { total, unit } => {
-                let unit = unit.as_deref().unwrap_or("predictions");
                 format!(
                     "You have used all {} of your {} credits. {buy}.",
                     thousands(*total),
-                    unit.strip_suffix('s').unwrap_or(unit)
+                    singular(unit_or_default(unit.as_deref()))
                 )
             }
             Self::RateLimited { per_minute } => format!(

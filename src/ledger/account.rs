@@ -5,7 +5,7 @@
 
 use super::Ledger;
 use crate::clock::unix_now;
-use crate::domain::{AccessKey, KeyCap, StripeCustomerId, random_base62};
+use crate::domain::{AccessKey, KeyCap, StripeCustomerId, random_base62, unit_or_default};
 use crate::gate::{Entitlement, Limit, Source, Status};
 use crate::store::{KeyListing, Keys, Sessions, StoredSession};
 
@@ -196,7 +196,7 @@ impl PlanStatus {
             standing,
             term,
             usage,
-            unit: e.plan.unit.as_deref().unwrap_or("predictions").to_owned(),
+            unit: unit_or_default(e.plan.unit.as_deref()).to_owned(),
         }
     }
 

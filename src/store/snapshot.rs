@@ -214,6 +214,12 @@ impl Scope<'_> {
 
 /// Ended subscriptions are kept for a year so a denial can say when they ended.
 const ENDED_KEPT: i64 = 366 * 86_400;
+/// The keys the gate holds: not revoked, of a customer not deleted, and, if rolled, stopped
+/// less than [`ROLLED_KEPT`] ago (`$1`: now less that).
+const LIVE_KEYS: &str = "FROM access_keys k JOIN customers c ON c.id = k.customer_id \
+     WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL \
+       AND (k.expires_at IS NULL OR k.expires_at > $1)";
+
 /// A rolled key is refused as rolled for this long after it stopped, then as unknown.
 const ROLLED_KEPT: i64 = 90 * 86_400;
 /// Counters of periods that started this long ago no longer matter to any limit.
@@ -230,10 +236,7 @@ async fn read(
     let mut tx = db.begin_read().await?;
     let version = current_version(&mut tx).await?;
     let keys = scope.statement(
-        "SELECT k.id, k.customer_id, k.key_hash \
-         FROM access_keys k JOIN customers c ON c.id = k.customer_id \
-         WHERE k.revoked_at IS NULL AND c.deleted_at IS NULL \
-           AND (k.expires_at IS NULL OR k.expires_at > $1)",
+        &format!("SELECT k.id, k.customer_id, k.key_hash {LIVE_KEYS}"),
         "k.customer_id",
         "",
         vec![(now - ROLLED_KEPT).into()],
@@ -243,11 +246,10 @@ async fn read(
         .context("Failed to load access keys")?;
     // Found through the partial index on keys with terms.
     let terms = scope.statement(
-        "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
-         FROM access_keys k JOIN customers c ON c.id = k.customer_id \
-         WHERE (k.expires_at IS NOT NULL OR k.cap IS NOT NULL) \
-           AND k.revoked_at IS NULL AND c.deleted_at IS NULL \
-           AND (k.expires_at IS NULL OR k.expires_at > $1)",
+        &format!(
+            "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
+             {LIVE_KEYS} AND (k.expires_at IS NOT NULL OR k.cap IS NOT NULL)"
+        ),
         "k.customer_id",
         "",
         vec![(now - ROLLED_KEPT).into()],

@@ -105,6 +105,13 @@ fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The service sending its alerts to `server`.
+async fn app_posting_to(server: &MockServer) -> TestApp {
+    let extra = settings(server);
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_app_with(&extra).await
+}
+
 /// A ledger on the app's database and gate, posting to the same receiver: to run a round of
 /// the alerts with the clock advanced.
 fn ledger_of(app: &TestApp, server: &MockServer) -> Ledger {
@@ -130,9 +137,7 @@ async fn a_threshold_fires_once_signed_survives_a_restart_and_is_resolved_in_a_n
         .respond_with(ResponseTemplate::new(204))
         .mount(&server)
         .await;
-    let extra = settings(&server);
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let app = app_posting_to(&server).await;
     let issued = app
         .issue(Issue {
             quota: Some((4, CalendarPeriod::Day)),
@@ -272,9 +277,7 @@ async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let extra = settings(&server);
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let app = app_posting_to(&server).await;
     catalog(&app, "{}", "recurring", "{}").await;
     let now = unix_now();
     app.store
@@ -326,9 +329,7 @@ async fn credits_running_low_are_told_once_under_the_plans_mark() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let extra = settings(&server);
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let app = app_posting_to(&server).await;
     catalog(
         &app,
         "{}",

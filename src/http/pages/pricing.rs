@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{html, money};
-use crate::domain::{Predictors, PriceType, UsageType, thousands};
+use crate::domain::{Predictors, PriceType, UsageType, singular, thousands};
 use crate::http::error::PageError;
 use crate::http::state::AppState;
 use crate::ledger::Offer;
@@ -35,11 +35,6 @@ pub async fn pricing(state: web::Data<AppState>) -> Result<HttpResponse, PageErr
         .collect();
     let selling = state.ledger.selling();
     html(&PricingPage { selling, plans }, false)
-}
-
-/// "prediction" for "predictions": the unit of one, for a price per use.
-fn singular(unit: &str) -> &str {
-    unit.strip_suffix('s').unwrap_or(unit)
 }
 
 fn card(offer: Offer, owner_label: &str) -> PlanCard {
