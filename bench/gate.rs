@@ -52,6 +52,7 @@ fn item(id: String, customer: &str, status: &str, quota: bool) -> ItemRow {
             .into(),
         ),
         price_metadata: Some("{}".into()),
+        created: NOW - 40 * DAY,
     }
 }
 
@@ -92,6 +93,7 @@ fn ledger() -> (LedgerRows, Vec<String>) {
                 quota_period: None,
                 credits: None,
                 expires_at: None,
+                created_at: 0,
             }),
             _ => rows.purchases.push(PurchaseRow {
                 id: format!("cs_bench{i:07}"),

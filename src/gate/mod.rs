@@ -360,7 +360,9 @@ impl Gate {
             usage: &self.usage,
         };
         let version = store.load_ledger_into(now, &mut loading).await?;
-        let view = loading.part.finish(version);
+        let view = loading
+            .part
+            .finish(version, &self.ids.read().expect("ids lock poisoned"));
         // The counters just read are looked up from the first request on.
         self.usage.publish();
         self.ids.write().expect("ids lock poisoned").shrink_to_fit();
@@ -623,6 +625,7 @@ mod tests {
                 quota_period: (n == 1).then(|| "month".into()),
                 credits: (n == 2).then_some(1_000_000),
                 expires_at: None,
+                created_at: 0,
             });
         }
         let view = gate.build(rows);

@@ -15,11 +15,14 @@ use crate::store::{GrantRow, ItemRow, PurchaseRow};
 /// Makes entitlements from rows: ids become slots, and each plan's terms are shared.
 pub(super) struct Terms<'a> {
     ids: &'a mut Ids,
-    plans: &'a mut HashSet<Arc<Plan>>,
+    plans: &'a mut HashSet<Arc<Plan>, foldhash::fast::FixedState>,
 }
 
 impl<'a> Terms<'a> {
-    pub(super) fn new(ids: &'a mut Ids, plans: &'a mut HashSet<Arc<Plan>>) -> Self {
+    pub(super) fn new(
+        ids: &'a mut Ids,
+        plans: &'a mut HashSet<Arc<Plan>, foldhash::fast::FixedState>,
+    ) -> Self {
         Self { ids, plans }
     }
 

@@ -57,8 +57,9 @@ struct Tables {
     /// not in the view).
     by_customer: Vec<u32>,
     entitlements: Vec<Entitlement>,
-    /// One copy of each plan's terms.
-    plans: HashSet<Arc<Plan>>,
+    /// One copy of each plan's terms (found by a fast hash: every entitlement loaded looks
+    /// its plan up here).
+    plans: HashSet<Arc<Plan>, foldhash::fast::FixedState>,
     /// Customers patched out whose span is still in the arrays (until compacted).
     dead: usize,
     /// What the few keys that carry terms of their own (a roll's end, a cap) carry, by key
@@ -241,7 +242,7 @@ impl Tables {
         for row in rows.purchases {
             part.purchase(row, ids);
         }
-        *self = part.finish_tables();
+        *self = part.finish_tables(ids);
     }
 
     fn find(&self, tag: &KeyTag) -> Option<Found<'_>> {
@@ -392,14 +393,36 @@ pub fn key_cap_counter(key_id: &str) -> String {
     format!("key:{key_id}")
 }
 
+/// Where an entitlement goes in the view: its customer's place, then its kind, then its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Order {
+    at: u32,
+    kind: Kind,
+    time: i64,
+}
+
+impl Order {
+    fn new(at: u32, kind: Kind, time: i64) -> Self {
+        Self { at, kind, time }
+    }
+}
+
+/// The kinds of entitlement, in the order a customer's are tried in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Grant,
+    Subscription,
+    Purchase,
+}
+
 /// Customers going into a view, one row at a time: keys first, then entitlements (grants,
 /// subscription items, purchases), in the order they are tried in. Only customers that hold a
 /// key and came in through this part are added; a customer's rows all come in one part.
 pub struct Part {
     view: Tables,
     first_new: u32,
-    /// Entitlements by where their customer is in the view, until all are read.
-    owned: Vec<(u32, Entitlement)>,
+    /// Entitlements with where they go in the view, until all are read.
+    owned: Vec<(Order, Entitlement)>,
 }
 
 impl Part {
@@ -467,42 +490,52 @@ impl Part {
     }
 
     pub fn grant(&mut self, row: GrantRow, ids: &mut Ids) {
-        if let Some((slot, at)) = self.customer(ids, &row.customer_id)
-            && let Some(e) = self.terms(ids).grant(row, slot)
-        {
-            self.owned.push((at, e));
+        if let Some((slot, at)) = self.customer(ids, &row.customer_id) {
+            let order = Order::new(at, Kind::Grant, row.created_at);
+            if let Some(e) = self.terms(ids).grant(row, slot) {
+                self.owned.push((order, e));
+            }
         }
     }
 
     pub fn item(&mut self, row: ItemRow, ids: &mut Ids) {
         if let Some((slot, at)) = self.customer(ids, &row.customer_id) {
+            let order = Order::new(at, Kind::Subscription, row.created);
             let e = self.terms(ids).item(row, slot);
-            self.owned.push((at, e));
+            self.owned.push((order, e));
         }
     }
 
     pub fn purchase(&mut self, row: PurchaseRow, ids: &mut Ids) {
         if let Some((slot, at)) = self.customer(ids, &row.customer_id) {
+            let order = Order::new(at, Kind::Purchase, row.paid_at);
             let e = self.terms(ids).purchase(row, slot);
-            self.owned.push((at, e));
+            self.owned.push((order, e));
         }
     }
 
     /// The view, at `version`, with every entitlement read placed in its customer's span.
-    pub fn finish(self, version: i64) -> View {
+    pub fn finish(self, version: i64, ids: &Ids) -> View {
         View {
             version,
-            base: Arc::new(self.finish_tables()),
+            base: Arc::new(self.finish_tables(ids)),
             recent: None,
         }
     }
 
-    fn finish_tables(mut self) -> Tables {
-        // Stable: each customer's entitlements keep the order they were read in.
-        self.owned.sort_by_key(|(at, _)| *at);
+    /// Places each customer's entitlements in the order they are tried in: grants, then
+    /// subscriptions, then purchases, each kind oldest first and then by id (the rows come in
+    /// no particular order).
+    fn finish_tables(mut self, ids: &Ids) -> Tables {
+        self.owned.sort_unstable_by(|(a, e), (b, f)| {
+            a.cmp(b).then_with(|| {
+                let names = &ids.entitlements;
+                names.get(e.slot).cmp(names.get(f.slot))
+            })
+        });
         let view = &mut self.view;
         view.entitlements.reserve_exact(self.owned.len());
-        for (at, entitlement) in self.owned {
+        for (Order { at, .. }, entitlement) in self.owned {
             let span = &mut view.customers[at as usize];
             if span.len == 0 {
                 span.first = view.entitlements.len() as u32;
@@ -557,6 +590,7 @@ mod tests {
                 quota_period: None,
                 credits: None,
                 expires_at: None,
+                created_at: 0,
             }],
             ..LedgerRows::default()
         }

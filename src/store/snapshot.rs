@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use sqlx::FromRow;
 use tokio::sync::Notify;
 
-use super::sql::{Arg, Statement, Tx, sql};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::sql::{Arg, Packed, Record, Statement, Tx, sql};
 use super::{BoxFuture, Db};
 
 /// How many versions of [`LedgerChange`] are kept; a gate further behind reloads everything.
@@ -112,20 +115,26 @@ impl LedgerSink for LedgerRows {
 
 /// An active (not revoked) key of a customer that exists, with what it carries of its own:
 /// when it stops, if it was rolled, and its cap.
-#[derive(Debug, Default, FromRow)]
+#[derive(Debug, Default, FromRow, Deserialize)]
 pub struct KeyRow {
     pub id: String,
     pub customer_id: String,
     pub key_hash: String,
     #[sqlx(default)]
+    #[serde(default)]
     pub expires_at: Option<i64>,
     #[sqlx(default)]
+    #[serde(default)]
     pub cap: Option<i64>,
     #[sqlx(default)]
+    #[serde(default)]
     pub cap_period: Option<String>,
 }
 
-#[derive(Debug, FromRow)]
+/// Each kind of row carries the time its customer's entitlements of that kind are ordered by
+/// (oldest first, then by id): grants by when they were made, subscription items by their
+/// subscription's start, purchases by when they were paid.
+#[derive(Debug, FromRow, Deserialize)]
 pub struct GrantRow {
     pub id: String,
     pub customer_id: String,
@@ -135,14 +144,16 @@ pub struct GrantRow {
     pub quota_period: Option<String>,
     pub credits: Option<i64>,
     pub expires_at: Option<i64>,
+    pub created_at: i64,
 }
 
 /// A subscription item with its subscription's state and its plan's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, Deserialize)]
 pub struct ItemRow {
     pub id: String,
     pub customer_id: String,
     pub status: String,
+    #[serde(deserialize_with = "flag")]
     pub cancel_at_period_end: bool,
     pub canceled_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -154,10 +165,12 @@ pub struct ItemRow {
     pub product_name: Option<String>,
     pub product_metadata: Option<String>,
     pub price_metadata: Option<String>,
+    /// When its subscription started.
+    pub created: i64,
 }
 
 /// A one-time purchase with its plan's metadata.
-#[derive(Debug, FromRow)]
+#[derive(Debug, FromRow, Deserialize)]
 pub struct PurchaseRow {
     pub id: String,
     pub customer_id: String,
@@ -171,12 +184,37 @@ pub struct PurchaseRow {
 }
 
 /// A usage counter as stored: an entitlement's use in the period starting at `period_start`.
-#[derive(Debug, FromRow)]
+#[derive(Debug, FromRow, Deserialize)]
 pub struct UsageRow {
     pub entitlement: String,
     pub period_start: i64,
     pub customer_id: String,
     pub used: i64,
+}
+
+/// A boolean as SQLite packs it (0 or 1) or as JSON writes it.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl serde::de::Visitor<'_> for Flag {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a boolean, or 0 or 1")
+        }
+
+        fn visit_bool<E>(self, b: bool) -> Result<bool, E> {
+            Ok(b)
+        }
+
+        fn visit_i64<E>(self, n: i64) -> Result<bool, E> {
+            Ok(n != 0)
+        }
+
+        fn visit_u64<E>(self, n: u64) -> Result<bool, E> {
+            Ok(n != 0)
+        }
+    }
+    d.deserialize_any(Flag)
 }
 
 /// Whose rows a read takes.
@@ -190,8 +228,8 @@ enum Scope<'a> {
 
 impl Scope<'_> {
     /// `select` (with its own parameters `fixed`, numbered from `$1`) limited to the scope's
-    /// customer by `column`, then `order`.
-    fn statement(&self, select: &str, column: &str, order: &str, fixed: Vec<Arg>) -> Statement {
+    /// customer by `column`.
+    fn statement(&self, select: &str, column: &str, fixed: Vec<Arg>) -> Statement {
         let n = fixed.len() + 1;
         let filter = match self {
             Self::Everyone => String::new(),
@@ -201,7 +239,7 @@ impl Scope<'_> {
                      WHERE key_hash = ${n} AND revoked_at IS NULL)"
             ),
         };
-        let mut statement = Statement::assembled(format!("{select}{filter}{order}"));
+        let mut statement = Statement::assembled(format!("{select}{filter}"));
         for arg in fixed {
             statement = statement.bind(arg);
         }
@@ -209,6 +247,29 @@ impl Scope<'_> {
             Self::Everyone => statement,
             Self::Customer(id) | Self::HolderOf(id) => statement.bind(*id),
         }
+    }
+
+    /// Hands the scope's rows of `table` to `each`: everyone's packed where the engine gains
+    /// by it (a read of the whole ledger), one customer's streamed.
+    async fn for_each<T: Record + DeserializeOwned>(
+        &self,
+        tx: &mut Tx,
+        table: &Table,
+        fixed: Vec<Arg>,
+        each: impl FnMut(T) + Send,
+    ) -> anyhow::Result<()> {
+        if let (Self::Everyone, Some(rowid_of)) = (self, table.rowid_of) {
+            let packed = Packed {
+                columns: table.columns,
+                rest: table.rest,
+                by_rowid_of: rowid_of,
+                args: fixed,
+            };
+            return tx.for_each_packed(packed, each).await;
+        }
+        let select = format!("SELECT {} {}", table.columns.join(", "), table.rest);
+        tx.for_each(self.statement(&select, table.customer, fixed), each)
+            .await
     }
 }
 
@@ -226,7 +287,8 @@ const ROLLED_KEPT: i64 = 90 * 86_400;
 const USAGE_KEPT: i64 = 62 * 86_400;
 
 /// Reads the scope's rows in one consistent snapshot, each handed to `sink` as it is
-/// decoded, so no table is ever held whole; returns the ledger version read.
+/// decoded, so no table is ever held whole; returns the ledger version read. Rows come in no
+/// particular order: the gate puts each customer's entitlements in order itself.
 async fn read(
     db: &Db,
     now: i64,
@@ -235,84 +297,136 @@ async fn read(
 ) -> anyhow::Result<i64> {
     let mut tx = db.begin_read().await?;
     let version = current_version(&mut tx).await?;
-    let keys = scope.statement(
-        &format!("SELECT k.id, k.customer_id, k.key_hash {LIVE_KEYS}"),
-        "k.customer_id",
-        "",
-        vec![(now - ROLLED_KEPT).into()],
-    );
-    tx.for_each(keys, |row| sink.key(row))
+    let rolled_kept = || vec![(now - ROLLED_KEPT).into()];
+    scope
+        .for_each(&mut tx, &KEYS, rolled_kept(), |row| sink.key(row))
         .await
         .context("Failed to load access keys")?;
-    // Found through the partial index on keys with terms.
+    // Found through the partial index on keys with terms: streamed, as they are few.
     let terms = scope.statement(
         &format!(
             "SELECT k.id, k.customer_id, k.key_hash, k.expires_at, k.cap, k.cap_period \
              {LIVE_KEYS} AND (k.expires_at IS NOT NULL OR k.cap IS NOT NULL)"
         ),
         "k.customer_id",
-        "",
-        vec![(now - ROLLED_KEPT).into()],
+        rolled_kept(),
     );
     tx.for_each(terms, |row| sink.key_terms(row))
         .await
         .context("Failed to load the keys' own terms")?;
-    let grants = scope.statement(
-        "SELECT id, customer_id, note, predictors, quota, quota_period, credits, expires_at \
-         FROM grants WHERE revoked_at IS NULL",
-        "customer_id",
-        " ORDER BY created_at, id",
-        vec![],
-    );
-    tx.for_each(grants, |row| sink.grant(row))
+    scope
+        .for_each(&mut tx, &GRANTS, vec![], |row| sink.grant(row))
         .await
         .context("Failed to load grants")?;
-    let items = scope.statement(
-        "SELECT si.id, s.customer_id, s.status, s.cancel_at_period_end, \
-                s.canceled_at, s.ended_at, s.past_due_since, \
-                si.current_period_start, si.current_period_end, p.usage_type, \
-                p.meter_event_name, pr.name AS product_name, \
-                pr.metadata AS product_metadata, p.metadata AS price_metadata \
-         FROM subscription_items si \
-         JOIN subscriptions s ON s.id = si.subscription_id \
-         LEFT JOIN prices p ON p.id = si.price_id \
-         LEFT JOIN products pr ON pr.id = p.product_id \
-         WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
-        "s.customer_id",
-        " ORDER BY s.created, si.id",
-        vec![(now - ENDED_KEPT).into()],
-    );
-    tx.for_each(items, |row| sink.item(row))
+    scope
+        .for_each(&mut tx, &ITEMS, vec![(now - ENDED_KEPT).into()], |row| {
+            sink.item(row)
+        })
         .await
         .context("Failed to load subscriptions")?;
-    let purchases = scope.statement(
-        "SELECT pu.id, pu.customer_id, pu.quantity, pu.paid_at, pu.refunded_at, \
-                pu.disputed_at, pr.name AS product_name, \
-                pr.metadata AS product_metadata, p.metadata AS price_metadata \
-         FROM purchases pu \
-         LEFT JOIN prices p ON p.id = pu.price_id \
-         LEFT JOIN products pr ON pr.id = p.product_id \
-         WHERE true",
-        "pu.customer_id",
-        " ORDER BY pu.paid_at, pu.id",
-        vec![],
-    );
-    tx.for_each(purchases, |row| sink.purchase(row))
+    scope
+        .for_each(&mut tx, &PURCHASES, vec![], |row| sink.purchase(row))
         .await
         .context("Failed to load purchases")?;
-    let usage = scope.statement(
-        "SELECT entitlement, period_start, customer_id, used FROM usage_counters \
-         WHERE (period_start = 0 OR period_start > $1)",
-        "customer_id",
-        "",
-        vec![(now - USAGE_KEPT).into()],
-    );
-    tx.for_each(usage, |row| sink.usage(row))
+    scope
+        .for_each(&mut tx, &USAGE, vec![(now - USAGE_KEPT).into()], |row| {
+            sink.usage(row)
+        })
         .await
         .context("Failed to load usage counters")?;
     tx.commit().await.context("Failed to end the ledger read")?;
     Ok(version)
 }
+
+/// One table of the ledger read: its columns, in the order of its row type's fields, the rest
+/// of its `SELECT` (ending in a `WHERE` condition), the column that names the customer, and
+/// the table whose rows it reads one each.
+struct Table {
+    columns: &'static [&'static str],
+    rest: &'static str,
+    customer: &'static str,
+    /// The table whose rows the read takes one each, if it has a `rowid` to pack them by.
+    rowid_of: Option<&'static str>,
+}
+
+const KEYS: Table = Table {
+    columns: &["k.id", "k.customer_id", "k.key_hash"],
+    rest: LIVE_KEYS,
+    customer: "k.customer_id",
+    rowid_of: Some("k"),
+};
+
+const GRANTS: Table = Table {
+    columns: &[
+        "id",
+        "customer_id",
+        "note",
+        "predictors",
+        "quota",
+        "quota_period",
+        "credits",
+        "expires_at",
+        "created_at",
+    ],
+    rest: "FROM grants WHERE revoked_at IS NULL",
+    customer: "customer_id",
+    rowid_of: Some("grants"),
+};
+
+const ITEMS: Table = Table {
+    columns: &[
+        "si.id",
+        "s.customer_id",
+        "s.status",
+        "s.cancel_at_period_end",
+        "s.canceled_at",
+        "s.ended_at",
+        "s.past_due_since",
+        "si.current_period_start",
+        "si.current_period_end",
+        "p.usage_type",
+        "p.meter_event_name",
+        "pr.name AS product_name",
+        "pr.metadata AS product_metadata",
+        "p.metadata AS price_metadata",
+        "s.created",
+    ],
+    rest: "FROM subscription_items si \
+           JOIN subscriptions s ON s.id = si.subscription_id \
+           LEFT JOIN prices p ON p.id = si.price_id \
+           LEFT JOIN products pr ON pr.id = p.product_id \
+           WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
+    customer: "s.customer_id",
+    rowid_of: Some("si"),
+};
+
+const PURCHASES: Table = Table {
+    columns: &[
+        "pu.id",
+        "pu.customer_id",
+        "pu.quantity",
+        "pu.paid_at",
+        "pu.refunded_at",
+        "pu.disputed_at",
+        "pr.name AS product_name",
+        "pr.metadata AS product_metadata",
+        "p.metadata AS price_metadata",
+    ],
+    rest: "FROM purchases pu \
+           LEFT JOIN prices p ON p.id = pu.price_id \
+           LEFT JOIN products pr ON pr.id = p.product_id \
+           WHERE true",
+    customer: "pu.customer_id",
+    rowid_of: Some("pu"),
+};
+
+const USAGE: Table = Table {
+    columns: &["entitlement", "period_start", "customer_id", "used"],
+    rest: "FROM usage_counters WHERE (period_start = 0 OR period_start > $1)",
+    customer: "customer_id",
+    // Clustered on its key (`WITHOUT ROWID`): streamed.
+    rowid_of: None,
+};
 
 async fn current_version(tx: &mut Tx) -> anyhow::Result<i64> {
     let (version,) = tx
