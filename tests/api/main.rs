@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod instances;
 mod keys;
+mod ledger_read;
 mod localstripe;
 mod malformed;
 mod metrics;
