@@ -3,7 +3,8 @@
 
 Measures, over several starts: from process start to the first correct 200 of the authorize
 route (polling as fast as a client can), then to /readyz answering 200 (the whole ledger in
-memory), and resident memory half a second after that. Prints one JSON line.
+memory) with the CPU time the process had used by then (all its threads), and resident
+memory half a second after that. Prints one JSON line.
 Usage: startup.py BINARY DATABASE_URL KEYS_FILE [RUNS]
 """
 import http.client
@@ -36,6 +37,13 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_ms(pid):
+    """User and system CPU time the process has used so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def one_start(key):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(port),
@@ -65,25 +73,27 @@ def one_start(key):
             conn.close()
             if status == 200:
                 ready = time.perf_counter() - started
+                cpu = cpu_ms(process.pid)
                 break
             if time.perf_counter() - started > 60:
                 raise RuntimeError("not ready within 60 s")
             time.sleep(0.005)
         time.sleep(0.5)
-        return elapsed, ready, rss_kib(process.pid)
+        return elapsed, ready, rss_kib(process.pid), cpu
     finally:
         process.terminate()
         process.wait()
 
 
 results = [one_start(random.choice(keys)) for _ in range(runs)]
-times = sorted(t for t, _, _ in results)
-ready = sorted(r for _, r, _ in results)
+times = sorted(t for t, _, _, _ in results)
+ready = sorted(r for _, r, _, _ in results)
 print(json.dumps({
     "runs": runs,
     "first_200_ms_median": round(statistics.median(times) * 1000, 1),
     "first_200_ms_max": round(times[-1] * 1000, 1),
     "ready_ms_median": round(statistics.median(ready) * 1000, 1),
     "ready_ms_max": round(ready[-1] * 1000, 1),
-    "rss_kib": statistics.median(m for _, _, m in results),
+    "ready_cpu_ms_median": statistics.median(c for _, _, _, c in results),
+    "rss_kib": statistics.median(m for _, _, m, _ in results),
 }))
