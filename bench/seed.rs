@@ -1,6 +1,6 @@
 //! Seeds a benchmark ledger: N customers with one key each and a realistic mix of what gives
 //! access (subscriptions unlimited and with a quota, manual grants, credit purchases, some
-//! canceled history), written in `tollbooth export` format for `tollbooth import`, plus the keys.
+//! canceled history) with what each quota and credit balance has counted so far, written in `tollbooth export` format for `tollbooth import`, plus the keys.
 //!
 //! cargo run --release --example seed -- <customers> <out dir>
 
@@ -141,7 +141,14 @@ fn main() -> std::io::Result<()> {
         };
         match i % 5 {
             0 | 1 => subscribe(&mut row, 0, "price_pro", "active")?,
-            2 => subscribe(&mut row, 0, "price_quota", "active")?,
+            2 => {
+                subscribe(&mut row, 0, "price_quota", "active")?;
+                // What the quota has counted this period.
+                row(
+                    "usage_counters",
+                    json!([format!("si_bench{i:07}_0"), now - 86_400, customer, 7, now]),
+                )?;
+            }
             3 => row(
                 "grants",
                 json!([
@@ -169,7 +176,14 @@ fn main() -> std::io::Result<()> {
                     null,
                     null
                 ]),
-            )?,
+            )
+            .and_then(|()| {
+                // Credits spent so far (period 0: the purchase's whole life).
+                row(
+                    "usage_counters",
+                    json!([format!("cs_bench{i:07}"), 0, customer, 3, now]),
+                )
+            })?,
         }
         if i % 20 == 0 {
             subscribe(&mut row, 1, "price_pro", "canceled")?;

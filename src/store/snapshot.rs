@@ -258,11 +258,11 @@ impl Scope<'_> {
         fixed: Vec<Arg>,
         each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
-        if let (Self::Everyone, Some(rowid_of)) = (self, table.rowid_of) {
+        if let Self::Everyone = self {
             let packed = Packed {
                 columns: table.columns,
                 rest: table.rest,
-                by_rowid_of: rowid_of,
+                key: table.key,
                 args: fixed,
             };
             return tx.for_each_packed(packed, each).await;
@@ -340,20 +340,20 @@ async fn read(
 
 /// One table of the ledger read: its columns, in the order of its row type's fields, the rest
 /// of its `SELECT` (ending in a `WHERE` condition), the column that names the customer, and
-/// the table whose rows it reads one each.
+/// what orders its rows for a packed read.
 struct Table {
     columns: &'static [&'static str],
     rest: &'static str,
     customer: &'static str,
-    /// The table whose rows the read takes one each, if it has a `rowid` to pack them by.
-    rowid_of: Option<&'static str>,
+    /// What tells its rows apart in an order an index keeps (see [`Packed::key`]).
+    key: &'static [&'static str],
 }
 
 const KEYS: Table = Table {
     columns: &["k.id", "k.customer_id", "k.key_hash"],
     rest: LIVE_KEYS,
     customer: "k.customer_id",
-    rowid_of: Some("k"),
+    key: &["k.rowid"],
 };
 
 const GRANTS: Table = Table {
@@ -370,7 +370,7 @@ const GRANTS: Table = Table {
     ],
     rest: "FROM grants WHERE revoked_at IS NULL",
     customer: "customer_id",
-    rowid_of: Some("grants"),
+    key: &["grants.rowid"],
 };
 
 const ITEMS: Table = Table {
@@ -397,7 +397,7 @@ const ITEMS: Table = Table {
            LEFT JOIN products pr ON pr.id = p.product_id \
            WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
     customer: "s.customer_id",
-    rowid_of: Some("si"),
+    key: &["si.rowid"],
 };
 
 const PURCHASES: Table = Table {
@@ -417,15 +417,15 @@ const PURCHASES: Table = Table {
            LEFT JOIN products pr ON pr.id = p.product_id \
            WHERE true",
     customer: "pu.customer_id",
-    rowid_of: Some("pu"),
+    key: &["pu.rowid"],
 };
 
 const USAGE: Table = Table {
     columns: &["entitlement", "period_start", "customer_id", "used"],
     rest: "FROM usage_counters WHERE (period_start = 0 OR period_start > $1)",
     customer: "customer_id",
-    // Clustered on its key (`WITHOUT ROWID`): streamed.
-    rowid_of: None,
+    // Clustered on its key (`WITHOUT ROWID`).
+    key: &["entitlement", "period_start"],
 };
 
 async fn current_version(tx: &mut Tx) -> anyhow::Result<i64> {

@@ -142,37 +142,67 @@ pub const PACKED_ROWS: usize = 1024;
 pub struct Packed<'a> {
     pub columns: &'a [&'a str],
     pub rest: &'a str,
-    /// The alias of the table whose `rowid` orders the chunks (SQLite): one row of the read
-    /// per row of that table.
-    pub by_rowid_of: &'a str,
+    /// What orders the rows into chunks (SQLite): columns that tell every row of the read
+    /// apart and that an index keeps in order (a table's `rowid`, its primary key).
+    pub key: &'a [&'a str],
     pub args: Vec<Arg>,
 }
 
 impl Packed<'_> {
-    /// One chunk's statement: the rows after the `rowid` bound last, as a JSON array of
-    /// arrays, and the last `rowid` in it (`NULL` when none is left).
-    fn sqlite_chunk(&self) -> String {
-        let table = self.by_rowid_of;
-        let inner: Vec<String> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, column)| {
-                let expression = column.split_once(" AS ").map_or(*column, |(e, _)| e);
-                format!("{expression} AS c{i}")
-            })
-            .collect();
-        let outer: Vec<String> = (0..self.columns.len()).map(|i| format!("c{i}")).collect();
+    /// One chunk's statement: the first rows in the key's order (after the key bound last,
+    /// for the `next` ones) as a JSON array of arrays, and the last row's key as a JSON array
+    /// (`NULL` when no row is left). The chunk is read once and both taken from it.
+    fn sqlite_chunk(&self, next: bool) -> String {
+        let keys: Vec<String> = (0..self.key.len()).map(|i| format!("k{i}")).collect();
+        let values: Vec<String> = (0..self.columns.len()).map(|i| format!("c{i}")).collect();
+        let aliased = |list: &[&str], prefix: &str| -> Vec<String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    let expression = column.split_once(" AS ").map_or(*column, |(e, _)| e);
+                    format!("{expression} AS {prefix}{i}")
+                })
+                .collect()
+        };
+        let mut selected = aliased(self.key, "k");
+        selected.extend(aliased(self.columns, "c"));
+        let order = self.key.join(", ");
+        let after = match next {
+            false => String::new(),
+            true => {
+                let bound: Vec<String> = (0..self.key.len())
+                    .map(|i| format!("${}", self.args.len() + 1 + i))
+                    .collect();
+                format!(" AND ({order}) > ({})", bound.join(", "))
+            }
+        };
+        let descending: Vec<String> = keys.iter().map(|k| format!("{k} DESC")).collect();
         format!(
-            "SELECT json_group_array(json_array({})), max(r_) FROM \
-             (SELECT {table}.rowid AS r_, {} {} AND {table}.rowid > ${} \
-              ORDER BY {table}.rowid LIMIT {PACKED_ROWS})",
-            outer.join(", "),
-            inner.join(", "),
+            "WITH chunk AS MATERIALIZED (SELECT {} {}{after} ORDER BY {order} \
+                 LIMIT {PACKED_ROWS}) \
+             SELECT (SELECT json_group_array(json_array({})) FROM chunk), \
+                    (SELECT json_array({}) FROM chunk ORDER BY {} LIMIT 1)",
+            selected.join(", "),
             self.rest,
-            self.args.len() + 1,
+            values.join(", "),
+            keys.join(", "),
+            descending.join(", "),
         )
     }
+}
+
+/// The arguments that bind a key read back as a JSON array of integers and text.
+fn key_args(key: &str) -> anyhow::Result<Vec<Arg>> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(key).context("Failed to read a packed chunk's last key")?;
+    values
+        .iter()
+        .map(|value| {
+            Arg::from_json(Kind::Int, value)
+                .or_else(|| Arg::from_json(Kind::Text, value))
+                .context("A packed chunk's key is neither an integer nor text")
+        })
+        .collect()
 }
 
 /// A row type both engines can decode (a `#[derive(FromRow)]` struct, or a tuple).
@@ -404,9 +434,9 @@ impl Tx {
     /// Hands each row of a large read to `each`, like [`Self::for_each`], with what the
     /// engine does best. PostgreSQL streams the rows. SQLite's driver hands every row from its
     /// own thread to the runtime, a wake-up and a few allocations each, which at a million rows
-    /// cost several times the read itself; there SQLite packs [`PACKED_ROWS`] rows at a time
-    /// into one JSON array, by the `rowid` of the table `read.by_rowid_of`, while the runtime
-    /// decodes the array before.
+    /// cost several times the read itself; there SQLite packs [`PACKED_ROWS`] rows at a time,
+    /// in the order of `read.key`, into one JSON array, while the runtime decodes the array
+    /// before.
     pub async fn for_each_packed<T: Record + DeserializeOwned>(
         &mut self,
         read: Packed<'_>,
@@ -418,21 +448,28 @@ impl Tx {
             statement.args = read.args;
             return self.for_each(statement, each).await;
         };
-        let chunk = Statement::assembled(read.sqlite_chunk()).sql;
+        let first = Statement::assembled(read.sqlite_chunk(false)).sql;
+        let next = Statement::assembled(read.sqlite_chunk(true)).sql;
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<String>(2);
         let produce = async move {
-            let mut after = 0_i64;
+            let mut after: Option<Vec<Arg>> = None;
             loop {
                 let mut args = read.args.clone();
-                args.push(Arg::Int(Some(after)));
-                let (array, last): (String, Option<i64>) =
-                    sqlx::query_as_with(chunk.clone(), arguments::<Sqlite>(args)?)
+                let text = match after {
+                    None => first.clone(),
+                    Some(last) => {
+                        args.extend(last);
+                        next.clone()
+                    }
+                };
+                let (array, last): (String, Option<String>) =
+                    sqlx::query_as_with(text, arguments::<Sqlite>(args)?)
                         .fetch_one(&mut **conn)
                         .await?;
                 let Some(last) = last else {
                     return anyhow::Ok(());
                 };
-                after = last;
+                after = Some(key_args(&last)?);
                 if chunks.send(array).await.is_err() {
                     return Ok(());
                 }

@@ -1,5 +1,5 @@
-//! The whole ledger read at start: every row once, however the engine hands them over (SQLite
-//! packs them a chunk at a time), and each customer's plans tried in the same order whatever
+//! The whole ledger read at start: every row once, the usage counters too, however the engine
+//! hands them over (SQLite packs them a chunk at a time), and each customer's plans tried in the same order whatever
 //! order the rows come in: grants, then subscriptions, then purchases, each oldest first and
 //! then by id.
 
@@ -133,6 +133,23 @@ fn ledger(now: i64) -> Vec<TableRows> {
                 ],
             );
         }
+        // Counts of several periods of one quota (a chunk may end between them) and of credits.
+        for (entitlement, period_start, used) in [
+            (format!("si_{i:05}_1"), now - 86_400, 4),
+            (format!("si_{i:05}_1"), now - 40 * 86_400, 9),
+            (format!("g_{i:05}_a"), 0, 2),
+        ] {
+            add(
+                "usage_counters",
+                &[
+                    ("entitlement", json!(entitlement)),
+                    ("period_start", json!(period_start)),
+                    ("customer_id", json!(c)),
+                    ("used", json!(used)),
+                    ("updated_at", json!(now)),
+                ],
+            );
+        }
         for (purchase, paid) in [("y", now - 60), ("z", now - 600)] {
             add(
                 "purchases",
@@ -175,6 +192,13 @@ async fn the_whole_ledger_is_read_once_across_chunks_and_each_customer_s_plans_k
         rows.purchases.iter().map(|r| r.id.as_str()).collect(),
         2 * CUSTOMERS,
     );
+    let counters: Vec<(String, i64)> = rows
+        .usage
+        .iter()
+        .map(|r| (r.entitlement.clone(), r.period_start))
+        .collect();
+    assert_eq!(counters.len(), 3 * CUSTOMERS);
+    assert_eq!(counters.iter().collect::<HashSet<_>>().len(), 3 * CUSTOMERS);
     assert!(rows.items.iter().all(|r| !r.cancel_at_period_end));
     assert_eq!(rows.version, store.ledger_version().await.unwrap());
 
@@ -184,11 +208,10 @@ async fn the_whole_ledger_is_read_once_across_chunks_and_each_customer_s_plans_k
     });
     gate.reload(store.as_ref(), now).await.unwrap();
     for i in [0, PACKED_ROWS - 1, PACKED_ROWS, CUSTOMERS - 1] {
-        let order: Vec<String> = gate
-            .limits(&format!("cus_{i:05}"), now)
-            .into_iter()
-            .map(|limit| limit.entitlement_id)
-            .collect();
+        let limits = gate.limits(&format!("cus_{i:05}"), now);
+        let order: Vec<&str> = limits.iter().map(|l| l.entitlement_id.as_str()).collect();
+        let used: Vec<u64> = limits.iter().map(|l| l.used).collect();
+        assert_eq!(used, [2, 0, 0, 4, 0, 0, 0], "customer {i}");
         let expected: Vec<String> = ["g_a", "g_b", "si_9", "si_1", "si_2", "cs_z", "cs_y"]
             .iter()
             .map(|id| {
