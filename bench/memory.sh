@@ -21,7 +21,7 @@ env PORT="$PORT" HOST=127.0.0.1 WORKERS=1 AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme 
   LOG_FORMAT="${LOG_FORMAT-json}" DATABASE_URL="sqlite://$DB" "$BIN" > target/bench/memory.log 2>&1 &
 PID=$!
 trap 'kill $PID 2> /dev/null || true; wait $PID 2> /dev/null || true' EXIT
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)
   [ "$code" = 200 ] && break
   sleep 0.1

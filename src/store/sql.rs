@@ -176,15 +176,24 @@ impl Packed<'_> {
                 format!(" AND ({order}) > ({})", bound.join(", "))
             }
         };
+        let chunk = format!(
+            "SELECT {} {}{after} ORDER BY {order} LIMIT {PACKED_ROWS}",
+            selected.join(", "),
+            self.rest
+        );
+        let rows = format!("json_group_array(json_array({}))", values.join(", "));
+        if let [_] = self.key {
+            // One key column: its largest is the last row's, read in the same pass.
+            return format!(
+                "SELECT {rows}, CASE WHEN count(*) > 0 THEN json_array(max(k0)) END \
+                 FROM ({chunk})"
+            );
+        }
         let descending: Vec<String> = keys.iter().map(|k| format!("{k} DESC")).collect();
         format!(
-            "WITH chunk AS MATERIALIZED (SELECT {} {}{after} ORDER BY {order} \
-                 LIMIT {PACKED_ROWS}) \
-             SELECT (SELECT json_group_array(json_array({})) FROM chunk), \
+            "WITH chunk AS MATERIALIZED ({chunk}) \
+             SELECT (SELECT {rows} FROM chunk), \
                     (SELECT json_array({}) FROM chunk ORDER BY {} LIMIT 1)",
-            selected.join(", "),
-            self.rest,
-            values.join(", "),
             keys.join(", "),
             descending.join(", "),
         )
@@ -198,9 +207,12 @@ fn key_args(key: &str) -> anyhow::Result<Vec<Arg>> {
     values
         .iter()
         .map(|value| {
-            Arg::from_json(Kind::Int, value)
-                .or_else(|| Arg::from_json(Kind::Text, value))
-                .context("A packed chunk's key is neither an integer nor text")
+            // A key is never empty: an empty one would read the same chunk again.
+            let arg = match value.is_null() {
+                true => None,
+                false => Arg::from_json(Kind::Int, value).or(Arg::from_json(Kind::Text, value)),
+            };
+            arg.context("A packed chunk's key is neither an integer nor text")
         })
         .collect()
 }
