@@ -258,18 +258,17 @@ impl Scope<'_> {
         fixed: Vec<Arg>,
         each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
+        let packed = Packed {
+            columns: table.columns,
+            rest: table.rest,
+            key: table.key,
+            args: fixed,
+        };
         if let Self::Everyone = self {
-            let packed = Packed {
-                columns: table.columns,
-                rest: table.rest,
-                key: table.key,
-                args: fixed,
-            };
             return tx.for_each_packed(packed, each).await;
         }
-        let select = format!("SELECT {} {}", table.columns.join(", "), table.rest);
-        tx.for_each(self.statement(&select, table.customer, fixed), each)
-            .await
+        let statement = self.statement(&packed.select(), table.customer, packed.args);
+        tx.for_each(statement, each).await
     }
 }
 

@@ -149,6 +149,11 @@ pub struct Packed<'a> {
 }
 
 impl Packed<'_> {
+    /// The read as one plain `SELECT`, every row at once.
+    pub fn select(&self) -> String {
+        format!("SELECT {} {}", self.columns.join(", "), self.rest)
+    }
+
     /// One chunk's statement: the first rows in the key's order (after the key bound last,
     /// for the `next` ones) as a JSON array of arrays, and the last row's key as a JSON array
     /// (`NULL` when no row is left). The chunk is read once and both taken from it.
@@ -455,8 +460,7 @@ impl Tx {
         mut each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
         let Conn::Sqlite(conn) = &mut self.conn else {
-            let columns = read.columns.join(", ");
-            let mut statement = Statement::assembled(format!("SELECT {columns} {}", read.rest));
+            let mut statement = Statement::assembled(read.select());
             statement.args = read.args;
             return self.for_each(statement, each).await;
         };
