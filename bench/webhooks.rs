@@ -6,7 +6,9 @@
 //! re-fetch with a new active subscription for the customer, delivers signed
 //! `customer.subscription.created` events for grant-only customers at the given rate, and
 //! measures, for each, the time from the acknowledged delivery until the gate's in-memory view
-//! holds the new subscription item. Prints one JSON line.
+//! holds the new subscription item (watched by a loop of its own, every millisecond, while
+//! another task delivers), and how long each delivery took to be acknowledged. The service's
+//! warnings go to stderr. Prints one JSON line.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -108,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         ("STRIPE_API_BASE", stripe.uri()),
         ("RECONCILE_EVERY", "1d".into()),
     ]);
+    tollbooth::telemetry::init_subscriber("warn", true, false, std::io::stderr);
     let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
     let app = Application::build(settings).await?;
     let url = format!("http://127.0.0.1:{}/stripe/webhook", app.port());
@@ -117,14 +120,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let client = reqwest::Client::new();
+    // The sender delivers at the rate, as Stripe would, while the checker below watches the
+    // view: a check never waits for a delivery, so a lag is the view's, not this loop's.
+    let (acknowledged_tx, mut acknowledged_rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
-    let mut pending: Vec<(String, Instant)> = Vec::new();
-    let mut lags = Vec::with_capacity(events);
-    let mut sent = 0;
-    while lags.len() < events {
-        let due = (start.elapsed().as_secs_f64() * rate) as usize;
-        while sent < events && sent < due {
+    let sender = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut receipts = Vec::with_capacity(events);
+        for sent in 0..events {
+            let due = start + Duration::from_secs_f64(sent as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
             // Grant-only customers of the seeded ledger (every fifth, from the fourth).
             let customer = format!("cus_bench{:07}", sent * 5 + 3);
             let event = json!({
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
+            let posted = Instant::now();
             let response = client
                 .post(&url)
                 .header("content-type", "application/json")
@@ -154,8 +160,17 @@ async fn main() -> anyhow::Result<()> {
                 "delivery refused: {}",
                 response.status()
             );
-            pending.push((customer, Instant::now()));
-            sent += 1;
+            receipts.push(posted.elapsed());
+            let _ = acknowledged_tx.send((customer, Instant::now()));
+        }
+        anyhow::Ok(receipts)
+    });
+
+    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut lags = Vec::with_capacity(events);
+    while lags.len() < events {
+        while let Ok(delivered) = acknowledged_rx.try_recv() {
+            pending.push(delivered);
         }
         // These customers had a grant only: a subscription in their view is the new one.
         pending.retain(|(customer, acknowledged)| {
@@ -173,8 +188,13 @@ async fn main() -> anyhow::Result<()> {
             "gave up: {} seen",
             lags.len()
         );
+        if sender.is_finished() && pending.is_empty() && acknowledged_rx.is_empty() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let mut receipts = sender.await??;
+    receipts.sort();
     lags.sort();
     let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     println!(
@@ -183,6 +203,8 @@ async fn main() -> anyhow::Result<()> {
             "events": events, "rate_per_s": rate, "keys": gate.key_count(),
             "lag_p50_ms": ms(lags[lags.len() / 2]), "lag_p99_ms": ms(lags[lags.len() * 99 / 100]),
             "lag_max_ms": ms(*lags.last().unwrap()),
+            "receipt_p50_ms": ms(receipts[receipts.len() / 2]),
+            "receipt_p99_ms": ms(receipts[receipts.len() * 99 / 100]),
             "all_visible_after_s": (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
         })
     );

@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 pub use admin_sessions::{AdminSession, AdminSessions};
 pub use alerts::{AlertRow, Alerts, Delivered, DeliveryRow, NewAlert, NewDelivery};
@@ -70,19 +70,27 @@ pub struct Db {
     pool: Pool,
     /// PostgreSQL's `LISTEN` for ledger changes, started on first use.
     signal: OnceLock<Arc<Notify>>,
+    /// SQLite's writers in this process, in the order they came (see [`Db::write_turn`]).
+    writers: Option<Arc<Mutex<()>>>,
 }
+
+/// How long a writer waits for its turn, as long as SQLite's `busy_timeout` waits for another
+/// process's write.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
 /// `sqlite://FILE` for an SQLite file created (0600) if missing.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<Db>> {
-    let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Pool::Postgres(postgres::connect(url).await?)
+    let (pool, writers) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (Pool::Postgres(postgres::connect(url).await?), None)
     } else {
-        Pool::Sqlite(sqlite::connect(url).await?)
+        let pool = Pool::Sqlite(sqlite::connect(url).await?);
+        (pool, Some(Arc::new(Mutex::new(()))))
     };
     Ok(Arc::new(Db {
         pool,
         signal: OnceLock::new(),
+        writers,
     }))
 }
 
@@ -103,11 +111,30 @@ impl Db {
         }
     }
 
+    /// Reads, so it never waits for a writer's turn.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        self.execute(sql::sql("SELECT 1"))
+        let (_,): (i64,) = self
+            .fetch_one(sql::sql("SELECT 1"))
             .await
             .context("Failed to reach the database")?;
         Ok(())
+    }
+
+    /// This process's turn to write, on SQLite (`None` on PostgreSQL, whose writers do not
+    /// exclude each other). SQLite lets one connection write at a time; a connection that finds
+    /// the lock taken sleeps in its busy handler, longer each time (up to 100 ms a try), while
+    /// holding a pooled connection, so under a burst of writes (webhook events, the usage
+    /// flush, receipts) one could wait hundreds of milliseconds while others came and went, and
+    /// readers ran short of connections. Here writers queue first, in order, before taking a
+    /// connection; only another process's writes (the CLI) still meet the busy handler.
+    async fn write_turn(&self) -> anyhow::Result<Option<OwnedMutexGuard<()>>> {
+        let Some(writers) = &self.writers else {
+            return Ok(None);
+        };
+        let turn = tokio::time::timeout(WRITE_WAIT, Arc::clone(writers).lock_owned())
+            .await
+            .context("The database is busy: another write took longer than 5 s")?;
+        Ok(Some(turn))
     }
 
     pub async fn close(&self) {
@@ -117,13 +144,15 @@ impl Db {
         }
     }
 
-    /// A transaction that writes. On SQLite it takes the write lock up front.
+    /// A transaction that writes. On SQLite it waits for this process's turn to write, then
+    /// takes the write lock up front; the turn passes on when the transaction ends.
     async fn begin_write(&self) -> anyhow::Result<Tx> {
         let begin = match self.pool {
             Pool::Sqlite(_) => sqlite::BEGIN_WRITE,
             Pool::Postgres(_) => postgres::BEGIN_WRITE,
         };
-        Tx::begin(&self.pool, begin)
+        let turn = self.write_turn().await?;
+        Tx::begin(&self.pool, begin, turn)
             .await
             .context("Failed to start a write transaction")
     }
@@ -134,7 +163,7 @@ impl Db {
             Pool::Sqlite(_) => sqlite::BEGIN_READ,
             Pool::Postgres(_) => postgres::BEGIN_READ,
         };
-        Tx::begin(&self.pool, begin)
+        Tx::begin(&self.pool, begin, None)
             .await
             .context("Failed to start a read transaction")
     }
@@ -147,5 +176,70 @@ impl Db {
             Pool::Postgres(_) => postgres::JSON_ROWS,
         };
         sql::Statement::assembled(sql.replace("{json_rows}", rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::sql::sql;
+
+    /// Writers of one process take their turns in the order they came, without holding a
+    /// connection while they wait, and a transaction that ends without a commit passes its
+    /// turn on.
+    #[tokio::test]
+    async fn sqlite_writers_queue_in_order_and_leave_connections_to_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let mut tx = db.begin_write().await.unwrap();
+        tx.execute(sql("CREATE TABLE turns (n INTEGER NOT NULL)"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let holder = db.begin_write().await.unwrap();
+        let mut writers = Vec::new();
+        for n in 0..8_i64 {
+            let writer = Arc::clone(&db);
+            writers.push(tokio::spawn(async move {
+                let mut tx = writer.begin_write().await?;
+                tx.execute(sql("INSERT INTO turns (n) VALUES ($1)").bind(n))
+                    .await?;
+                tx.commit().await
+            }));
+            // Each writer is waiting for its turn before the next one asks.
+            for _ in 0..100 {
+                if Arc::strong_count(db.writers.as_ref().unwrap()) >= n as usize + 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // Eight writers wait and the pool has four connections: a reader still gets one.
+        let (one,): (i64,) =
+            tokio::time::timeout(Duration::from_secs(2), db.fetch_one(sql("SELECT 1")))
+                .await
+                .expect("a reader is not kept waiting by queued writers")
+                .unwrap();
+        assert_eq!(one, 1);
+
+        drop(holder); // ends without a commit
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let order: Vec<(i64,)> = db
+            .fetch_all(sql("SELECT n FROM turns ORDER BY rowid"))
+            .await
+            .unwrap();
+        let order: Vec<i64> = order.into_iter().map(|(n,)| n).collect();
+        assert_eq!(
+            order,
+            (0..8).collect::<Vec<_>>(),
+            "turns in the order asked"
+        );
     }
 }

@@ -266,6 +266,8 @@ pub(super) enum Pool {
 pub(super) struct Tx {
     conn: Conn,
     open: bool,
+    /// A writer's turn on SQLite, passed on when the transaction ends (after `conn`).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 enum Conn {
@@ -317,7 +319,10 @@ impl super::Db {
         }
     }
 
+    /// A statement that writes (or one that reads only); on SQLite it waits for this
+    /// process's turn to write.
     pub async fn execute(&self, statement: Statement) -> anyhow::Result<u64> {
+        let _turn = self.write_turn().await?;
         Ok(dispatch!(self.target(), statement, |q, exec| {
             sqlx::query_with(q.0, q.1)
                 .execute(exec)
@@ -350,12 +355,21 @@ impl super::Db {
 
 impl Tx {
     /// Starts a transaction with `begin` (the engine's `BEGIN …`) on a connection of `pool`.
-    pub(super) async fn begin(pool: &Pool, begin: &'static str) -> anyhow::Result<Self> {
+    /// A writer on SQLite brings its `turn` ([`super::Db::write_turn`]).
+    pub(super) async fn begin(
+        pool: &Pool,
+        begin: &'static str,
+        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> anyhow::Result<Self> {
         let conn = match pool {
             Pool::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
             Pool::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
         };
-        let mut tx = Self { conn, open: false };
+        let mut tx = Self {
+            conn,
+            open: false,
+            _turn: turn,
+        };
         // A `BEGIN` that failed started nothing: the connection goes back to the pool as is.
         tx.execute(sql(begin)).await?;
         tx.open = true;
