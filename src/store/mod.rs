@@ -114,7 +114,7 @@ impl Db {
     /// Reads, so it never waits for a writer's turn.
     pub async fn ping(&self) -> anyhow::Result<()> {
         let (_,): (i64,) = self
-            .fetch_one(sql::sql("SELECT 1"))
+            .fetch_one(sql::sql("SELECT CAST(1 AS BIGINT)"))
             .await
             .context("Failed to reach the database")?;
         Ok(())
