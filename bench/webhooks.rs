@@ -67,6 +67,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("webhooks.db");
     std::fs::copy(&ledger, &db)?;
+    // Written out now, so the service's first checkpoint does not pay for the copy.
+    std::fs::File::open(&db)?.sync_all()?;
     let stripe = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path_regex("^/v1/customers/"))
