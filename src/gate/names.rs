@@ -21,20 +21,35 @@ pub struct Names {
     ends: Vec<u32>,
     /// Slots, found by the hash of their text.
     index: HashTable<u32>,
+    /// Each slot's hash, kept only until [`Self::shrink_to_fit`] (the end of a whole-ledger
+    /// load): while the index grows, every slot is placed again, and reading its hash here
+    /// costs one memory access where hashing its text again cost two (its end, then its text).
+    hashes: Vec<u64>,
 }
 
 impl Names {
     /// The slot of `name`, added if it is new.
     pub fn intern(&mut self, name: &str) -> u32 {
         let hash = SEED.hash_one(name);
-        let Self { text, ends, index } = self;
+        let Self {
+            text,
+            ends,
+            index,
+            hashes,
+        } = self;
         if let Some(&slot) = index.find(hash, |&slot| name_at(text, ends, slot) == name) {
             return slot;
         }
         let slot = u32::try_from(ends.len()).expect("fewer than 2^32 ids");
         text.push_str(name);
         ends.push(u32::try_from(text.len()).expect("ids fit in 4 GiB"));
-        index.insert_unique(hash, slot, |&slot| SEED.hash_one(name_at(text, ends, slot)));
+        if hashes.len() == slot as usize {
+            hashes.push(hash);
+        }
+        index.insert_unique(hash, slot, |&slot| match hashes.get(slot as usize) {
+            Some(&hash) => hash,
+            None => SEED.hash_one(name_at(text, ends, slot)),
+        });
         slot
     }
 
@@ -52,11 +67,18 @@ impl Names {
     }
 
     /// Gives back what growing by doubling reserved (after a whole ledger was read).
+    /// The slots' hashes are let go.
     pub fn shrink_to_fit(&mut self) {
-        let Self { text, ends, index } = self;
+        let Self {
+            text,
+            ends,
+            index,
+            hashes,
+        } = self;
         text.shrink_to_fit();
         ends.shrink_to_fit();
         index.shrink_to_fit(|&slot| SEED.hash_one(name_at(text, ends, slot)));
+        *hashes = Vec::new();
     }
 
     pub fn len(&self) -> usize {
@@ -69,7 +91,10 @@ impl Names {
 
     /// Bytes held, for the memory figures.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4 + self.index.capacity() * 5
+        self.text.capacity()
+            + self.ends.capacity() * 4
+            + self.index.capacity() * 5
+            + self.hashes.capacity() * 8
     }
 }
 
@@ -171,6 +196,15 @@ mod tests {
             "slots survive the index growing"
         );
         assert_eq!(names.get(names.find("id_9999").unwrap()), "id_9999");
+        // After a load the hashes kept for growing are let go; growing again hashes the text.
+        names.shrink_to_fit();
+        for n in 10_000..40_000 {
+            names.intern(&format!("id_{n}"));
+        }
+        assert_eq!(names.find("si_1"), Some(a));
+        assert_eq!(names.get(names.find("id_9999").unwrap()), "id_9999");
+        assert_eq!(names.get(names.find("id_39999").unwrap()), "id_39999");
+        assert_eq!(names.len(), 40_002);
     }
 
     #[test]
