@@ -15,13 +15,19 @@ const SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0
 /// An append-only set of strings, each numbered by the order it first came in.
 #[derive(Default)]
 pub struct Names {
+    spelled: Spelled,
+    /// Slots, found by the hash of their text.
+    index: HashTable<u32>,
+}
+
+/// The names themselves, by slot.
+#[derive(Default)]
+struct Spelled {
     /// Every name, end to end.
     text: String,
     /// Where each name ends in `text`; a name starts where the one before it ends.
     ends: Vec<u32>,
-    /// Slots, found by the hash of their text.
-    index: HashTable<u32>,
-    /// Each slot's hash, kept only until [`Self::shrink_to_fit`] (the end of a whole-ledger
+    /// Each slot's hash, kept only until [`Names::shrink_to_fit`] (the end of a whole-ledger
     /// load): while the index grows, every slot is placed again, and reading its hash here
     /// costs one memory access where hashing its text again cost two (its end, then its text).
     hashes: Vec<u64>,
@@ -31,25 +37,12 @@ impl Names {
     /// The slot of `name`, added if it is new.
     pub fn intern(&mut self, name: &str) -> u32 {
         let hash = SEED.hash_one(name);
-        let Self {
-            text,
-            ends,
-            index,
-            hashes,
-        } = self;
-        if let Some(&slot) = index.find(hash, |&slot| name_at(text, ends, slot) == name) {
+        let Self { spelled, index } = self;
+        if let Some(&slot) = index.find(hash, |&slot| spelled.name(slot) == name) {
             return slot;
         }
-        let slot = u32::try_from(ends.len()).expect("fewer than 2^32 ids");
-        text.push_str(name);
-        ends.push(u32::try_from(text.len()).expect("ids fit in 4 GiB"));
-        if hashes.len() == slot as usize {
-            hashes.push(hash);
-        }
-        index.insert_unique(hash, slot, |&slot| match hashes.get(slot as usize) {
-            Some(&hash) => hash,
-            None => SEED.hash_one(name_at(text, ends, slot)),
-        });
+        let slot = spelled.push(name, hash);
+        index.insert_unique(hash, slot, |&slot| spelled.hash(slot));
         slot
     }
 
@@ -57,55 +50,71 @@ impl Names {
     pub fn find(&self, name: &str) -> Option<u32> {
         let hash = SEED.hash_one(name);
         self.index
-            .find(hash, |&slot| name_at(&self.text, &self.ends, slot) == name)
+            .find(hash, |&slot| self.spelled.name(slot) == name)
             .copied()
     }
 
     /// The name in `slot`. Slots come only from [`Self::intern`], so one is always there.
     pub fn get(&self, slot: u32) -> &str {
-        name_at(&self.text, &self.ends, slot)
+        self.spelled.name(slot)
     }
 
     /// Gives back what growing by doubling reserved (after a whole ledger was read).
     /// The slots' hashes are let go.
     pub fn shrink_to_fit(&mut self) {
-        let Self {
-            text,
-            ends,
-            index,
-            hashes,
-        } = self;
-        text.shrink_to_fit();
-        ends.shrink_to_fit();
-        index.shrink_to_fit(|&slot| SEED.hash_one(name_at(text, ends, slot)));
-        *hashes = Vec::new();
+        let Self { spelled, index } = self;
+        index.shrink_to_fit(|&slot| spelled.hash(slot));
+        spelled.text.shrink_to_fit();
+        spelled.ends.shrink_to_fit();
+        spelled.hashes = Vec::new();
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spelled.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.spelled.ends.is_empty()
     }
 
     /// Bytes held, for the memory figures.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity()
-            + self.ends.capacity() * 4
-            + self.index.capacity() * 5
-            + self.hashes.capacity() * 8
+        let Spelled { text, ends, hashes } = &self.spelled;
+        text.capacity() + ends.capacity() * 4 + hashes.capacity() * 8 + self.index.capacity() * 5
     }
 }
 
-fn name_at<'a>(text: &'a str, ends: &[u32], slot: u32) -> &'a str {
-    let slot = slot as usize;
-    let start = if slot == 0 {
-        0
-    } else {
-        ends[slot - 1] as usize
-    };
-    &text[start..ends[slot] as usize]
+impl Spelled {
+    /// Adds `name`, whose hash is `hash`, in the next slot. The hash is kept while every slot
+    /// before it has its own (from the first, until they are let go).
+    fn push(&mut self, name: &str, hash: u64) -> u32 {
+        let slot = u32::try_from(self.ends.len()).expect("fewer than 2^32 ids");
+        self.text.push_str(name);
+        self.ends
+            .push(u32::try_from(self.text.len()).expect("ids fit in 4 GiB"));
+        if self.hashes.len() == slot as usize {
+            self.hashes.push(hash);
+        }
+        slot
+    }
+
+    fn name(&self, slot: u32) -> &str {
+        let slot = slot as usize;
+        let start = if slot == 0 {
+            0
+        } else {
+            self.ends[slot - 1] as usize
+        };
+        &self.text[start..self.ends[slot] as usize]
+    }
+
+    /// The hash of the name in `slot`: the one kept, or its text hashed again.
+    fn hash(&self, slot: u32) -> u64 {
+        match self.hashes.get(slot as usize) {
+            Some(&hash) => hash,
+            None => SEED.hash_one(self.name(slot)),
+        }
+    }
 }
 
 /// Every id the gate has seen, by kind (a key id and an entitlement id may be the same text),

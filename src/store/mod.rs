@@ -74,10 +74,6 @@ pub struct Db {
     writers: Option<Arc<Mutex<()>>>,
 }
 
-/// How long a writer waits for its turn, as long as SQLite's `busy_timeout` waits for another
-/// process's write.
-const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
 /// `sqlite://FILE` for an SQLite file created (0600) if missing.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<Db>> {
@@ -131,9 +127,14 @@ impl Db {
         let Some(writers) = &self.writers else {
             return Ok(None);
         };
-        let turn = tokio::time::timeout(WRITE_WAIT, Arc::clone(writers).lock_owned())
+        let turn = tokio::time::timeout(sqlite::BUSY_TIMEOUT, Arc::clone(writers).lock_owned())
             .await
-            .context("The database is busy: another write took longer than 5 s")?;
+            .with_context(|| {
+                format!(
+                    "The database is busy: another write took longer than {} s",
+                    sqlite::BUSY_TIMEOUT.as_secs()
+                )
+            })?;
         Ok(Some(turn))
     }
 

@@ -24,6 +24,10 @@ pub(super) const CLAIM_EVENTS: &str = "UPDATE stripe_events SET claimed_until = 
      RETURNING id, event_type, created, payload, received_at, attempts, last_error, \
          processed_at";
 
+/// How long a write waits for another's to end: in SQLite's busy handler for another
+/// process's, and for its turn ([`super::Db::write_turn`]) for one of this process's.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The default store: one file next to the binary (or on a Fly volume), in WAL mode so the
 /// CLI and the server can use it at the same time.
 pub(super) async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
@@ -34,7 +38,7 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         // SQLite's own page cache (about 2 MiB per connection) is kept: a larger one held the
         // pages of the whole ledger read at start (16 MiB cost 170 bytes a key at 100,000
         // keys), and the flush did no better with it (docs/performance.md).
