@@ -31,7 +31,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::notify::email::Mailer;
 use crate::notify::webhook::OwnerWebhook;
-use crate::store::{self, Db, Mirror};
+use crate::store::{self, Db, Mirror, Usage as _};
 use crate::stripe::{StripeApi, Syncer};
 
 pub use summary::serve;
@@ -51,6 +51,8 @@ pub struct Application {
     stripe_api: Option<StripeApi>,
     /// Where counted use waits while the database cannot be written.
     journal: Arc<Mutex<Journal>>,
+    /// This process's name among the instances on the database (heartbeats, the usage log).
+    instance: String,
     settings: Settings,
     state: web::Data<AppState>,
     authorize_token: SecretString,
@@ -90,6 +92,19 @@ impl Application {
                 predictions,
                 journal = %journal.path().display(),
                 "Counted use from before a crash written from the usage journal"
+            );
+        }
+        // Use logged by a process that stopped before adding it to the counters (a crash),
+        // and by any other instance (it notices and reads what is left of its own).
+        let instance = format!("inst_{}", random_base62(16));
+        let left = store
+            .fold_left_behind(&instance, i64::MAX, crate::clock::unix_now())
+            .await
+            .context("Failed to add logged use to the counters")?;
+        if !left.is_empty() {
+            tracing::info!(
+                counters = left.len(),
+                "Logged use from before this start added to the counters"
             );
         }
         let (authorize_token, token_source) = authorize_token(&settings, store.as_ref()).await?;
@@ -190,6 +205,7 @@ impl Application {
             server,
             stripe_api: syncer.as_ref().map(|s| s.api().clone()),
             journal: Arc::new(Mutex::new(journal)),
+            instance,
             settings,
             state,
             authorize_token,
@@ -287,6 +303,7 @@ impl Application {
             health: Arc::clone(&state.health),
             metrics: Arc::clone(&state.metrics),
             touched,
+            instance: self.instance.clone(),
         };
         jobs.spawn(
             "usage flusher",

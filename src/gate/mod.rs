@@ -28,7 +28,7 @@ pub use entitlement::{
 };
 pub use names::{Ids, Names};
 pub use reason::{DenyReason, Links};
-pub use usage::UsageBook;
+pub use usage::{Unfolded, UsageBook};
 use view::Part;
 pub use view::View;
 
@@ -53,6 +53,12 @@ impl PendingUse {
     /// Predictions counted on the counters in the batch.
     pub fn predictions(&self) -> usize {
         self.batch.counters.iter().map(|c| c.used as usize).sum()
+    }
+
+    /// The batch's counters were logged: they are added to the stored counters later, from
+    /// `unfolded`.
+    pub fn logged_into(&self, unfolded: &mut Unfolded) {
+        unfolded.add(&self.taken);
     }
 }
 
@@ -438,6 +444,11 @@ impl Gate {
         }
         let batch = taken.batch(&self.ids.read().expect("ids lock poisoned"), now);
         Some(PendingUse { taken, batch })
+    }
+
+    /// Logged counts as the store adds them to its counters, with ids as text.
+    pub fn unfolded_rows(&self, unfolded: &Unfolded) -> Vec<crate::store::CounterDelta> {
+        unfolded.rows(&self.ids.read().expect("ids lock poisoned"))
     }
 
     /// Puts back use that could not be written, for the next flush.

@@ -158,6 +158,45 @@ impl Taken {
     }
 }
 
+/// Counts logged but not yet added to the stored counters, by counter: what an instance alone
+/// on the database folds into them about once a minute (`usage_flusher.rs`). Held off the hot
+/// path, by the flusher.
+#[derive(Default)]
+pub struct Unfolded {
+    counts: FastMap<CounterKey, u64>,
+}
+
+impl Unfolded {
+    /// Adds the counters of a batch that was logged.
+    pub fn add(&mut self, taken: &Taken) {
+        for &(key, n, _) in &taken.counters {
+            *self.counts.entry(key).or_default() += u64::from(n);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The counts with ids as text, as the store adds them.
+    pub fn rows(&self, ids: &Ids) -> Vec<CounterDelta> {
+        self.counts
+            .iter()
+            .map(|(&(entitlement, period_start), &n)| CounterDelta {
+                entitlement: ids.entitlements.get(entitlement).to_owned(),
+                period_start: i64::from(period_start),
+                customer_id: ids.entitlement_customer(entitlement).to_owned(),
+                used: i64::try_from(n).unwrap_or(i64::MAX),
+            })
+            .collect()
+    }
+
+    /// Folded: starts again, letting go of the table.
+    pub fn clear(&mut self) {
+        self.counts = FastMap::default();
+    }
+}
+
 /// Per-hour activity, recorded by each thread in its own shard and merged by the flush.
 #[derive(Default)]
 struct Shards {

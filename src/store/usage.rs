@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meters::MeterDelta;
 use super::snapshot::UsageRow;
-use super::sql::sql;
+use super::sql::{Statement, sql};
 use super::{BoxFuture, Db};
 
 pub trait Usage: Send + Sync {
@@ -22,6 +22,34 @@ pub trait Usage: Send + Sync {
     fn leave<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// Usage counters written since `since` (by any instance), to fold into this one's view.
     fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
+    /// Like [`Self::flush_usage`], except that the counters are appended to the usage log as
+    /// one row of `instance`'s instead of added to the counters; [`Self::fold_usage`] adds
+    /// them later.
+    fn log_usage<'a>(
+        &'a self,
+        batch: &'a UsageBatch,
+        instance: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+    /// Adds `instance`'s logged rows to the counters and removes them, in one transaction.
+    /// `counts` is their sum as the instance kept it, used when all `logged` rows it appended
+    /// are still there; if another process folded some of them meanwhile (a start folds
+    /// every row it finds), the rows left are read and added instead.
+    fn fold_usage<'a>(
+        &'a self,
+        instance: &'a str,
+        logged: usize,
+        counts: &'a [CounterDelta],
+        at: i64,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Adds to the counters the logged rows of every instance but `instance` not seen since
+    /// `seen_since` (`i64::MAX`: every other instance's, as a start does) and removes them;
+    /// returns the totals of the counters they added to.
+    fn fold_left_behind<'a>(
+        &'a self,
+        instance: &'a str,
+        seen_since: i64,
+        at: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<UsageRow>>>;
     /// Adds refusals counted in the hour starting at `hour`, by reason.
     fn add_refusals<'a>(
         &'a self,
@@ -75,114 +103,97 @@ pub struct HourlyDelta {
 }
 
 impl Usage for Db {
-    /// Each table's rows travel as one JSON array in one parameter: one statement per table
-    /// however large the batch, and nothing to re-prepare per size.
     fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(self.write_usage(batch, None))
+    }
+
+    fn log_usage<'a>(
+        &'a self,
+        batch: &'a UsageBatch,
+        instance: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(self.write_usage(batch, Some(instance)))
+    }
+
+    fn fold_usage<'a>(
+        &'a self,
+        instance: &'a str,
+        logged: usize,
+        counts: &'a [CounterDelta],
+        at: i64,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
-            if let Some(journal) = &batch.journal {
-                let first = tx
-                    .execute(
-                        sql(
-                            "INSERT INTO usage_journals (id, applied_at) VALUES ($1, $2) \
-                             ON CONFLICT (id) DO NOTHING",
-                        )
-                        .bind(journal)
-                        .bind(batch.at),
+            let (left,): (i64,) = tx
+                .fetch_one(sql("SELECT COUNT(*) FROM usage_log WHERE instance = $1").bind(instance))
+                .await
+                .context("Failed to count this instance's logged use")?;
+            if usize::try_from(left) == Ok(logged) {
+                let removed = tx
+                    .execute(sql("DELETE FROM usage_log WHERE instance = $1").bind(instance))
+                    .await
+                    .context("Failed to remove folded use from the log")?;
+                // Another process folded some of them between the count and the delete: the
+                // next fold reads what is left.
+                anyhow::ensure!(
+                    usize::try_from(removed) == Ok(logged),
+                    "the usage log changed while it was folded"
+                );
+                if !counts.is_empty() {
+                    tx.execute(self.add_counters(counter_rows(counts)?, at))
+                        .await
+                        .context("Failed to fold logged use into the counters")?;
+                }
+            } else {
+                let rows: Vec<(String,)> = tx
+                    .fetch_all(
+                        sql("DELETE FROM usage_log WHERE instance = $1 RETURNING counters")
+                            .bind(instance),
                     )
                     .await
-                    .context("Failed to mark a usage journal applied")?
-                    > 0;
-                if !first {
-                    tx.rollback().await?;
-                    return Ok(false);
+                    .context("Failed to take this instance's logged use")?;
+                let summed = summed(&rows)?;
+                if !summed.is_empty() {
+                    tx.execute(self.add_counters(counter_rows(&summed)?, at))
+                        .await
+                        .context("Failed to fold logged use into the counters")?;
                 }
             }
-            if !batch.counters.is_empty() {
-                let rows: Vec<_> = batch
-                    .counters
-                    .iter()
-                    .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
-                    .collect();
-                tx.execute(
-                    self.with_json_rows(
-                        "INSERT INTO usage_counters \
-                            (entitlement, period_start, customer_id, used, updated_at) \
-                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), j.value ->> 2, \
-                                CAST(j.value ->> 3 AS BIGINT), $2 \
-                         FROM {json_rows} WHERE true \
-                         ON CONFLICT (entitlement, period_start) DO UPDATE \
-                         SET used = usage_counters.used + excluded.used, \
-                             updated_at = excluded.updated_at",
-                    )
-                    .bind(serde_json::to_string(&rows)?)
-                    .bind(batch.at),
+            tx.commit().await.context("Failed to commit folded use")?;
+            Ok(())
+        })
+    }
+
+    fn fold_left_behind<'a>(
+        &'a self,
+        instance: &'a str,
+        seen_since: i64,
+        at: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<UsageRow>>> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await?;
+            let rows: Vec<(String,)> = tx
+                .fetch_all(
+                    sql("DELETE FROM usage_log WHERE instance <> $1 AND instance NOT IN \
+                         (SELECT id FROM instances WHERE seen_at >= $2) RETURNING counters")
+                    .bind(instance)
+                    .bind(seen_since),
                 )
                 .await
-                .context("Failed to write usage counters")?;
+                .context("Failed to take logged use left behind")?;
+            if rows.is_empty() {
+                tx.rollback().await?;
+                return Ok(Vec::new());
             }
-            if !batch.hourly.is_empty() {
-                let rows: Vec<_> = batch
-                    .hourly
-                    .iter()
-                    .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
-                    .collect();
-                tx.execute(
-                    self.with_json_rows(
-                        "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
-                         SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
-                                j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
-                         FROM {json_rows} WHERE true \
-                         ON CONFLICT (hour, tag, key_id) \
-                         DO UPDATE SET count = usage_hourly.count + excluded.count",
-                    )
-                    .bind(serde_json::to_string(&rows)?),
+            let summed = summed(&rows)?;
+            let totals = tx
+                .fetch_all(
+                    self.add_counters_returning(counter_rows(&summed)?, at),
                 )
                 .await
-                .context("Failed to write hourly usage")?;
-            }
-            if !batch.refused.is_empty() {
-                let rows: Vec<_> = batch
-                    .refused
-                    .iter()
-                    .map(|r| (r.hour, &r.key_id, &r.customer_id, &r.reason, r.count))
-                    .collect();
-                tx.execute(
-                    self.with_json_rows(
-                        "INSERT INTO key_refusals_hourly (hour, key_id, customer_id, reason, count) \
-                         SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
-                                j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
-                         FROM {json_rows} WHERE true \
-                         ON CONFLICT (hour, key_id, reason) \
-                         DO UPDATE SET count = key_refusals_hourly.count + excluded.count",
-                    )
-                    .bind(serde_json::to_string(&rows)?),
-                )
-                .await
-                .context("Failed to write refusals per key")?;
-            }
-            if !batch.last_used.is_empty() {
-                tx.execute(
-                    self.with_json_rows(
-                        "INSERT INTO key_activity (key_id, last_used_at) \
-                         SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT) \
-                         FROM {json_rows} WHERE true \
-                         ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
-                             WHEN excluded.last_used_at > key_activity.last_used_at \
-                             THEN excluded.last_used_at ELSE key_activity.last_used_at END",
-                    )
-                    .bind(serde_json::to_string(&batch.last_used)?),
-                )
-                .await
-                .context("Failed to write key activity")?;
-            }
-            for m in &batch.meters {
-                tx.execute(super::meters::queue(m, batch.at))
-                    .await
-                    .context("Failed to queue a meter report")?;
-            }
-            tx.commit().await.context("Failed to commit usage")?;
-            Ok(true)
+                .context("Failed to fold logged use left behind into the counters")?;
+            tx.commit().await.context("Failed to commit folded use")?;
+            Ok(totals)
         })
     }
 
@@ -257,4 +268,166 @@ impl Usage for Db {
             .context("Failed to read recent usage")
         })
     }
+}
+
+impl Db {
+    /// Each table's rows travel as one JSON array in one parameter: one statement per table
+    /// however large the batch, and nothing to re-prepare per size. With `log`, the counters
+    /// go to the usage log as that instance's row.
+    async fn write_usage(&self, batch: &UsageBatch, log: Option<&str>) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if let Some(journal) = &batch.journal {
+            let first = tx
+                .execute(
+                    sql(
+                        "INSERT INTO usage_journals (id, applied_at) VALUES ($1, $2) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(journal)
+                    .bind(batch.at),
+                )
+                .await
+                .context("Failed to mark a usage journal applied")?
+                > 0;
+            if !first {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        if !batch.counters.is_empty() {
+            let rows = counter_rows(&batch.counters)?;
+            let statement = match log {
+                None => self.add_counters(rows, batch.at),
+                Some(instance) => sql(
+                    "INSERT INTO usage_log (instance, at, counters) VALUES ($1, $2, $3)",
+                )
+                .bind(instance)
+                .bind(batch.at)
+                .bind(rows),
+            };
+            tx.execute(statement)
+                .await
+                .context("Failed to write usage counters")?;
+        }
+        if !batch.hourly.is_empty() {
+            let rows: Vec<_> = batch
+                .hourly
+                .iter()
+                .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
+                .collect();
+            tx.execute(
+                self.with_json_rows(
+                    "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
+                     SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                            j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
+                     FROM {json_rows} WHERE true \
+                     ON CONFLICT (hour, tag, key_id) \
+                     DO UPDATE SET count = usage_hourly.count + excluded.count",
+                )
+                .bind(serde_json::to_string(&rows)?),
+            )
+            .await
+            .context("Failed to write hourly usage")?;
+        }
+        if !batch.refused.is_empty() {
+            let rows: Vec<_> = batch
+                .refused
+                .iter()
+                .map(|r| (r.hour, &r.key_id, &r.customer_id, &r.reason, r.count))
+                .collect();
+            tx.execute(
+                self.with_json_rows(
+                    "INSERT INTO key_refusals_hourly (hour, key_id, customer_id, reason, count) \
+                     SELECT CAST(j.value ->> 0 AS BIGINT), j.value ->> 1, j.value ->> 2, \
+                            j.value ->> 3, CAST(j.value ->> 4 AS BIGINT) \
+                     FROM {json_rows} WHERE true \
+                     ON CONFLICT (hour, key_id, reason) \
+                     DO UPDATE SET count = key_refusals_hourly.count + excluded.count",
+                )
+                .bind(serde_json::to_string(&rows)?),
+            )
+            .await
+            .context("Failed to write refusals per key")?;
+        }
+        if !batch.last_used.is_empty() {
+            tx.execute(
+                self.with_json_rows(
+                    "INSERT INTO key_activity (key_id, last_used_at) \
+                     SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT) \
+                     FROM {json_rows} WHERE true \
+                     ON CONFLICT (key_id) DO UPDATE SET last_used_at = CASE \
+                         WHEN excluded.last_used_at > key_activity.last_used_at \
+                         THEN excluded.last_used_at ELSE key_activity.last_used_at END",
+                )
+                .bind(serde_json::to_string(&batch.last_used)?),
+            )
+            .await
+            .context("Failed to write key activity")?;
+        }
+        for m in &batch.meters {
+            tx.execute(super::meters::queue(m, batch.at))
+                .await
+                .context("Failed to queue a meter report")?;
+        }
+        tx.commit().await.context("Failed to commit usage")?;
+        Ok(true)
+    }
+
+    /// Adds counts (`rows`: a JSON array of [entitlement, period_start, customer_id, used]) to
+    /// the counters.
+    fn add_counters(&self, rows: String, at: i64) -> Statement {
+        self.with_json_rows(ADD_COUNTERS).bind(rows).bind(at)
+    }
+
+    /// [`Self::add_counters`], answering with the counters' totals.
+    fn add_counters_returning(&self, rows: String, at: i64) -> Statement {
+        self.with_json_rows(&format!(
+            "{ADD_COUNTERS} RETURNING entitlement, period_start, customer_id, used"
+        ))
+        .bind(rows)
+        .bind(at)
+    }
+}
+
+const ADD_COUNTERS: &str = "INSERT INTO usage_counters \
+        (entitlement, period_start, customer_id, used, updated_at) \
+     SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), j.value ->> 2, \
+            CAST(j.value ->> 3 AS BIGINT), $2 \
+     FROM {json_rows} WHERE true \
+     ON CONFLICT (entitlement, period_start) DO UPDATE \
+     SET used = usage_counters.used + excluded.used, \
+         updated_at = excluded.updated_at";
+
+/// Counters as the store writes them: a JSON array of [entitlement, period_start,
+/// customer_id, used].
+fn counter_rows(counts: &[CounterDelta]) -> anyhow::Result<String> {
+    let rows: Vec<_> = counts
+        .iter()
+        .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
+        .collect();
+    Ok(serde_json::to_string(&rows)?)
+}
+
+/// The counts of logged rows, summed per counter.
+fn summed(rows: &[(String,)]) -> anyhow::Result<Vec<CounterDelta>> {
+    let mut sums: std::collections::HashMap<(String, i64), (String, i64)> =
+        std::collections::HashMap::new();
+    for (counters,) in rows {
+        let counters: Vec<(String, i64, String, i64)> =
+            serde_json::from_str(counters).context("A usage log row is not a list of counts")?;
+        for (entitlement, period_start, customer_id, used) in counters {
+            sums.entry((entitlement, period_start))
+                .or_insert((customer_id, 0))
+                .1 += used;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|((entitlement, period_start), (customer_id, used))| CounterDelta {
+            entitlement,
+            period_start,
+            customer_id,
+            used,
+        })
+        .collect())
 }

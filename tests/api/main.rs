@@ -27,4 +27,5 @@ mod process;
 mod stripe_fake;
 mod subscriptions;
 mod transfer;
+mod usage_log;
 mod webhooks;

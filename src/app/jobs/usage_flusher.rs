@@ -2,6 +2,12 @@
 //! instances wrote, so a quota shared by several instances is overshot by at most what they
 //! allow in about two intervals (docs/operations.md, "Several machines"). While writes fail,
 //! what is pending is kept in the usage journal on local disk (`usage_journal.rs`).
+//!
+//! Alone on the database, an instance appends each interval's counts to the usage log (one
+//! row) and adds them to the counters about once a minute, from the sums it keeps: random keys
+//! touch counters all over their table, so adding to them every second rewrote most of its
+//! pages every second. Once another instance is seen, the counters are written every interval
+//! again (the others read them) and the log is folded at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +19,7 @@ use super::Ticker;
 use super::alerts::Touched;
 use super::usage_journal::Journal;
 use crate::clock::unix_now;
-use crate::domain::random_base62;
-use crate::gate::Gate;
+use crate::gate::{Gate, Unfolded};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::{Db, Usage};
@@ -24,6 +29,10 @@ const OVERLAP: i64 = 5;
 /// Activity (hourly report counts, each key's last use) is written about this often: it needs
 /// no exactness, and under load it is as many rows as the counters or more.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
+/// Alone on the database, logged counts are added to the counters about this often.
+const FOLD_EVERY: Duration = Duration::from_secs(60);
+/// An instance whose heartbeat is older than this is not running (`Usage::heartbeat`).
+const ALIVE_FOR: i64 = 10;
 
 /// What the flusher works with, besides its interval.
 pub struct Flusher {
@@ -34,6 +43,38 @@ pub struct Flusher {
     pub metrics: Arc<Metrics>,
     /// Where the customers whose limited use was written are told to the alerts, when on.
     pub touched: Option<Arc<Touched>>,
+    /// This process's name among the instances on the database.
+    pub instance: String,
+}
+
+/// Counts this instance logged and has not yet added to the counters.
+struct Log {
+    unfolded: Unfolded,
+    /// Rows appended to the usage log since the last fold.
+    rows: usize,
+    since: tokio::time::Instant,
+}
+
+impl Log {
+    fn new() -> Self {
+        Self {
+            unfolded: Unfolded::default(),
+            rows: 0,
+            since: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Adds the logged rows to the counters; kept for the next try if that fails.
+    async fn fold(&mut self, gate: &Gate, store: &dyn Usage, instance: &str) -> anyhow::Result<()> {
+        if self.rows > 0 {
+            let counts = gate.unfolded_rows(&self.unfolded);
+            store
+                .fold_usage(instance, self.rows, &counts, unix_now())
+                .await?;
+        }
+        *self = Self::new();
+        Ok(())
+    }
 }
 
 pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>) {
@@ -44,13 +85,18 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
         health,
         metrics,
         touched,
+        instance,
     } = flusher;
     let mut ticker = Ticker::every(every, stop);
     let mut refusals = Refusals::default();
-    let instance = format!("inst_{}", random_base62(16));
     let mut last_read = unix_now();
     let mut activity_written = tokio::time::Instant::now();
+    let mut log = Log::new();
+    // Others seen at the last heartbeat; until one succeeds, not alone (writing the counters
+    // themselves is right either way).
+    let mut others = heartbeat(store.as_ref(), &instance).await;
     while ticker.next().await {
+        let alone = others == Some(0);
         let with_activity = activity_written.elapsed() >= ACTIVITY_EVERY;
         if with_activity {
             activity_written = tokio::time::Instant::now();
@@ -63,14 +109,20 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             &mut journal,
             with_activity,
             touched.as_deref(),
+            alone.then_some((instance.as_str(), &mut log)),
         )
         .await;
         drop(journal);
-        metrics.usage_flush(started.elapsed(), flushed.is_ok());
+        let folded = if log.rows > 0 && (!alone || log.since.elapsed() >= FOLD_EVERY) {
+            log.fold(&gate, store.as_ref(), &instance).await
+        } else {
+            Ok(())
+        };
+        metrics.usage_flush(started.elapsed(), flushed.is_ok() && folded.is_ok());
         if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
             tracing::warn!(error = ?e, "Failed to write refusal counts; will retry");
         }
-        match flushed {
+        match flushed.and(folded) {
             Ok(_) => health.usage_written(unix_now()),
             Err(e) => {
                 health.usage_write_failed(unix_now());
@@ -78,14 +130,16 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             }
         }
         let now = unix_now();
+        others = heartbeat(store.as_ref(), &instance).await;
         // Alone, this instance's counts are the whole truth: nothing to read back.
-        match store.heartbeat(&instance, now).await {
-            Ok(0) => {
-                last_read = now;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = ?e, "Failed to record this instance's heartbeat"),
+        if others == Some(0) {
+            last_read = now;
+            continue;
+        }
+        // Rows an instance that stopped without folding them left in the log.
+        match store.fold_left_behind(&instance, now - ALIVE_FOR, now).await {
+            Ok(rows) => gate.merge_usage(&rows),
+            Err(e) => tracing::warn!(error = ?e, "Failed to fold use other instances left"),
         }
         match store.usage_since(last_read - OVERLAP).await {
             Ok(rows) => {
@@ -95,12 +149,27 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             Err(e) => tracing::warn!(error = ?e, "Failed to read other instances' usage"),
         }
     }
-    // The workers have stopped: what they refused last is counted.
+    // The workers have stopped: what they refused last is counted, and what was logged is
+    // added to the counters (if that fails, the next start does it).
     if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
         tracing::warn!(error = ?e, "Failed to write the last refusal counts");
     }
+    if let Err(e) = log.fold(&gate, store.as_ref(), &instance).await {
+        tracing::warn!(error = ?e, "Failed to fold logged use; the next start will");
+    }
     if let Err(e) = store.leave(&instance).await {
         tracing::warn!(error = ?e, "Failed to remove this instance's heartbeat");
+    }
+}
+
+/// Says this instance is alive; returns how many others are (`None` if that failed).
+async fn heartbeat(store: &dyn Usage, instance: &str) -> Option<i64> {
+    match store.heartbeat(instance, unix_now()).await {
+        Ok(others) => Some(others),
+        Err(e) => {
+            tracing::warn!(error = ?e, "Failed to record this instance's heartbeat");
+            None
+        }
     }
 }
 
@@ -138,22 +207,34 @@ impl Refusals {
     }
 }
 
-/// One flush: the batch is written marked with the journal it supersedes; if the write fails,
-/// the batch goes back to the counters and, whole, into the journal.
+/// One flush: the batch is written marked with the journal it supersedes (its counters
+/// appended to the usage log as `log`'s instance's, when given); if the write fails, the batch
+/// goes back to the counters and, whole, into the journal.
 async fn flush(
     gate: &Gate,
     store: &dyn Usage,
     journal: &mut Journal,
     with_activity: bool,
     touched: Option<&Touched>,
+    log: Option<(&str, &mut Log)>,
 ) -> anyhow::Result<usize> {
     let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
         return Ok(0);
     };
     pending.batch.journal = journal.covering();
-    match store.flush_usage(&pending.batch).await {
+    let written = match &log {
+        Some((instance, _)) => store.log_usage(&pending.batch, instance).await,
+        None => store.flush_usage(&pending.batch).await,
+    };
+    match written {
         Ok(true) => {
             journal.clear()?;
+            if let Some((_, log)) = log
+                && !pending.batch.counters.is_empty()
+            {
+                pending.logged_into(&mut log.unfolded);
+                log.rows += 1;
+            }
             if let Some(touched) = touched {
                 touched.add(
                     pending
@@ -193,7 +274,7 @@ pub async fn final_flush(
 ) -> anyhow::Result<usize> {
     let mut attempt = 0;
     loop {
-        match flush(gate, store, journal, true, None).await {
+        match flush(gate, store, journal, true, None, None).await {
             Err(e) if attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "Shutdown flush failed; trying another connection");
