@@ -174,8 +174,10 @@ impl Usage for Db {
             let mut tx = self.begin_write().await?;
             let rows: Vec<(String,)> = tx
                 .fetch_all(
-                    sql("DELETE FROM usage_log WHERE instance <> $1 AND instance NOT IN \
-                         (SELECT id FROM instances WHERE seen_at >= $2) RETURNING counters")
+                    sql(
+                        "DELETE FROM usage_log WHERE instance <> $1 AND instance NOT IN \
+                         (SELECT id FROM instances WHERE seen_at >= $2) RETURNING counters",
+                    )
                     .bind(instance)
                     .bind(seen_since),
                 )
@@ -187,9 +189,7 @@ impl Usage for Db {
             }
             let summed = summed(&rows)?;
             let totals = tx
-                .fetch_all(
-                    self.add_counters_returning(counter_rows(&summed)?, at),
-                )
+                .fetch_all(self.add_counters_returning(counter_rows(&summed)?, at))
                 .await
                 .context("Failed to fold logged use left behind into the counters")?;
             tx.commit().await.context("Failed to commit folded use")?;
@@ -298,12 +298,12 @@ impl Db {
             let rows = counter_rows(&batch.counters)?;
             let statement = match log {
                 None => self.add_counters(rows, batch.at),
-                Some(instance) => sql(
-                    "INSERT INTO usage_log (instance, at, counters) VALUES ($1, $2, $3)",
-                )
-                .bind(instance)
-                .bind(batch.at)
-                .bind(rows),
+                Some(instance) => {
+                    sql("INSERT INTO usage_log (instance, at, counters) VALUES ($1, $2, $3)")
+                        .bind(instance)
+                        .bind(batch.at)
+                        .bind(rows)
+                }
             };
             tx.execute(statement)
                 .await
@@ -423,11 +423,13 @@ fn summed(rows: &[(String,)]) -> anyhow::Result<Vec<CounterDelta>> {
     }
     Ok(sums
         .into_iter()
-        .map(|((entitlement, period_start), (customer_id, used))| CounterDelta {
-            entitlement,
-            period_start,
-            customer_id,
-            used,
-        })
+        .map(
+            |((entitlement, period_start), (customer_id, used))| CounterDelta {
+                entitlement,
+                period_start,
+                customer_id,
+                used,
+            },
+        )
         .collect())
 }

@@ -97,9 +97,15 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
     // One row taken by a starting process before the instance folds: the instance adds only
     // the row left, not the sum it kept of both.
     assert!(store.log_usage(&batch(7), "inst_a").await.unwrap());
-    let totals = store.fold_left_behind("inst_b", i64::MAX, now).await.unwrap();
+    let totals = store
+        .fold_left_behind("inst_b", i64::MAX, now)
+        .await
+        .unwrap();
     assert_eq!(totals.len(), 1);
-    assert_eq!(totals[0].used, 12, "the start answers with the counter's total");
+    assert_eq!(
+        totals[0].used, 12,
+        "the start answers with the counter's total"
+    );
     assert!(store.log_usage(&batch(11), "inst_a").await.unwrap());
     store
         .fold_usage("inst_a", 2, &batch(18).counters, now)
@@ -111,7 +117,10 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
     // Another instance's rows are left to it while it is alive, and taken once it is gone.
     store.heartbeat("inst_a", now).await.unwrap();
     assert!(store.log_usage(&batch(1), "inst_a").await.unwrap());
-    let totals = store.fold_left_behind("inst_b", now - 10, now).await.unwrap();
+    let totals = store
+        .fold_left_behind("inst_b", now - 10, now)
+        .await
+        .unwrap();
     assert!(totals.is_empty(), "inst_a is alive: {totals:?}");
     let totals = store
         .fold_left_behind("inst_b", now + 60, now)

@@ -136,10 +136,16 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             last_read = now;
             continue;
         }
-        // Rows an instance that stopped without folding them left in the log.
-        match store.fold_left_behind(&instance, now - ALIVE_FOR, now).await {
-            Ok(rows) => gate.merge_usage(&rows),
-            Err(e) => tracing::warn!(error = ?e, "Failed to fold use other instances left"),
+        // Rows an instance that stopped without folding them left in the log (about once a
+        // minute: only a crash leaves any).
+        if with_activity {
+            match store
+                .fold_left_behind(&instance, now - ALIVE_FOR, now)
+                .await
+            {
+                Ok(rows) => gate.merge_usage(&rows),
+                Err(e) => tracing::warn!(error = ?e, "Failed to fold use other instances left"),
+            }
         }
         match store.usage_since(last_read - OVERLAP).await {
             Ok(rows) => {
