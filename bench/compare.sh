@@ -7,9 +7,12 @@
 #
 #   bench/compare.sh BEFORE_BINARY AFTER_BINARY     # ROUNDS=3, DURATION=10 (seconds)
 #
-# Run bench/prepare.sh first (it seeds the ledger both builds read).
+# Run bench/prepare.sh first (it seeds the ledger). Each build imports it into a database of
+# its own (bench/side_by_side.sh's LEDGER), migrated by that build: a database another build
+# migrated further would stop it from starting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PG_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
 BEFORE=${1:?usage: $0 BEFORE_BINARY AFTER_BINARY}
 AFTER=${2:?usage: $0 BEFORE_BINARY AFTER_BINARY}
@@ -18,9 +21,19 @@ export DURATION=${DURATION:-10}
 LOG=target/bench/compare.jsonl
 : > "$LOG"
 
+ledger_for() { # ledger_for BUILD BINARY: the seeded ledger, imported by BINARY
+  rm -f "target/bench/bench-$1.db"*
+  DATABASE_URL="sqlite://target/bench/bench-$1.db" "$2" import target/bench/ledger.jsonl > /dev/null
+  psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS tollbooth_bench_$1 WITH (FORCE)" \
+    -c "CREATE DATABASE tollbooth_bench_$1"
+  DATABASE_URL="${PG_URL%/*}/tollbooth_bench_$1?sslmode=disable" "$2" import target/bench/ledger.jsonl > /dev/null
+}
+ledger_for before "$BEFORE"
+ledger_for after "$AFTER"
+
 measure() { # measure ROUND TARGET BUILD BINARY
   local result
-  result=$(bench/side_by_side.sh "$2" "$4")
+  result=$(LEDGER=$3 bench/side_by_side.sh "$2" "$4")
   echo "{\"round\": $1, \"target\": \"$2\", \"build\": \"$3\", \"result\": $result}" | tee -a "$LOG"
 }
 

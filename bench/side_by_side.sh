@@ -9,7 +9,9 @@
 # The server runs as it ships: fly.toml's environment (LOG_FORMAT=json, RUST_LOG unset, so
 # info) and the Docker image's allocator setting. Anything in the environment overrides it,
 # e.g. RUST_LOG=warn or USAGE_FLUSH_INTERVAL=60s. DELAY_MS paces each connection (a random
-# wait of that mean; 0, flat out, by default). WORKERS=1 by default.
+# wait of that mean; 0, flat out, by default). WORKERS=1 by default. LEDGER=NAME reads the copy
+# of the ledger bench/compare.sh imported for build NAME (target/bench/bench-NAME.db and the
+# database tollbooth_bench_NAME) instead of the one bench/prepare.sh seeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Every server runs with the allocator setting of the Docker image (Dockerfile).
@@ -22,10 +24,12 @@ OUT=target/bench
 TOKEN=benchmark-authorize-token-0123456789
 BIN=${2:-target/release/tollbooth}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+SQLITE_DB=$OUT/bench${LEDGER:+-$LEDGER}.db
+PG_DB=tollbooth_bench${LEDGER:+_$LEDGER}
 case "$1" in
   floor) CMD=(target/release/examples/floor) ;;
-  sqlite) CMD=(env "DATABASE_URL=sqlite://$OUT/bench.db" "$BIN") ;;
-  postgres) CMD=(env "DATABASE_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/tollbooth_bench?sslmode=disable}" "$BIN") ;;
+  sqlite) CMD=(env "DATABASE_URL=sqlite://$SQLITE_DB" "$BIN") ;;
+  postgres) CMD=(env "DATABASE_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/$PG_DB?sslmode=disable}" "$BIN") ;;
   *) echo "usage: $0 floor|sqlite|postgres [BINARY]" >&2; exit 2 ;;
 esac
 env PORT="$PORT" HOST=127.0.0.1 WORKERS="${WORKERS:-1}" AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme \
