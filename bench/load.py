@@ -2,7 +2,9 @@
 """One measured window of load: wrk (one thread, bench/authorize.lua) against URL, with the CPU
 time both sides used. Prints wrk's RESULT with, added, the server's and the generator's CPU
 time per request and how busy each was (1.0: a whole core), so a run shows which side was the
-bottleneck: a generator near 1.0 means the figure is the generator's, not the server's.
+bottleneck: a generator near 1.0 means the figure is the generator's, not the server's. The
+server's CPU per request is also split by thread name (`server_threads`, digits dropped): the
+HTTP workers' share against the background jobs' and the database driver's.
 
     bench/load.py URL SERVER_PID SECONDS [DELAY_MS] [CONNECTIONS]
 """
@@ -24,14 +26,31 @@ def server_cpu():
     return (int(fields[11]) + int(fields[12])) / tick
 
 
+def thread_cpu():
+    """CPU seconds of each of the server's threads so far, by thread id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except FileNotFoundError:
+            continue
+        name = text.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = text.rsplit(")", 1)[1].split()
+        out[tid] = (name.rstrip("0123456789:-_ "), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
 env = dict(os.environ, BENCH_KEYS=os.environ.get("BENCH_KEYS", "target/bench/keys.txt"),
            BENCH_DELAY_MS=delay)
 before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
 before = server_cpu()
+threads_before = thread_cpu()
 out = subprocess.run(
     ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", "bench/authorize.lua", url],
     env=env, capture_output=True, text=True, check=True).stdout
 after = server_cpu()
+threads_after = thread_cpu()
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
 wrk_cpu = (children.ru_utime - before_children.ru_utime) + (children.ru_stime - before_children.ru_stime)
@@ -42,4 +61,10 @@ result.update({
     "generator_cpu_us_per_request": round(wrk_cpu * 1e6 / n, 2),
     "generator_busy": round(wrk_cpu / result["seconds"], 2),
 })
+by_name = {}
+for tid, (name, cpu) in threads_after.items():
+    by_name[name] = by_name.get(name, 0.0) + cpu - threads_before.get(tid, (name, 0.0))[1]
+result["server_threads"] = {
+    name: round(cpu * 1e6 / n, 2) for name, cpu in sorted(by_name.items()) if cpu > 0
+}
 print(json.dumps(result))

@@ -128,7 +128,8 @@ impl Usage for Db {
                 .fetch_one(sql("SELECT COUNT(*) FROM usage_log WHERE instance = $1").bind(instance))
                 .await
                 .context("Failed to count this instance's logged use")?;
-            if usize::try_from(left) == Ok(logged) {
+            let read;
+            let counts = if usize::try_from(left) == Ok(logged) {
                 let removed = tx
                     .execute(sql("DELETE FROM usage_log WHERE instance = $1").bind(instance))
                     .await
@@ -139,11 +140,7 @@ impl Usage for Db {
                     usize::try_from(removed) == Ok(logged),
                     "the usage log changed while it was folded"
                 );
-                if !counts.is_empty() {
-                    tx.execute(self.add_counters(counter_rows(counts)?, at))
-                        .await
-                        .context("Failed to fold logged use into the counters")?;
-                }
+                counts
             } else {
                 let rows: Vec<(String,)> = tx
                     .fetch_all(
@@ -152,12 +149,13 @@ impl Usage for Db {
                     )
                     .await
                     .context("Failed to take this instance's logged use")?;
-                let summed = summed(&rows)?;
-                if !summed.is_empty() {
-                    tx.execute(self.add_counters(counter_rows(&summed)?, at))
-                        .await
-                        .context("Failed to fold logged use into the counters")?;
-                }
+                read = summed(&rows)?;
+                &read[..]
+            };
+            if !counts.is_empty() {
+                tx.execute(self.add_counters(counter_rows(counts)?, at))
+                    .await
+                    .context("Failed to fold logged use into the counters")?;
             }
             tx.commit().await.context("Failed to commit folded use")?;
             Ok(())
