@@ -98,7 +98,7 @@ impl Application {
         // and by any other instance (it notices and reads what is left of its own).
         let instance = format!("inst_{}", random_base62(16));
         let left = store
-            .fold_left_behind(&instance, i64::MAX, crate::clock::unix_now())
+            .fold_every_logged_row(crate::clock::unix_now())
             .await
             .context("Failed to add logged use to the counters")?;
         if !left.is_empty() {

@@ -99,21 +99,16 @@ impl Taken {
         let counters = self
             .counters
             .iter()
-            .map(|&((entitlement, period_start), n, rests_on)| {
-                let customer_id = ids.entitlement_customer(entitlement).to_owned();
+            .map(|&(key, n, rests_on)| {
+                let delta = counter_delta(ids, key, u64::from(n));
                 if rests_on != REPORT_ONLY && rests_on != CAPPED {
                     meters.push(MeterDelta {
-                        customer_id: customer_id.clone(),
+                        customer_id: delta.customer_id.clone(),
                         event_name: ids.meters.get(rests_on).to_owned(),
                         value: i64::from(n),
                     });
                 }
-                CounterDelta {
-                    entitlement: ids.entitlements.get(entitlement).to_owned(),
-                    period_start: i64::from(period_start),
-                    customer_id,
-                    used: i64::from(n),
-                }
+                delta
             })
             .collect();
         let mut last_used: FastMap<u32, i64> = FastMap::default();
@@ -174,26 +169,22 @@ impl Unfolded {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
-    }
-
     /// The counts with ids as text, as the store adds them.
     pub fn rows(&self, ids: &Ids) -> Vec<CounterDelta> {
         self.counts
             .iter()
-            .map(|(&(entitlement, period_start), &n)| CounterDelta {
-                entitlement: ids.entitlements.get(entitlement).to_owned(),
-                period_start: i64::from(period_start),
-                customer_id: ids.entitlement_customer(entitlement).to_owned(),
-                used: i64::try_from(n).unwrap_or(i64::MAX),
-            })
+            .map(|(&key, &n)| counter_delta(ids, key, n))
             .collect()
     }
+}
 
-    /// Folded: starts again, letting go of the table.
-    pub fn clear(&mut self) {
-        self.counts = FastMap::default();
+/// A counter's count with ids as text, as the store writes it.
+fn counter_delta(ids: &Ids, (entitlement, period_start): CounterKey, n: u64) -> CounterDelta {
+    CounterDelta {
+        entitlement: ids.entitlements.get(entitlement).to_owned(),
+        period_start: i64::from(period_start),
+        customer_id: ids.entitlement_customer(entitlement).to_owned(),
+        used: i64::try_from(n).unwrap_or(i64::MAX),
     }
 }
 

@@ -250,9 +250,8 @@ pub type TableRows = (&'static str, Vec<Vec<serde_json::Value>>);
 impl Transfer for Db {
     fn export(&self) -> BoxFuture<'_, anyhow::Result<Vec<TableRows>>> {
         Box::pin(async move {
-            // Counts still in the usage log go into the counters first (a running instance
-            // reads what is left of its own when it next folds).
-            super::Usage::fold_left_behind(self, "", i64::MAX, crate::clock::unix_now()).await?;
+            // Counts still in the usage log go into the counters first.
+            super::Usage::fold_every_logged_row(self, crate::clock::unix_now()).await?;
             let mut tx = self.begin_read().await?;
             let mut out = Vec::new();
             for (table, columns) in TABLES {

@@ -49,6 +49,8 @@ pub struct Flusher {
 
 /// Counts this instance logged and has not yet added to the counters.
 struct Log {
+    /// This process's name among the instances, which its rows carry.
+    instance: String,
     unfolded: Unfolded,
     /// Rows appended to the usage log since the last fold.
     rows: usize,
@@ -56,8 +58,9 @@ struct Log {
 }
 
 impl Log {
-    fn new() -> Self {
+    fn new(instance: String) -> Self {
         Self {
+            instance,
             unfolded: Unfolded::default(),
             rows: 0,
             since: tokio::time::Instant::now(),
@@ -65,14 +68,14 @@ impl Log {
     }
 
     /// Adds the logged rows to the counters; kept for the next try if that fails.
-    async fn fold(&mut self, gate: &Gate, store: &dyn Usage, instance: &str) -> anyhow::Result<()> {
+    async fn fold(&mut self, gate: &Gate, store: &dyn Usage) -> anyhow::Result<()> {
         if self.rows > 0 {
             let counts = gate.unfolded_rows(&self.unfolded);
             store
-                .fold_usage(instance, self.rows, &counts, unix_now())
+                .fold_usage(&self.instance, self.rows, &counts, unix_now())
                 .await?;
         }
-        *self = Self::new();
+        *self = Self::new(std::mem::take(&mut self.instance));
         Ok(())
     }
 }
@@ -91,7 +94,7 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     let mut refusals = Refusals::default();
     let mut last_read = unix_now();
     let mut activity_written = tokio::time::Instant::now();
-    let mut log = Log::new();
+    let mut log = Log::new(instance.clone());
     // Others seen at the last heartbeat; until one succeeds, not alone (writing the counters
     // themselves is right either way).
     let mut others = heartbeat(store.as_ref(), &instance).await;
@@ -109,12 +112,12 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             &mut journal,
             with_activity,
             touched.as_deref(),
-            alone.then_some((instance.as_str(), &mut log)),
+            alone.then_some(&mut log),
         )
         .await;
         drop(journal);
         let folded = if log.rows > 0 && (!alone || log.since.elapsed() >= FOLD_EVERY) {
-            log.fold(&gate, store.as_ref(), &instance).await
+            log.fold(&gate, store.as_ref()).await
         } else {
             Ok(())
         };
@@ -160,7 +163,7 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
         tracing::warn!(error = ?e, "Failed to write the last refusal counts");
     }
-    if let Err(e) = log.fold(&gate, store.as_ref(), &instance).await {
+    if let Err(e) = log.fold(&gate, store.as_ref()).await {
         tracing::warn!(error = ?e, "Failed to fold logged use; the next start will");
     }
     if let Err(e) = store.leave(&instance).await {
@@ -214,28 +217,28 @@ impl Refusals {
 }
 
 /// One flush: the batch is written marked with the journal it supersedes (its counters
-/// appended to the usage log as `log`'s instance's, when given); if the write fails, the batch
-/// goes back to the counters and, whole, into the journal.
+/// appended to the usage log, when `log` is given); if the write fails, the batch goes back to
+/// the counters and, whole, into the journal.
 async fn flush(
     gate: &Gate,
     store: &dyn Usage,
     journal: &mut Journal,
     with_activity: bool,
     touched: Option<&Touched>,
-    log: Option<(&str, &mut Log)>,
+    log: Option<&mut Log>,
 ) -> anyhow::Result<usize> {
     let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
         return Ok(0);
     };
     pending.batch.journal = journal.covering();
     let written = match &log {
-        Some((instance, _)) => store.log_usage(&pending.batch, instance).await,
+        Some(log) => store.log_usage(&pending.batch, &log.instance).await,
         None => store.flush_usage(&pending.batch).await,
     };
     match written {
         Ok(true) => {
             journal.clear()?;
-            if let Some((_, log)) = log
+            if let Some(log) = log
                 && !pending.batch.counters.is_empty()
             {
                 pending.logged_into(&mut log.unfolded);
