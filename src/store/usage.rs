@@ -30,17 +30,26 @@ pub trait Usage: Send + Sync {
         batch: &'a UsageBatch,
         instance: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<bool>>;
-    /// Adds `instance`'s logged rows to the counters and removes them, in one transaction.
-    /// `counts` is their sum as the instance kept it, used when all `logged` rows it appended
-    /// are still there; if another process folded some of them meanwhile (a start folds
-    /// every row it finds), the rows left are read and added instead.
-    fn fold_usage<'a>(
+    /// Replaces `instance`'s logged rows by their sum, in new rows of at most `slice`
+    /// counters each (returned by seq, in the order of the counters' key), in one
+    /// transaction; [`Self::fold_logged_row`] then adds each to the counters in a transaction
+    /// of its own, so a fold holds SQLite's one writer for a slice at a time. `counts` is the
+    /// sum as the instance kept it, used when all `logged` rows it appended are still there;
+    /// if another process folded some of them meanwhile (a start folds every row it finds),
+    /// the rows left are read and summed instead.
+    fn compact_log<'a>(
         &'a self,
         instance: &'a str,
         logged: usize,
         counts: &'a [CounterDelta],
+        slice: usize,
         at: i64,
-    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    ) -> BoxFuture<'a, anyhow::Result<Vec<i64>>>;
+    /// Adds one logged row to the counters and removes it, in one transaction; false, adding
+    /// nothing, if another process took it first. Whoever removes a row adds it, so it counts
+    /// once whatever took it (should a seq be given again, the row is added by whoever
+    /// removes it, and its instance's next fold reads back what is left of its own).
+    fn fold_logged_row(&self, seq: i64, at: i64) -> BoxFuture<'_, anyhow::Result<bool>>;
     /// Adds to the counters the logged rows of every instance but `instance` not seen since
     /// `seen_since` (`i64::MAX`: every other instance's, as a start does) and removes them;
     /// returns the totals of the counters they added to.
@@ -120,13 +129,14 @@ impl Usage for Db {
         Box::pin(self.write_usage(batch, Some(instance)))
     }
 
-    fn fold_usage<'a>(
+    fn compact_log<'a>(
         &'a self,
         instance: &'a str,
         logged: usize,
         counts: &'a [CounterDelta],
+        slice: usize,
         at: i64,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
+    ) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
         Box::pin(async move {
             let mut tx = self.begin_write().await?;
             let (left,): (i64,) = tx
@@ -157,13 +167,46 @@ impl Usage for Db {
                 read = summed(&rows)?;
                 &read[..]
             };
-            if !counts.is_empty() {
-                tx.execute(self.add_counters(counter_rows(counts)?, at))
+            let mut sorted: Vec<&CounterDelta> = counts.iter().collect();
+            sorted.sort_unstable_by(|a, b| counter_key(a).cmp(&counter_key(b)));
+            let mut seqs = Vec::with_capacity(sorted.len().div_ceil(slice.max(1)));
+            for counts in sorted.chunks(slice.max(1)) {
+                let (seq,): (i64,) = tx
+                    .fetch_one(
+                        sql("INSERT INTO usage_log (instance, at, counters) \
+                             VALUES ($1, $2, $3) RETURNING seq")
+                        .bind(instance)
+                        .bind(at)
+                        .bind(counter_rows(counts.iter().copied())?),
+                    )
                     .await
-                    .context("Failed to fold logged use into the counters")?;
+                    .context("Failed to log summed use")?;
+                seqs.push(seq);
             }
+            tx.commit().await.context("Failed to commit summed use")?;
+            Ok(seqs)
+        })
+    }
+
+    fn fold_logged_row(&self, seq: i64, at: i64) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await?;
+            let row: Option<(String,)> = tx
+                .fetch_optional(
+                    sql("DELETE FROM usage_log WHERE seq = $1 RETURNING counters").bind(seq),
+                )
+                .await
+                .context("Failed to take a logged row")?;
+            let Some((counters,)) = row else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            // The row holds its counts as the counters' upsert reads them.
+            tx.execute(self.add_counters(counters, at))
+                .await
+                .context("Failed to fold logged use into the counters")?;
             tx.commit().await.context("Failed to commit folded use")?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -420,13 +463,19 @@ const ADD_COUNTERS: &str = "INSERT INTO usage_counters \
 
 /// Counters as the store writes them: a JSON array of [entitlement, period_start,
 /// customer_id, used], in the order of the counters' key.
-fn counter_rows(counts: &[CounterDelta]) -> anyhow::Result<String> {
-    let mut rows: Vec<_> = counts
+fn counter_rows<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> anyhow::Result<String> {
+    let mut counts: Vec<&CounterDelta> = counts.into_iter().collect();
+    counts.sort_unstable_by(|a, b| counter_key(a).cmp(&counter_key(b)));
+    let rows: Vec<_> = counts
         .iter()
         .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
         .collect();
-    rows.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     Ok(serde_json::to_string(&rows)?)
+}
+
+/// The counters' key (their table's), which their rows are written in the order of.
+fn counter_key(c: &CounterDelta) -> (&str, i64) {
+    (&c.entitlement, c.period_start)
 }
 
 /// The counts of logged rows, summed per counter.

@@ -18,6 +18,27 @@ async fn logged_rows(store: &TestStore) -> i64 {
     n
 }
 
+/// An instance's fold: its logged rows summed into slices of `slice` counters, each added on
+/// its own; the number of slices it added (a slice another process took first is not).
+async fn fold(
+    store: &TestStore,
+    instance: &str,
+    logged: usize,
+    counts: &[CounterDelta],
+    slice: usize,
+) -> usize {
+    let now = unix_now();
+    let slices = store
+        .compact_log(instance, logged, counts, slice, now)
+        .await
+        .unwrap();
+    let mut added = 0;
+    for seq in slices {
+        added += usize::from(store.fold_logged_row(seq, now).await.unwrap());
+    }
+    added
+}
+
 /// The customer's use as the counters hold it.
 async fn stored_usage(store: &TestStore, customer_id: &str) -> i64 {
     store
@@ -87,10 +108,7 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
     // Folded by the instance that logged them, from the sums it kept.
     assert!(store.log_usage(&batch(2), "inst_a").await.unwrap());
     assert!(store.log_usage(&batch(3), "inst_a").await.unwrap());
-    store
-        .fold_usage("inst_a", 2, &batch(5).counters, now)
-        .await
-        .unwrap();
+    fold(&store, "inst_a", 2, &batch(5).counters, 100).await;
     assert_eq!(stored_usage(&store, "cus_logged").await, 5);
     assert_eq!(logged_rows(&store).await, 0);
 
@@ -107,10 +125,7 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
         "the start answers with the counter's total"
     );
     assert!(store.log_usage(&batch(11), "inst_a").await.unwrap());
-    store
-        .fold_usage("inst_a", 2, &batch(18).counters, now)
-        .await
-        .unwrap();
+    fold(&store, "inst_a", 2, &batch(18).counters, 100).await;
     assert_eq!(stored_usage(&store, "cus_logged").await, 23);
     assert_eq!(logged_rows(&store).await, 0);
 
@@ -128,4 +143,55 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
         .unwrap();
     assert_eq!(totals.len(), 1);
     assert_eq!(stored_usage(&store, "cus_logged").await, 24);
+}
+
+/// Counts of several customers, `used` each.
+fn counts(customers: usize, used: i64) -> Vec<CounterDelta> {
+    (0..customers)
+        .map(|i| CounterDelta {
+            entitlement: format!("g_{i}"),
+            period_start: 0,
+            customer_id: format!("cus_{i}"),
+            used,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fold_adds_its_slices_each_once_whoever_folds_them() {
+    let db = TestDatabase::fresh().await;
+    let store = TestStore(tollbooth::store::connect(&db.url).await.unwrap());
+    store.migrate().await.unwrap();
+    let now = unix_now();
+    let logged = |used| UsageBatch {
+        at: now,
+        counters: counts(5, used),
+        ..UsageBatch::default()
+    };
+    assert!(store.log_usage(&logged(1), "inst_a").await.unwrap());
+    assert!(store.log_usage(&logged(2), "inst_a").await.unwrap());
+
+    // Five counters in slices of two: three new rows replace the two logged.
+    let slices = store
+        .compact_log("inst_a", 2, &counts(5, 3), 2, now)
+        .await
+        .unwrap();
+    assert_eq!(slices.len(), 3);
+    assert_eq!(logged_rows(&store).await, 3);
+    assert!(store.fold_logged_row(slices[0], now).await.unwrap());
+    assert_eq!(logged_rows(&store).await, 2);
+
+    // A start takes the two slices left; the instance then finds them gone.
+    let totals = store.fold_every_logged_row(now).await.unwrap();
+    assert_eq!(totals.len(), 3);
+    assert!(!store.fold_logged_row(slices[1], now).await.unwrap());
+    assert!(!store.fold_logged_row(slices[2], now).await.unwrap());
+    for i in 0..5 {
+        assert_eq!(
+            stored_usage(&store, &format!("cus_{i}")).await,
+            3,
+            "cus_{i}"
+        );
+    }
+    assert_eq!(logged_rows(&store).await, 0);
 }

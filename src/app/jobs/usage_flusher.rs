@@ -9,7 +9,7 @@
 //! pages every second. Once another instance is seen, the counters are written every interval
 //! again (the others read them) and the log is folded at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::clock::unix_now;
 use crate::gate::{Gate, Unfolded};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::store::{Db, Usage};
+use crate::store::{Db, HourlyDelta, Usage, UsageBatch};
 
 /// Read back a little further than the last read: other instances' clocks and commits lag.
 const OVERLAP: i64 = 5;
@@ -33,6 +33,13 @@ const ACTIVITY_EVERY: Duration = Duration::from_secs(60);
 const FOLD_EVERY: Duration = Duration::from_secs(60);
 /// An instance whose heartbeat is older than this is not running (`Usage::heartbeat`).
 const ALIVE_FOR: i64 = 10;
+/// Activity rows written in one transaction at most. A minute's activity is a row or two for
+/// every key used in it, and SQLite has one writer: written in slices, each its own
+/// transaction, a webhook waits for one slice rather than the whole minute's.
+const ACTIVITY_SLICE: usize = 10_000;
+/// Counters added to the stored counters in one transaction at most, when a fold adds a
+/// minute's counts (as many as the customers whose use it holds).
+const FOLD_SLICE: usize = 10_000;
 
 /// What the flusher works with, besides its interval.
 pub struct Flusher {
@@ -55,6 +62,8 @@ struct Log {
     /// Rows appended to the usage log since the last fold.
     rows: usize,
     since: tokio::time::Instant,
+    /// The last fold's slices not yet added to the counters, by seq.
+    slices: VecDeque<i64>,
 }
 
 impl Log {
@@ -64,18 +73,34 @@ impl Log {
             unfolded: Unfolded::default(),
             rows: 0,
             since: tokio::time::Instant::now(),
+            slices: VecDeque::new(),
         }
     }
 
-    /// Adds the logged rows to the counters; kept for the next try if that fails.
+    /// Whether a fold is due: slices are left, or rows were logged and it is time.
+    fn due(&self, alone: bool) -> bool {
+        !self.slices.is_empty() || (self.rows > 0 && (!alone || self.since.elapsed() >= FOLD_EVERY))
+    }
+
+    /// Adds the logged rows to the counters: their sum replaces them in the log, in slices
+    /// (`FOLD_SLICE`), and each slice is added in a transaction of its own. What fails is kept
+    /// for the next try: the rows, or the slices left.
     async fn fold(&mut self, gate: &Gate, store: &dyn Usage) -> anyhow::Result<()> {
-        if self.rows > 0 {
+        if self.slices.is_empty() && self.rows > 0 {
             let counts = gate.unfolded_rows(&self.unfolded);
-            store
-                .fold_usage(&self.instance, self.rows, &counts, unix_now())
+            let slices = store
+                .compact_log(&self.instance, self.rows, &counts, FOLD_SLICE, unix_now())
                 .await?;
+            *self = Self {
+                slices: slices.into(),
+                ..Self::new(std::mem::take(&mut self.instance))
+            };
         }
-        *self = Self::new(std::mem::take(&mut self.instance));
+        while let Some(&seq) = self.slices.front() {
+            // A slice another process folded first (a start folds every row) counts once, by it.
+            store.fold_logged_row(seq, unix_now()).await?;
+            self.slices.pop_front();
+        }
         Ok(())
     }
 }
@@ -95,6 +120,7 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     let mut last_read = unix_now();
     let mut activity_written = tokio::time::Instant::now();
     let mut log = Log::new(instance.clone());
+    let mut activity = Slices::default();
     // Others seen at the last heartbeat; until one succeeds, not alone (writing the counters
     // themselves is right either way).
     let mut others = heartbeat(store.as_ref(), &instance).await;
@@ -113,10 +139,12 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
             with_activity,
             touched.as_deref(),
             alone.then_some(&mut log),
+            Some(&mut activity),
         )
         .await;
         drop(journal);
-        let folded = if log.rows > 0 && (!alone || log.since.elapsed() >= FOLD_EVERY) {
+        let flushed = flushed.and(activity.write(store.as_ref()).await);
+        let folded = if log.due(alone) {
             log.fold(&gate, store.as_ref()).await
         } else {
             Ok(())
@@ -165,6 +193,9 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     }
     if let Err(e) = log.fold(&gate, store.as_ref()).await {
         tracing::warn!(error = ?e, "Failed to fold logged use; the next start will");
+    }
+    if let Err(e) = activity.write(store.as_ref()).await {
+        tracing::warn!(error = ?e, "Failed to write the last activity; its reports lose it");
     }
     if let Err(e) = store.leave(&instance).await {
         tracing::warn!(error = ?e, "Failed to remove this instance's heartbeat");
@@ -218,7 +249,8 @@ impl Refusals {
 
 /// One flush: the batch is written marked with the journal it supersedes (its counters
 /// appended to the usage log, when `log` is given); if the write fails, the batch goes back to
-/// the counters and, whole, into the journal.
+/// the counters and, whole, into the journal. With `slices`, the batch's per-hour activity and
+/// last use are left out of that write and queued there once it succeeded.
 async fn flush(
     gate: &Gate,
     store: &dyn Usage,
@@ -226,15 +258,31 @@ async fn flush(
     with_activity: bool,
     touched: Option<&Touched>,
     log: Option<&mut Log>,
+    slices: Option<&mut Slices>,
 ) -> anyhow::Result<usize> {
     let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
         return Ok(0);
     };
     pending.batch.journal = journal.covering();
+    let activity = slices.is_some().then(|| {
+        (
+            std::mem::take(&mut pending.batch.hourly),
+            std::mem::take(&mut pending.batch.last_used),
+        )
+    });
     let written = match &log {
         Some(log) => store.log_usage(&pending.batch, &log.instance).await,
         None => store.flush_usage(&pending.batch).await,
     };
+    if let Some((hourly, last_used)) = activity {
+        if let (Ok(true), Some(slices)) = (&written, slices) {
+            slices.queue(pending.batch.at, hourly, last_used);
+        } else {
+            // Not written: the batch goes into the journal whole (the gate has it whole).
+            pending.batch.hourly = hourly;
+            pending.batch.last_used = last_used;
+        }
+    }
     match written {
         Ok(true) => {
             journal.clear()?;
@@ -283,7 +331,7 @@ pub async fn final_flush(
 ) -> anyhow::Result<usize> {
     let mut attempt = 0;
     loop {
-        match flush(gate, store, journal, true, None, None).await {
+        match flush(gate, store, journal, true, None, None, None).await {
             Err(e) if attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "Shutdown flush failed; trying another connection");
@@ -291,5 +339,142 @@ pub async fn final_flush(
             }
             result => return result,
         }
+    }
+}
+
+/// Per-hour activity and last use already taken from the gate, waiting to be written one
+/// slice per transaction (`ACTIVITY_SLICE`). They are reports: a slice that cannot be written
+/// waits for the next interval, and a crash loses what waits, as it loses the activity the
+/// gate holds between the once-a-minute writes.
+#[derive(Default)]
+struct Slices {
+    waiting: VecDeque<UsageBatch>,
+}
+
+impl Slices {
+    /// Queues a batch's activity in slices, each in the order of its table's key, so together
+    /// the slices go through each table once.
+    fn queue(&mut self, at: i64, mut hourly: Vec<HourlyDelta>, mut last_used: Vec<(String, i64)>) {
+        hourly
+            .sort_unstable_by(|a, b| (a.hour, &a.tag, &a.key_id).cmp(&(b.hour, &b.tag, &b.key_id)));
+        last_used.sort_unstable();
+        let slice = |hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>| UsageBatch {
+            at,
+            hourly,
+            last_used,
+            ..UsageBatch::default()
+        };
+        while !hourly.is_empty() {
+            let rest = hourly.split_off(hourly.len().min(ACTIVITY_SLICE));
+            self.waiting
+                .push_back(slice(std::mem::replace(&mut hourly, rest), Vec::new()));
+        }
+        while !last_used.is_empty() {
+            let rest = last_used.split_off(last_used.len().min(ACTIVITY_SLICE));
+            self.waiting
+                .push_back(slice(Vec::new(), std::mem::replace(&mut last_used, rest)));
+        }
+    }
+
+    /// Writes the waiting slices in order, each in its own transaction; stops at the first
+    /// that fails, keeping it and the rest.
+    async fn write(&mut self, store: &dyn Usage) -> anyhow::Result<()> {
+        while let Some(slice) = self.waiting.front() {
+            store.flush_usage(slice).await?;
+            self.waiting.pop_front();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::sql;
+
+    /// One hour's activity of `n` keys, in the reverse of their order.
+    fn hourly(n: usize) -> Vec<HourlyDelta> {
+        (0..n)
+            .rev()
+            .map(|i| HourlyDelta {
+                hour: 3_600,
+                tag: "acme/model".into(),
+                key_id: format!("key_{i:06}"),
+                customer_id: "cus_1".into(),
+                count: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn activity_is_queued_in_slices_in_the_order_of_each_table() {
+        let mut slices = Slices::default();
+        let last_used = vec![("key_b".to_owned(), 2), ("key_a".to_owned(), 1)];
+        slices.queue(7, hourly(2 * ACTIVITY_SLICE + 1), last_used);
+        let sizes: Vec<_> = slices
+            .waiting
+            .iter()
+            .map(|s| (s.hourly.len(), s.last_used.len(), s.at))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                (ACTIVITY_SLICE, 0, 7),
+                (ACTIVITY_SLICE, 0, 7),
+                (1, 0, 7),
+                (0, 2, 7)
+            ]
+        );
+        let keys: Vec<_> = slices
+            .waiting
+            .iter()
+            .flat_map(|s| s.hourly.iter().map(|h| h.key_id.as_str()))
+            .collect();
+        assert!(keys.is_sorted(), "the slices go through the table once");
+        assert_eq!(slices.waiting[3].last_used[0].0, "key_a");
+    }
+
+    /// A write that comes while the activity is written (a webhook) takes its turn after one
+    /// slice, not after all of them.
+    #[tokio::test]
+    async fn a_write_waiting_goes_between_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let mut slices = Slices::default();
+        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+
+        // On this test's one thread, the slices take the turn first and the other write
+        // queues behind the first slice.
+        let store = Arc::clone(&db);
+        let writing = tokio::spawn(async move {
+            let written = slices.write(store.as_ref()).await;
+            (written, slices.waiting.len())
+        });
+        let store = Arc::clone(&db);
+        let other = tokio::spawn(async move {
+            store
+                .execute(sql(
+                    "CREATE TABLE seen AS SELECT COUNT(*) AS n FROM usage_hourly",
+                ))
+                .await
+        });
+        other.await.unwrap().unwrap();
+        let (written, waiting) = writing.await.unwrap();
+        written.unwrap();
+        assert_eq!(waiting, 0, "every slice written");
+
+        let (seen,): (i64,) = db.fetch_one(sql("SELECT n FROM seen")).await.unwrap();
+        assert_eq!(
+            seen, ACTIVITY_SLICE as i64,
+            "the other write came after one slice"
+        );
+        let (all,): (i64,) = db
+            .fetch_one(sql("SELECT COUNT(*) FROM usage_hourly"))
+            .await
+            .unwrap();
+        assert_eq!(all, 3 * ACTIVITY_SLICE as i64);
     }
 }
