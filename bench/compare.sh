@@ -2,7 +2,7 @@
 # Two builds of tollbooth side by side, in one run on this machine: each round measures the
 # floor, then each build on SQLite and on PostgreSQL (the builds' order alternating from round
 # to round, so drift of the machine falls on both), with bench/side_by_side.sh: requests/s,
-# p99, and the server's CPU time per request. Prints every measurement and, per engine, the
+# p99, the server's CPU time per request and PostgreSQL's (its processes', over the window). Prints every measurement and, per engine, the
 # after/before ratios of throughput and of CPU per request (median over the rounds).
 #
 #   bench/compare.sh BEFORE_BINARY AFTER_BINARY     # ROUNDS=3, DURATION=10 (seconds)
@@ -57,15 +57,16 @@ def pick(round_, target, build):
     return next(r["result"] for r in rows if r["round"] == round_ and r["target"] == target and r["build"] == build)
 rounds = sorted({r["round"] for r in rows})
 print()
-print("| round | target | build | requests/s | ratio to floor | p99 | server CPU per request | generator busy |")
-print("|---:|---|---|---:|---:|---:|---:|---:|")
+print("| round | target | build | requests/s | ratio to floor | p99 | server CPU per request | PostgreSQL's CPU per request | generator busy |")
+print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
 for n in rounds:
     floor = pick(n, "floor", "floor")
     for target, build in [("floor", "floor"), ("sqlite", "before"), ("sqlite", "after"),
                           ("postgres", "before"), ("postgres", "after")]:
         r = pick(n, target, build)
         print(f"| {n} | {target} | {build} | {r['rps']:,.0f} | {r['rps'] / floor['rps']:.2f} "
-              f"| {r['p99_us']} µs | {r['server_cpu_us_per_request']} µs | {r['generator_busy']} |")
+              f"| {r['p99_us']} µs | {r['server_cpu_us_per_request']} µs "
+              f"| {r.get('database_cpu_us_per_request', '')} µs | {r['generator_busy']} |")
 print()
 print("| engine | after/before throughput (median, per round) | after/before CPU per request (median, per round) |")
 print("|---|---:|---:|")

@@ -23,8 +23,8 @@ pub trait Usage: Send + Sync {
     /// Usage counters written since `since` (by any instance), to fold into this one's view.
     fn usage_since(&self, since: i64) -> BoxFuture<'_, anyhow::Result<Vec<UsageRow>>>;
     /// Like [`Self::flush_usage`], except that the counters are appended to the usage log as
-    /// one row of `instance`'s instead of added to the counters; [`Self::fold_usage`] adds
-    /// them later.
+    /// one row of `instance`'s instead of added to the counters; [`Self::compact_log`] and
+    /// [`Self::fold_logged_row`] add them later.
     fn log_usage<'a>(
         &'a self,
         batch: &'a UsageBatch,
@@ -46,9 +46,10 @@ pub trait Usage: Send + Sync {
         at: i64,
     ) -> BoxFuture<'a, anyhow::Result<Vec<i64>>>;
     /// Adds one logged row to the counters and removes it, in one transaction; false, adding
-    /// nothing, if another process took it first. Whoever removes a row adds it, so it counts
-    /// once whatever took it (should a seq be given again, the row is added by whoever
-    /// removes it, and its instance's next fold reads back what is left of its own).
+    /// nothing, if another process took it first. Whoever removes a row adds it, so a row
+    /// counts once whoever takes it: should SQLite give a removed row's seq to a newer row,
+    /// that row is added by whoever removes it, and its instance, finding fewer rows than it
+    /// logged, reads back the rest.
     fn fold_logged_row(&self, seq: i64, at: i64) -> BoxFuture<'_, anyhow::Result<bool>>;
     /// Adds to the counters the logged rows of every instance but `instance` not seen since
     /// `seen_since` (`i64::MAX`: every other instance's, as a start does) and removes them;
@@ -116,6 +117,21 @@ pub struct HourlyDelta {
     pub count: i64,
 }
 
+impl CounterDelta {
+    /// Its table's key. Rows written in this order go through the table's pages once; in the
+    /// order they come from the gate's hash maps, each row lands on a page of its own.
+    pub fn table_key(&self) -> (&str, i64) {
+        (&self.entitlement, self.period_start)
+    }
+}
+
+impl HourlyDelta {
+    /// Its table's key (see [`CounterDelta::table_key`]).
+    pub fn table_key(&self) -> (i64, &str, &str) {
+        (self.hour, &self.tag, &self.key_id)
+    }
+}
+
 impl Usage for Db {
     fn flush_usage<'a>(&'a self, batch: &'a UsageBatch) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(self.write_usage(batch, None))
@@ -168,7 +184,7 @@ impl Usage for Db {
                 &read[..]
             };
             let mut sorted: Vec<&CounterDelta> = counts.iter().collect();
-            sorted.sort_unstable_by(|a, b| counter_key(a).cmp(&counter_key(b)));
+            sorted.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
             let mut seqs = Vec::with_capacity(sorted.len().div_ceil(slice.max(1)));
             for counts in sorted.chunks(slice.max(1)) {
                 let (seq,): (i64,) = tx
@@ -369,12 +385,12 @@ impl Db {
                 .context("Failed to write usage counters")?;
         }
         if !batch.hourly.is_empty() {
-            let mut rows: Vec<_> = batch
-                .hourly
+            let mut hourly: Vec<&HourlyDelta> = batch.hourly.iter().collect();
+            hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
+            let rows: Vec<_> = hourly
                 .iter()
                 .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
                 .collect();
-            rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
             tx.execute(
                 self.with_json_rows(
                     "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
@@ -465,17 +481,12 @@ const ADD_COUNTERS: &str = "INSERT INTO usage_counters \
 /// customer_id, used], in the order of the counters' key.
 fn counter_rows<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> anyhow::Result<String> {
     let mut counts: Vec<&CounterDelta> = counts.into_iter().collect();
-    counts.sort_unstable_by(|a, b| counter_key(a).cmp(&counter_key(b)));
+    counts.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
     let rows: Vec<_> = counts
         .iter()
         .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
         .collect();
     Ok(serde_json::to_string(&rows)?)
-}
-
-/// The counters' key (their table's), which their rows are written in the order of.
-fn counter_key(c: &CounterDelta) -> (&str, i64) {
-    (&c.entitlement, c.period_start)
 }
 
 /// The counts of logged rows, summed per counter.

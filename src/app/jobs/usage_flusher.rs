@@ -355,8 +355,7 @@ impl Slices {
     /// Queues a batch's activity in slices, each in the order of its table's key, so together
     /// the slices go through each table once.
     fn queue(&mut self, at: i64, mut hourly: Vec<HourlyDelta>, mut last_used: Vec<(String, i64)>) {
-        hourly
-            .sort_unstable_by(|a, b| (a.hour, &a.tag, &a.key_id).cmp(&(b.hour, &b.tag, &b.key_id)));
+        hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
         last_used.sort_unstable();
         let slice = |hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>| UsageBatch {
             at,
