@@ -1,43 +1,28 @@
 #!/usr/bin/env bash
-# The database's side of one paced window of load: the server (as it ships, SQLite, one
-# worker) logs every statement with its time (RUST_LOG=warn,sqlx::query=debug), and the
-# statements of the usage flush and fold are summed by kind. Logging every statement slows
-# the server: the figures are the statements' own times, not the service's throughput.
+# The database's side of one paced window of load: bench/side_by_side.sh runs the server (as
+# it ships, SQLite, one worker) with every statement logged with its time
+# (RUST_LOG=warn,sqlx::query=debug), and the statements are summed by kind. Logging every
+# statement slows the server: the figures are the statements' own times, not the service's
+# throughput. The window (65 s by default) holds one of the once-a-minute writes and folds,
+# and the log ends with the stop's last flush.
 #
-#   bench/statements.sh BINARY [LEDGER]     # SECONDS=65 (one fold), DELAY_MS=2.01
+#   bench/statements.sh BINARY [LEDGER]     # DURATION=65, DELAY_MS=2.01
 #
 # LEDGER=NAME reads target/bench/bench-NAME.db (bench/compare.sh imports one per build);
-# without it a copy of target/bench/bench.db is made, so the seeded ledger is left as it was.
+# without it a copy of target/bench/bench.db is used, so the seeded ledger is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 LOG_FORMAT=json
 OUT=target/bench
 BIN=${1:?usage: $0 BINARY [LEDGER]}
-if [ -n "${2:-}" ]; then
-  DB=$OUT/bench-$2.db
-else
-  DB=$OUT/statements.db
-  rm -f "$DB"*
-  cp "$OUT/bench.db" "$DB"
+LEDGER=${2:-statements}
+if [ -z "${2:-}" ]; then
+  rm -f "$OUT/bench-statements.db"*
+  cp "$OUT/bench.db" "$OUT/bench-statements.db"
 fi
-TOKEN=benchmark-authorize-token-0123456789
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-env PORT="$PORT" HOST=127.0.0.1 WORKERS=1 AUTHORIZE_TOKEN=$TOKEN FXN_OWNER=acme \
-  RUST_LOG=warn,sqlx::query=debug DATABASE_URL="sqlite://$DB" \
-  USAGE_JOURNAL="$OUT/statements.journal" METRICS_ADDR=127.0.0.1:0 "$BIN" > "$OUT/statements.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2> /dev/null || true; wait $PID 2> /dev/null || true' EXIT
-for _ in $(seq 1 300); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)
-  [ "$code" = 200 ] && break
-  sleep 0.1
-done
-BENCH_KEYS=$OUT/keys.txt BENCH_PATH=/authorize/$TOKEN \
-  bench/load.py "http://127.0.0.1:$PORT" "$PID" "${SECONDS_OF_LOAD:-65}" "${DELAY_MS:-2.01}" |
+LEDGER=$LEDGER RUST_LOG=warn,sqlx::query=debug DURATION=${DURATION:-65} DELAY_MS=${DELAY_MS:-2.01} \
+  bench/side_by_side.sh sqlite "$BIN" |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f req/s" % r["rps"])'
-kill "$PID"; wait "$PID" 2> /dev/null || true
-trap - EXIT
-python3 - "$OUT/statements.log" <<'PY'
+python3 - "$OUT/side_by_side.log" <<'PY'
 import collections, json, sys
 kinds = collections.defaultdict(lambda: [0, 0.0, 0.0])
 for line in open(sys.argv[1]):
