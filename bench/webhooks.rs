@@ -9,8 +9,16 @@
 //! holds the new subscription item (watched by a loop of its own, every millisecond, while
 //! another task delivers), and how long each delivery took to be acknowledged. The service's
 //! warnings go to stderr. Prints one JSON line.
+//!
+//! With `BENCH_KEYS` set (a file of the ledger's keys, one a line, as `bench/prepare.sh`
+//! writes), authorizations run beside the deliveries for as long as they last: `wrk` with
+//! `bench/authorize.lua`, 64 connections, each waiting `BENCH_DELAY_MS` between requests
+//! (2.01 by default), so the usage flush and its once-a-minute writes take their turns with
+//! the webhooks as they do in service. Deliveries that last over a minute then meet one of
+//! those writes; wrk's figures are added to the line.
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -111,16 +119,38 @@ async fn main() -> anyhow::Result<()> {
         ("STRIPE_WEBHOOK_SECRET", SECRET.into()),
         ("STRIPE_API_BASE", stripe.uri()),
         ("RECONCILE_EVERY", "1d".into()),
+        ("FXN_OWNER", "acme".into()),
     ]);
     tollbooth::telemetry::init_subscriber("warn", true, false, std::io::stderr);
     let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
     let app = Application::build(settings).await?;
-    let url = format!("http://127.0.0.1:{}/stripe/webhook", app.port());
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let url = format!("{base}/stripe/webhook");
     let gate = app.gate();
     tokio::spawn(app.run_until_stopped());
     while !gate.is_loaded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let load = match std::env::var("BENCH_KEYS") {
+        Ok(keys) => Some(
+            std::process::Command::new("wrk")
+                .args(["-t1", "-c64", "-s", "bench/authorize.lua"])
+                .arg(format!("-d{}s", (events as f64 / rate).ceil() as u64 + 2))
+                .arg(&base)
+                .env("BENCH_KEYS", keys)
+                .env(
+                    "BENCH_PATH",
+                    "/authorize/benchmark-authorize-token-0123456789",
+                )
+                .env(
+                    "BENCH_DELAY_MS",
+                    std::env::var("BENCH_DELAY_MS").unwrap_or_else(|_| "2.01".into()),
+                )
+                .stdout(Stdio::piped())
+                .spawn()?,
+        ),
+        Err(_) => None,
+    };
 
     // The sender delivers at the rate, as Stripe would, while the checker below watches the
     // view: a check never waits for a delivery, so a lag is the view's, not this loop's.
@@ -196,6 +226,18 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut receipts = sender.await??;
+    let authorize: Value = match load {
+        Some(wrk) => {
+            let out = tokio::task::spawn_blocking(move || wrk.wait_with_output()).await??;
+            let out = String::from_utf8(out.stdout)?;
+            let result = out
+                .split_once("RESULT ")
+                .and_then(|(_, rest)| rest.lines().next())
+                .ok_or_else(|| anyhow::anyhow!("wrk printed no RESULT: {out}"))?;
+            serde_json::from_str(result)?
+        }
+        None => Value::Null,
+    };
     receipts.sort();
     lags.sort();
     let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
@@ -208,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
             "receipt_p50_ms": ms(receipts[receipts.len() / 2]),
             "receipt_p99_ms": ms(receipts[receipts.len() * 99 / 100]),
             "all_visible_after_s": (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            "authorize": authorize,
         })
     );
     Ok(())
