@@ -264,8 +264,9 @@ async fn flush(
         return Ok(0);
     };
     pending.batch.journal = journal.covering();
-    let activity = slices.is_some().then(|| {
+    let activity = slices.map(|slices| {
         (
+            slices,
             std::mem::take(&mut pending.batch.hourly),
             std::mem::take(&mut pending.batch.last_used),
         )
@@ -274,18 +275,12 @@ async fn flush(
         Some(log) => store.log_usage(&pending.batch, &log.instance).await,
         None => store.flush_usage(&pending.batch).await,
     };
-    if let Some((hourly, last_used)) = activity {
-        if let (Ok(true), Some(slices)) = (&written, slices) {
-            slices.queue(pending.batch.at, hourly, last_used);
-        } else {
-            // Not written: the batch goes into the journal whole (the gate has it whole).
-            pending.batch.hourly = hourly;
-            pending.batch.last_used = last_used;
-        }
-    }
     match written {
         Ok(true) => {
             journal.clear()?;
+            if let Some((slices, hourly, last_used)) = activity {
+                slices.queue(pending.batch.at, hourly, last_used);
+            }
             if let Some(log) = log
                 && !pending.batch.counters.is_empty()
             {
@@ -311,6 +306,11 @@ async fn flush(
             anyhow::bail!("the usage journal was already applied; writing the counts again")
         }
         Err(e) => {
+            // The batch goes into the journal whole, as the gate has it back.
+            if let Some((_, hourly, last_used)) = activity {
+                pending.batch.hourly = hourly;
+                pending.batch.last_used = last_used;
+            }
             if let Err(kept) = journal.keep(&pending.batch) {
                 tracing::error!(error = ?kept, "Failed to keep pending use in the usage journal");
             }
