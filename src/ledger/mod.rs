@@ -94,6 +94,11 @@ impl Ledger {
         self.stripe.is_some()
     }
 
+    /// The ledger version this process's gate shows (`None` in the CLI, which has none).
+    pub fn view_version(&self) -> Option<i64> {
+        self.gate.as_ref().map(|gate| gate.version())
+    }
+
     /// Brings this process's gate up to the ledger's version: after this process's own
     /// writes, and when another process's are seen (the ledger poller). Returns whether the
     /// view changed.

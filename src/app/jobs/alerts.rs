@@ -55,13 +55,17 @@ pub async fn run(
     let mut version = store.ledger_version().await.unwrap_or(0);
     while ticker.next().await {
         let now = unix_now();
+        // A customer's state is read from this process's view: a change the view does not
+        // show yet (written, not yet refreshed) waits for a round after it does, or the
+        // customer would be checked against their state before the change, and never again.
+        let shown = ledger.view_version().unwrap_or(i64::MAX);
         match store.ledger_changes(version).await {
             Ok(Some(changes)) => {
-                if let Some(last) = changes.last() {
+                let seen = changes.iter().take_while(|c| c.version <= shown);
+                if let Some(last) = seen.clone().last() {
                     version = last.version;
                 }
-                let changed = changes.iter().filter_map(|c| c.customer_id.as_deref());
-                touched.add(changed);
+                touched.add(seen.filter_map(|c| c.customer_id.as_deref()));
             }
             // Too far behind to read the changes one by one: start again from now.
             Ok(None) => version = store.ledger_version().await.unwrap_or(version),
