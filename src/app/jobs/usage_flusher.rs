@@ -40,6 +40,20 @@ const ACTIVITY_SLICE: usize = 10_000;
 /// Counters added to the stored counters in one transaction at most, when a fold adds a
 /// minute's counts (as many as the customers whose use it holds).
 const FOLD_SLICE: usize = 10_000;
+/// The minute's slices are spread over about this long: each interval writes its share of
+/// what waits, at least one slice, so another write (a webhook's several) meets about one
+/// slice an interval rather than the minute's slices back to back, and what a minute queued
+/// is written well before the next minute queues more.
+const SPREAD_OVER: Duration = Duration::from_secs(30);
+
+/// How many of `waiting` slices an interval of `every` writes: its share of [`SPREAD_OVER`],
+/// at least one.
+fn share(waiting: usize, every: Duration) -> usize {
+    let intervals = (SPREAD_OVER.as_millis() / every.as_millis().max(1)).max(1);
+    waiting
+        .div_ceil(usize::try_from(intervals).unwrap_or(usize::MAX))
+        .max(1)
+}
 
 /// What the flusher works with, besides its interval.
 pub struct Flusher {
@@ -83,9 +97,10 @@ impl Log {
     }
 
     /// Adds the logged rows to the counters: their sum replaces them in the log, in slices
-    /// (`FOLD_SLICE`), and each slice is added in a transaction of its own. What fails is kept
-    /// for the next try: the rows, or the slices left.
-    async fn fold(&mut self, gate: &Gate, store: &dyn Usage) -> anyhow::Result<()> {
+    /// (`FOLD_SLICE`), and each slice is added in a transaction of its own, at most `most` of
+    /// them this time. What fails or is left is kept for the next time: the rows, or the
+    /// slices left.
+    async fn fold(&mut self, gate: &Gate, store: &dyn Usage, most: usize) -> anyhow::Result<()> {
         if self.slices.is_empty() && self.rows > 0 {
             let counts = gate.unfolded_rows(&self.unfolded);
             let slices = store
@@ -96,7 +111,10 @@ impl Log {
                 ..Self::new(std::mem::take(&mut self.instance))
             };
         }
-        while let Some(&seq) = self.slices.front() {
+        for _ in 0..most {
+            let Some(&seq) = self.slices.front() else {
+                break;
+            };
             // A slice another process folded first (a start folds every row) counts once, by it.
             store.fold_logged_row(seq, unix_now()).await?;
             self.slices.pop_front();
@@ -143,9 +161,15 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
         )
         .await;
         drop(journal);
-        let flushed = flushed.and(activity.write(store.as_ref()).await);
+        let most = share(activity.waiting.len(), every);
+        let flushed = flushed.and(activity.write(store.as_ref(), most).await);
         let folded = if log.due(alone) {
-            log.fold(&gate, store.as_ref()).await
+            // With another instance, which reads the counters, the log is folded at once.
+            let most = match alone {
+                true => share(log.slices.len(), every),
+                false => usize::MAX,
+            };
+            log.fold(&gate, store.as_ref(), most).await
         } else {
             Ok(())
         };
@@ -191,10 +215,10 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
         tracing::warn!(error = ?e, "Failed to write the last refusal counts");
     }
-    if let Err(e) = log.fold(&gate, store.as_ref()).await {
+    if let Err(e) = log.fold(&gate, store.as_ref(), usize::MAX).await {
         tracing::warn!(error = ?e, "Failed to fold logged use; the next start will");
     }
-    if let Err(e) = activity.write(store.as_ref()).await {
+    if let Err(e) = activity.write(store.as_ref(), usize::MAX).await {
         tracing::warn!(error = ?e, "Failed to write the last activity; its reports lose it");
     }
     if let Err(e) = store.leave(&instance).await {
@@ -375,10 +399,13 @@ impl Slices {
         }
     }
 
-    /// Writes the waiting slices in order, each in its own transaction; stops at the first
-    /// that fails, keeping it and the rest.
-    async fn write(&mut self, store: &dyn Usage) -> anyhow::Result<()> {
-        while let Some(slice) = self.waiting.front() {
+    /// Writes at most `most` of the waiting slices in order, each in its own transaction;
+    /// stops at the first that fails, keeping it and the rest.
+    async fn write(&mut self, store: &dyn Usage, most: usize) -> anyhow::Result<()> {
+        for _ in 0..most {
+            let Some(slice) = self.waiting.front() else {
+                break;
+            };
             store.flush_usage(slice).await?;
             self.waiting.pop_front();
         }
@@ -433,6 +460,47 @@ mod tests {
         assert_eq!(slices.waiting[3].last_used[0].0, "key_a");
     }
 
+    #[test]
+    fn the_slices_are_spread_over_half_a_minute_of_intervals() {
+        let second = Duration::from_secs(1);
+        assert_eq!(share(30, second), 1, "one slice a second");
+        assert_eq!(share(45, second), 2);
+        assert_eq!(share(20, Duration::from_millis(100)), 1);
+        assert_eq!(share(20, Duration::from_secs(10)), 7, "three intervals");
+        assert_eq!(share(5, Duration::from_secs(3_600)), 5, "one interval");
+    }
+
+    /// An interval writes its share of the slices and leaves the rest, in order, for the next.
+    #[tokio::test]
+    async fn an_interval_writes_its_share_of_the_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let mut slices = Slices::default();
+        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+        let rows = || async {
+            let (n,): (i64,) = db
+                .fetch_one(sql("SELECT COUNT(*) FROM usage_hourly"))
+                .await
+                .unwrap();
+            n as usize
+        };
+        slices.write(db.as_ref(), 1).await.unwrap();
+        assert_eq!((rows().await, slices.waiting.len()), (ACTIVITY_SLICE, 2));
+        slices.write(db.as_ref(), 1).await.unwrap();
+        assert_eq!(
+            (rows().await, slices.waiting.len()),
+            (2 * ACTIVITY_SLICE, 1)
+        );
+        slices.write(db.as_ref(), 5).await.unwrap();
+        assert_eq!(
+            (rows().await, slices.waiting.len()),
+            (3 * ACTIVITY_SLICE, 0)
+        );
+    }
+
     /// A write that comes while the activity is written (a webhook) takes its turn after one
     /// slice, not after all of them.
     #[tokio::test]
@@ -449,7 +517,7 @@ mod tests {
         // queues behind the first slice.
         let store = Arc::clone(&db);
         let writing = tokio::spawn(async move {
-            let written = slices.write(store.as_ref()).await;
+            let written = slices.write(store.as_ref(), usize::MAX).await;
             (written, slices.waiting.len())
         });
         let store = Arc::clone(&db);
