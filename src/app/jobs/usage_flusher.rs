@@ -36,10 +36,10 @@ const ALIVE_FOR: i64 = 10;
 /// Activity rows written in one transaction at most. A minute's activity is a row or two for
 /// every key used in it, and SQLite has one writer: written in slices, each its own
 /// transaction, a webhook waits for one slice rather than the whole minute's.
-const ACTIVITY_SLICE: usize = 10_000;
+const ACTIVITY_SLICE: usize = 5_000;
 /// Counters added to the stored counters in one transaction at most, when a fold adds a
 /// minute's counts (as many as the customers whose use it holds).
-const FOLD_SLICE: usize = 10_000;
+const FOLD_SLICE: usize = 5_000;
 /// The minute's slices are spread over about this long: each interval writes its share of
 /// what waits, at least one slice, so another write (a webhook's several) meets about one
 /// slice an interval rather than the minute's slices back to back, and what a minute queued
@@ -91,9 +91,16 @@ impl Log {
         }
     }
 
-    /// Whether a fold is due: slices are left, or rows were logged and it is time.
-    fn due(&self, alone: bool) -> bool {
-        !self.slices.is_empty() || (self.rows > 0 && (!alone || self.since.elapsed() >= FOLD_EVERY))
+    /// Whether a fold is due: slices are left, or rows were logged and it is time. Alone, it
+    /// waits while the minute's activity is being written (`activity_waiting`), so the two
+    /// heavy writes of a minute (the activity, the fold) never share an interval; with another
+    /// instance, which reads the counters, it is due at once.
+    fn due(&self, alone: bool, activity_waiting: bool) -> bool {
+        if !alone {
+            return !self.slices.is_empty() || self.rows > 0;
+        }
+        !activity_waiting
+            && (!self.slices.is_empty() || (self.rows > 0 && self.since.elapsed() >= FOLD_EVERY))
     }
 
     /// Adds the logged rows to the counters: their sum replaces them in the log, in slices
@@ -163,7 +170,7 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
         drop(journal);
         let most = share(activity.waiting.len(), every);
         let flushed = flushed.and(activity.write(store.as_ref(), most).await);
-        let folded = if log.due(alone) {
+        let folded = if log.due(alone, !activity.waiting.is_empty()) {
             // With another instance, which reads the counters, the log is folded at once.
             let most = match alone {
                 true => share(log.slices.len(), every),
@@ -458,6 +465,28 @@ mod tests {
             .collect();
         assert!(keys.is_sorted(), "the slices go through the table once");
         assert_eq!(slices.waiting[3].last_used[0].0, "key_a");
+    }
+
+    #[test]
+    fn alone_a_fold_waits_for_the_minutes_activity_to_be_written() {
+        let mut log = Log::new("inst".into());
+        assert!(!log.due(true, false), "nothing logged");
+        log.rows = 3;
+        assert!(!log.due(true, false), "logged less than a minute ago");
+        assert!(
+            log.due(false, true),
+            "another instance reads the counters: at once"
+        );
+        log.since -= FOLD_EVERY;
+        assert!(log.due(true, false));
+        assert!(
+            !log.due(true, true),
+            "the activity's slices are written first"
+        );
+        log.rows = 0;
+        log.slices.push_back(1);
+        assert!(log.due(true, false), "slices left");
+        assert!(!log.due(true, true));
     }
 
     #[test]
