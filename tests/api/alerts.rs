@@ -107,9 +107,29 @@ fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
 
 /// The service sending its alerts to `server`.
 async fn app_posting_to(server: &MockServer) -> TestApp {
+    app_posting_to_with(server, &[]).await
+}
+
+/// The service sending its alerts to `server`, with more settings.
+async fn app_posting_to_with(server: &MockServer, more: &[(&str, &str)]) -> TestApp {
     let extra = settings(server);
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.extend_from_slice(more);
     spawn_app_with(&extra).await
+}
+
+/// A customer with a key, allowed on an active monthly subscription; returns the time it
+/// started from.
+async fn subscribed_customer(app: &TestApp) -> i64 {
+    catalog(app, "{}", "recurring", "{}").await;
+    let now = unix_now();
+    app.store
+        .put_subscription(&subscription("active", now - 300))
+        .await
+        .unwrap();
+    let key = customer_key(app).await;
+    assert_allowed(app, TAG, &key).await;
+    now
 }
 
 /// A ledger on the app's database and gate, posting to the same receiver: to run a round of
@@ -278,14 +298,7 @@ async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end
         .mount(&server)
         .await;
     let app = app_posting_to(&server).await;
-    catalog(&app, "{}", "recurring", "{}").await;
-    let now = unix_now();
-    app.store
-        .put_subscription(&subscription("active", now - 300))
-        .await
-        .unwrap();
-    let key = customer_key(&app).await;
-    assert_allowed(&app, TAG, &key).await;
+    let now = subscribed_customer(&app).await;
 
     // Stripe says the renewal payment failed a day ago: the owner hears when access ends.
     let mut past_due = subscription("past_due", now - 200);
@@ -332,20 +345,10 @@ async fn a_failed_payment_read_before_the_view_shows_it_is_told_once_it_does() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let mut extra = settings(&server);
     // On SQLite the view is refreshed by this test alone (PostgreSQL's change signal refreshes
     // it at once, and the race is not forced there).
-    extra.push(("LEDGER_POLL_INTERVAL", "3600s".to_owned()));
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
-    catalog(&app, "{}", "recurring", "{}").await;
-    let now = unix_now();
-    app.store
-        .put_subscription(&subscription("active", now - 300))
-        .await
-        .unwrap();
-    let key = customer_key(&app).await;
-    assert_allowed(&app, TAG, &key).await;
+    let app = app_posting_to_with(&server, &[("LEDGER_POLL_INTERVAL", "3600s")]).await;
+    let now = subscribed_customer(&app).await;
 
     let mut past_due = subscription("past_due", now - 200);
     past_due.past_due_since = Some(now - 86_400);

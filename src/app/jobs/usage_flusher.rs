@@ -489,6 +489,18 @@ mod tests {
         assert!(!log.due(true, true));
     }
 
+    /// A database of its own, and three slices of activity queued for it.
+    async fn three_slices_queued() -> (tempfile::TempDir, Arc<Db>, Slices) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let mut slices = Slices::default();
+        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+        (dir, db, slices)
+    }
+
     #[test]
     fn the_slices_are_spread_over_half_a_minute_of_intervals() {
         let second = Duration::from_secs(1);
@@ -502,13 +514,7 @@ mod tests {
     /// An interval writes its share of the slices and leaves the rest, in order, for the next.
     #[tokio::test]
     async fn an_interval_writes_its_share_of_the_slices() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let mut slices = Slices::default();
-        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+        let (_dir, db, mut slices) = three_slices_queued().await;
         let rows = || async {
             let (n,): (i64,) = db
                 .fetch_one(sql("SELECT COUNT(*) FROM usage_hourly"))
@@ -534,13 +540,7 @@ mod tests {
     /// slice, not after all of them.
     #[tokio::test]
     async fn a_write_waiting_goes_between_slices() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let mut slices = Slices::default();
-        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+        let (_dir, db, mut slices) = three_slices_queued().await;
 
         // On this test's one thread, the slices take the turn first and the other write
         // queues behind the first slice.
