@@ -46,6 +46,12 @@ const FOLD_SLICE: usize = 5_000;
 /// is written well before the next minute queues more.
 const SPREAD_OVER: Duration = Duration::from_secs(30);
 
+/// How many of `waiting` slices to write now: with `spread` (the interval), that interval's
+/// share; without, all of them (the stop, or a fold another instance waits for).
+fn this_time(waiting: usize, spread: Option<Duration>) -> usize {
+    spread.map_or(usize::MAX, |every| share(waiting, every))
+}
+
 /// How many of `waiting` slices an interval of `every` writes: its share of [`SPREAD_OVER`],
 /// at least one.
 fn share(waiting: usize, every: Duration) -> usize {
@@ -104,10 +110,15 @@ impl Log {
     }
 
     /// Adds the logged rows to the counters: their sum replaces them in the log, in slices
-    /// (`FOLD_SLICE`), and each slice is added in a transaction of its own, at most `most` of
-    /// them this time. What fails or is left is kept for the next time: the rows, or the
-    /// slices left.
-    async fn fold(&mut self, gate: &Gate, store: &dyn Usage, most: usize) -> anyhow::Result<()> {
+    /// (`FOLD_SLICE`), and each slice is added in a transaction of its own: this interval's
+    /// share of them with `spread` (counted once the rows are cut into slices), else all. What
+    /// fails or is left is kept for the next time: the rows, or the slices left.
+    async fn fold(
+        &mut self,
+        gate: &Gate,
+        store: &dyn Usage,
+        spread: Option<Duration>,
+    ) -> anyhow::Result<()> {
         if self.slices.is_empty() && self.rows > 0 {
             let counts = gate.unfolded_rows(&self.unfolded);
             let slices = store
@@ -118,7 +129,7 @@ impl Log {
                 ..Self::new(std::mem::take(&mut self.instance))
             };
         }
-        for _ in 0..most {
+        for _ in 0..this_time(self.slices.len(), spread) {
             let Some(&seq) = self.slices.front() else {
                 break;
             };
@@ -168,15 +179,11 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
         )
         .await;
         drop(journal);
-        let most = share(activity.waiting.len(), every);
-        let flushed = flushed.and(activity.write(store.as_ref(), most).await);
+        let flushed = flushed.and(activity.write(store.as_ref(), Some(every)).await);
         let folded = if log.due(alone, !activity.waiting.is_empty()) {
             // With another instance, which reads the counters, the log is folded at once.
-            let most = match alone {
-                true => share(log.slices.len(), every),
-                false => usize::MAX,
-            };
-            log.fold(&gate, store.as_ref(), most).await
+            log.fold(&gate, store.as_ref(), alone.then_some(every))
+                .await
         } else {
             Ok(())
         };
@@ -222,10 +229,10 @@ pub async fn run(flusher: Flusher, every: Duration, stop: watch::Receiver<bool>)
     if let Err(e) = refusals.write(&metrics, store.as_ref(), unix_now()).await {
         tracing::warn!(error = ?e, "Failed to write the last refusal counts");
     }
-    if let Err(e) = log.fold(&gate, store.as_ref(), usize::MAX).await {
+    if let Err(e) = log.fold(&gate, store.as_ref(), None).await {
         tracing::warn!(error = ?e, "Failed to fold logged use; the next start will");
     }
-    if let Err(e) = activity.write(store.as_ref(), usize::MAX).await {
+    if let Err(e) = activity.write(store.as_ref(), None).await {
         tracing::warn!(error = ?e, "Failed to write the last activity; its reports lose it");
     }
     if let Err(e) = store.leave(&instance).await {
@@ -406,10 +413,10 @@ impl Slices {
         }
     }
 
-    /// Writes at most `most` of the waiting slices in order, each in its own transaction;
-    /// stops at the first that fails, keeping it and the rest.
-    async fn write(&mut self, store: &dyn Usage, most: usize) -> anyhow::Result<()> {
-        for _ in 0..most {
+    /// Writes the waiting slices in order, each in its own transaction: this interval's share
+    /// with `spread`, else all; stops at the first that fails, keeping it and the rest.
+    async fn write(&mut self, store: &dyn Usage, spread: Option<Duration>) -> anyhow::Result<()> {
+        for _ in 0..this_time(self.waiting.len(), spread) {
             let Some(slice) = self.waiting.front() else {
                 break;
             };
@@ -522,14 +529,16 @@ mod tests {
                 .unwrap();
             n as usize
         };
-        slices.write(db.as_ref(), 1).await.unwrap();
+        // Three slices waiting, one-second intervals: one slice each.
+        let second = Some(Duration::from_secs(1));
+        slices.write(db.as_ref(), second).await.unwrap();
         assert_eq!((rows().await, slices.waiting.len()), (ACTIVITY_SLICE, 2));
-        slices.write(db.as_ref(), 1).await.unwrap();
+        slices.write(db.as_ref(), second).await.unwrap();
         assert_eq!(
             (rows().await, slices.waiting.len()),
             (2 * ACTIVITY_SLICE, 1)
         );
-        slices.write(db.as_ref(), 5).await.unwrap();
+        slices.write(db.as_ref(), None).await.unwrap();
         assert_eq!(
             (rows().await, slices.waiting.len()),
             (3 * ACTIVITY_SLICE, 0)
@@ -546,7 +555,7 @@ mod tests {
         // queues behind the first slice.
         let store = Arc::clone(&db);
         let writing = tokio::spawn(async move {
-            let written = slices.write(store.as_ref(), usize::MAX).await;
+            let written = slices.write(store.as_ref(), None).await;
             (written, slices.waiting.len())
         });
         let store = Arc::clone(&db);
