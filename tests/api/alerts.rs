@@ -105,6 +105,16 @@ fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The owner's webhook receiver, answering every message 200.
+async fn accepting_receiver() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
 /// The service sending its alerts to `server`.
 async fn app_posting_to(server: &MockServer) -> TestApp {
     app_posting_to_with(server, &[]).await
@@ -292,11 +302,7 @@ async fn a_delivery_the_receiver_refuses_is_retried_with_the_same_id() {
 
 #[tokio::test]
 async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end_is_told() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = accepting_receiver().await;
     let app = app_posting_to(&server).await;
     let now = subscribed_customer(&app).await;
 
@@ -340,11 +346,7 @@ async fn a_failed_payment_says_when_access_ends_is_resolved_when_paid_and_an_end
 /// is told even when an alerts round falls between the ledger's write and the view's refresh.
 #[tokio::test]
 async fn a_failed_payment_read_before_the_view_shows_it_is_told_once_it_does() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = accepting_receiver().await;
     // On SQLite the view is refreshed by this test alone (PostgreSQL's change signal refreshes
     // it at once, and the race is not forced there).
     let app = app_posting_to_with(&server, &[("LEDGER_POLL_INTERVAL", "3600s")]).await;
@@ -361,11 +363,7 @@ async fn a_failed_payment_read_before_the_view_shows_it_is_told_once_it_does() {
 
 #[tokio::test]
 async fn credits_running_low_are_told_once_under_the_plans_mark() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = accepting_receiver().await;
     let app = app_posting_to(&server).await;
     catalog(
         &app,

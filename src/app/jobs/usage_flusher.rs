@@ -102,11 +102,9 @@ impl Log {
     /// heavy writes of a minute (the activity, the fold) never share an interval; with another
     /// instance, which reads the counters, it is due at once.
     fn due(&self, alone: bool, activity_waiting: bool) -> bool {
-        if !alone {
-            return !self.slices.is_empty() || self.rows > 0;
-        }
-        !activity_waiting
-            && (!self.slices.is_empty() || (self.rows > 0 && self.since.elapsed() >= FOLD_EVERY))
+        let waiting = !self.slices.is_empty()
+            || (self.rows > 0 && (!alone || self.since.elapsed() >= FOLD_EVERY));
+        waiting && !(alone && activity_waiting)
     }
 
     /// Adds the logged rows to the counters: their sum replaces them in the log, in slices
