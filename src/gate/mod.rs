@@ -442,13 +442,13 @@ impl Gate {
         if taken.is_empty() {
             return None;
         }
-        let batch = taken.batch(&self.ids.read().expect("ids lock poisoned"), now);
+        let batch = taken.batch(|| self.ids.read().expect("ids lock poisoned"), now);
         Some(PendingUse { taken, batch })
     }
 
     /// Logged counts as the store adds them to its counters, with ids as text.
     pub fn unfolded_rows(&self, unfolded: &Unfolded) -> Vec<crate::store::CounterDelta> {
-        unfolded.rows(&self.ids.read().expect("ids lock poisoned"))
+        unfolded.rows(|| self.ids.read().expect("ids lock poisoned"))
     }
 
     /// Puts back use that could not be written, for the next flush.

@@ -7,6 +7,7 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
+use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -93,54 +94,52 @@ impl Taken {
             && self.activity.refused.is_empty()
     }
 
-    /// What the store writes, with ids as text, at `now`.
-    pub fn batch(&self, ids: &Ids, now: i64) -> UsageBatch {
+    /// What the store writes, with ids as text, at `now`. `ids` gives read access to the
+    /// ids, taken again for every [`ROWS_PER_READ`] rows (see [`with_text`]).
+    pub fn batch<G: Deref<Target = Ids>>(&self, ids: impl Fn() -> G, now: i64) -> UsageBatch {
         let mut meters = Vec::new();
-        let counters = self
-            .counters
-            .iter()
-            .map(|&(key, n, rests_on)| {
-                let delta = counter_delta(ids, key, u64::from(n));
-                if rests_on != REPORT_ONLY && rests_on != CAPPED {
-                    meters.push(MeterDelta {
-                        customer_id: delta.customer_id.clone(),
-                        event_name: ids.meters.get(rests_on).to_owned(),
-                        value: i64::from(n),
-                    });
-                }
-                delta
-            })
-            .collect();
+        let counters = with_text(&ids, &self.counters, |ids, &(key, n, rests_on)| {
+            let delta = counter_delta(ids, key, u64::from(n));
+            if rests_on != REPORT_ONLY && rests_on != CAPPED {
+                meters.push(MeterDelta {
+                    customer_id: delta.customer_id.clone(),
+                    event_name: ids.meters.get(rests_on).to_owned(),
+                    value: i64::from(n),
+                });
+            }
+            delta
+        });
         let mut last_used: FastMap<u32, i64> = FastMap::default();
-        let mut hourly = Vec::with_capacity(self.activity.hourly.len());
-        for (&(key, hour, tag), &(count, into_hour)) in &self.activity.hourly {
-            let hour = i64::from(hour) * 3_600;
-            let last = last_used.entry(key).or_default();
-            *last = (*last).max(hour + i64::from(into_hour));
-            hourly.push(HourlyDelta {
-                hour,
-                tag: self.activity.tags.get(tag).to_owned(),
-                key_id: ids.keys.get(key).to_owned(),
-                customer_id: ids.key_customer(key).to_owned(),
-                count: i64::from(count),
-            });
-        }
-        let last_used = last_used
-            .into_iter()
-            .map(|(key, at)| (ids.keys.get(key).to_owned(), at))
-            .collect();
-        let refused = self
-            .activity
-            .refused
-            .iter()
-            .map(|(&(key, hour, reason), &count)| KeyRefusalDelta {
+        let hourly = with_text(
+            &ids,
+            &self.activity.hourly,
+            |ids, (&(key, hour, tag), &(count, into_hour))| {
+                let hour = i64::from(hour) * 3_600;
+                let last = last_used.entry(key).or_default();
+                *last = (*last).max(hour + i64::from(into_hour));
+                HourlyDelta {
+                    hour,
+                    tag: self.activity.tags.get(tag).to_owned(),
+                    key_id: ids.keys.get(key).to_owned(),
+                    customer_id: ids.key_customer(key).to_owned(),
+                    count: i64::from(count),
+                }
+            },
+        );
+        let last_used = with_text(&ids, &last_used, |ids, (&key, &at)| {
+            (ids.keys.get(key).to_owned(), at)
+        });
+        let refused = with_text(
+            &ids,
+            &self.activity.refused,
+            |ids, (&(key, hour, reason), &count)| KeyRefusalDelta {
                 hour: i64::from(hour) * 3_600,
                 key_id: ids.keys.get(key).to_owned(),
                 customer_id: ids.key_customer(key).to_owned(),
                 reason: DenyReason::LABELS[usize::from(reason)].to_owned(),
                 count: i64::from(count),
-            })
-            .collect();
+            },
+        );
         UsageBatch {
             at: now,
             journal: None,
@@ -169,13 +168,42 @@ impl Unfolded {
         }
     }
 
-    /// The counts with ids as text, as the store adds them.
-    pub fn rows(&self, ids: &Ids) -> Vec<CounterDelta> {
-        self.counts
-            .iter()
-            .map(|(&key, &n)| counter_delta(ids, key, n))
-            .collect()
+    /// The counts with ids as text, as the store adds them (`ids` as for [`Taken::batch`]).
+    pub fn rows<G: Deref<Target = Ids>>(&self, ids: impl Fn() -> G) -> Vec<CounterDelta> {
+        with_text(&ids, &self.counts, |ids, (&key, &n)| {
+            counter_delta(ids, key, n)
+        })
     }
+}
+
+/// Rows given their ids' text under one read of the ids at most. A minute's rows are a few
+/// for every key used in it, and a view patch, which adds ids, waits for the read: taken
+/// again for each of these, the patch waits for one of them, not for the minute's rows.
+const ROWS_PER_READ: usize = 4_096;
+
+/// `items` made rows by `row`, which reads their ids' text from `ids`, read again every
+/// [`ROWS_PER_READ`] rows. Slots never change meaning, so rows made under different reads
+/// agree.
+fn with_text<I: IntoIterator, T, G: Deref<Target = Ids>>(
+    ids: &impl Fn() -> G,
+    items: I,
+    mut row: impl FnMut(&Ids, I::Item) -> T,
+) -> Vec<T>
+where
+    I::IntoIter: ExactSizeIterator,
+{
+    let mut items = items.into_iter();
+    let mut rows = Vec::with_capacity(items.len());
+    while items.len() > 0 {
+        let ids = ids();
+        rows.extend(
+            items
+                .by_ref()
+                .take(ROWS_PER_READ)
+                .map(|item| row(&ids, item)),
+        );
+    }
+    rows
 }
 
 /// A counter's count with ids as text, as the store writes it.
@@ -468,6 +496,22 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn rows_read_the_ids_again_for_every_rows_per_read() {
+        let ids = Ids::default();
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            &ids
+        };
+        let items: Vec<usize> = (0..2 * ROWS_PER_READ + 1).collect();
+        let rows = with_text(&read, &items, |_, &i| i);
+        assert_eq!(rows, items, "every item, in order");
+        assert_eq!(reads.get(), 3, "so a view patch waits for one read's rows");
+        assert!(with_text(&read, &Vec::<usize>::new(), |_, &i| i).is_empty());
+        assert_eq!(reads.get(), 3, "nothing to write reads nothing");
+    }
+
     /// Ids with one customer, one entitlement ("g1") and one key ("key_1").
     fn ids() -> (Ids, u32, u32) {
         let mut ids = Ids::default();
@@ -532,7 +576,7 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(allowed, 250);
-        let batch = book.take(true).batch(&ids, 0);
+        let batch = book.take(true).batch(|| &ids, 0);
         assert_eq!(batch.counters.len(), 1);
         assert_eq!(batch.counters[0].used, 250);
         assert_eq!(batch.counters[0].entitlement, "g1");
@@ -550,7 +594,7 @@ mod tests {
         book.record(key, "@acme/b", 7_300);
         book.record(key, "@acme/b", 7_200);
         let taken = book.take(true);
-        let batch = taken.batch(&ids, 10);
+        let batch = taken.batch(|| &ids, 10);
         assert_eq!(batch.hourly.len(), 2, "one row per key, hour and tag");
         assert_eq!(
             batch.last_used,
@@ -559,7 +603,7 @@ mod tests {
         );
         assert!(book.take(true).is_empty(), "a batch is taken once");
         book.restore(taken);
-        let again = book.take(true).batch(&ids, 12);
+        let again = book.take(true).batch(|| &ids, 12);
         assert_eq!(again.counters, batch.counters);
         let sorted = |b: &UsageBatch| {
             let mut rows: Vec<_> = b
@@ -604,12 +648,12 @@ mod tests {
         let book = UsageBook::default();
         assert!(book.try_take(capped, 0, Some(10), None));
         assert!(book.try_take(unlimited, 7, None, None));
-        let every_interval = book.take(false).batch(&ids, 10);
+        let every_interval = book.take(false).batch(|| &ids, 10);
         let names = |b: &UsageBatch| -> Vec<String> {
             b.counters.iter().map(|c| c.entitlement.clone()).collect()
         };
         assert_eq!(names(&every_interval), ["g1"]);
-        let with_activity = book.take(true).batch(&ids, 11);
+        let with_activity = book.take(true).batch(|| &ids, 11);
         assert_eq!(names(&with_activity), ["si_unlimited"]);
         assert_eq!(with_activity.counters[0].used, 1);
     }
@@ -621,7 +665,7 @@ mod tests {
         let book = UsageBook::default();
         assert!(book.try_take(e, 7, None, Some(meter)));
         assert!(book.try_take(e, 7, None, Some(meter)));
-        let batch = book.take(false).batch(&ids, 10);
+        let batch = book.take(false).batch(|| &ids, 10);
         assert_eq!(
             batch.meters,
             [MeterDelta {
@@ -647,7 +691,7 @@ mod tests {
         book.record_refusal(key, &DenyReason::NoPlan, 7_300);
         book.record(key, "@acme/a", 7_300);
         let taken = book.take(true);
-        let batch = taken.batch(&ids, 7_400);
+        let batch = taken.batch(|| &ids, 7_400);
         let mut rows: Vec<_> = batch
             .refused
             .iter()
@@ -667,7 +711,11 @@ mod tests {
             "refusals are not use"
         );
         book.restore(taken);
-        assert_eq!(book.take(true).batch(&ids, 7_500).refused.len(), 2, "kept");
+        assert_eq!(
+            book.take(true).batch(|| &ids, 7_500).refused.len(),
+            2,
+            "kept"
+        );
     }
 
     #[test]
@@ -684,7 +732,7 @@ mod tests {
                 });
             }
         });
-        let batch = book.take(true).batch(&ids, 10);
+        let batch = book.take(true).batch(|| &ids, 10);
         let mut rows: Vec<_> = batch
             .hourly
             .iter()

@@ -288,7 +288,7 @@ impl Refusals {
 /// the counters and, whole, into the journal. With `slices`, the batch's per-hour activity and
 /// last use are left out of that write and queued there once it succeeded.
 async fn flush(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     store: &dyn Usage,
     journal: &mut Journal,
     with_activity: bool,
@@ -296,7 +296,14 @@ async fn flush(
     log: Option<&mut Log>,
     slices: Option<&mut Slices>,
 ) -> anyhow::Result<usize> {
-    let Some(mut pending) = gate.take_use(unix_now(), with_activity) else {
+    // A minute's use is a few rows for every key used in it, each given its ids' text: on the
+    // runtime's thread, that long a stretch of work holds up the tasks queued behind it there
+    // (a webhook's), so it runs on a thread of the blocking pool.
+    let taken = {
+        let gate = Arc::clone(gate);
+        tokio::task::spawn_blocking(move || gate.take_use(unix_now(), with_activity)).await?
+    };
+    let Some(mut pending) = taken else {
         return Ok(0);
     };
     pending.batch.journal = journal.covering();
@@ -315,7 +322,7 @@ async fn flush(
         Ok(true) => {
             journal.clear()?;
             if let Some((slices, hourly, last_used)) = activity {
-                slices.queue(pending.batch.at, hourly, last_used);
+                slices.queue(pending.batch.at, hourly, last_used).await;
             }
             if let Some(log) = log
                 && !pending.batch.counters.is_empty()
@@ -361,7 +368,7 @@ async fn flush(
 /// discards such a connection, so a few attempts reach one opened here. If the database still
 /// cannot be written, the counts stay in the journal for the next start.
 pub async fn final_flush(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     store: &dyn Usage,
     journal: &mut Journal,
 ) -> anyhow::Result<usize> {
@@ -389,10 +396,16 @@ struct Slices {
 
 impl Slices {
     /// Queues a batch's activity in slices, each in the order of its table's key, so together
-    /// the slices go through each table once.
-    fn queue(&mut self, at: i64, mut hourly: Vec<HourlyDelta>, mut last_used: Vec<(String, i64)>) {
-        hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
-        last_used.sort_unstable();
+    /// the slices go through each table once. The sort runs on a thread of the blocking pool
+    /// (a minute's activity is a row or two for every key used in it; see [`flush`]).
+    async fn queue(&mut self, at: i64, hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>) {
+        let sorting = tokio::task::spawn_blocking(move || {
+            let (mut hourly, mut last_used) = (hourly, last_used);
+            hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
+            last_used.sort_unstable();
+            (hourly, last_used)
+        });
+        let (mut hourly, mut last_used) = sorting.await.expect("sorting the activity panicked");
         let slice = |hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>| UsageBatch {
             at,
             hourly,
@@ -444,11 +457,13 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn activity_is_queued_in_slices_in_the_order_of_each_table() {
+    #[tokio::test]
+    async fn activity_is_queued_in_slices_in_the_order_of_each_table() {
         let mut slices = Slices::default();
         let last_used = vec![("key_b".to_owned(), 2), ("key_a".to_owned(), 1)];
-        slices.queue(7, hourly(2 * ACTIVITY_SLICE + 1), last_used);
+        slices
+            .queue(7, hourly(2 * ACTIVITY_SLICE + 1), last_used)
+            .await;
         let sizes: Vec<_> = slices
             .waiting
             .iter()
@@ -502,7 +517,9 @@ mod tests {
             .unwrap();
         db.migrate().await.unwrap();
         let mut slices = Slices::default();
-        slices.queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new());
+        slices
+            .queue(7, hourly(3 * ACTIVITY_SLICE), Vec::new())
+            .await;
         (dir, db, slices)
     }
 
