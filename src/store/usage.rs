@@ -154,13 +154,15 @@ impl Usage for Db {
         at: i64,
     ) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
         Box::pin(async move {
+            // Rendered before the write's turn is taken (see `write_usage`); again from what
+            // is read, should another process have folded some of the rows meanwhile.
+            let rendered = sliced_rows(counts, slice)?;
             let mut tx = self.begin_write().await?;
             let (left,): (i64,) = tx
                 .fetch_one(sql("SELECT COUNT(*) FROM usage_log WHERE instance = $1").bind(instance))
                 .await
                 .context("Failed to count this instance's logged use")?;
-            let read;
-            let counts = if usize::try_from(left) == Ok(logged) {
+            let slices = if usize::try_from(left) == Ok(logged) {
                 let removed = tx
                     .execute(sql("DELETE FROM usage_log WHERE instance = $1").bind(instance))
                     .await
@@ -171,7 +173,7 @@ impl Usage for Db {
                     usize::try_from(removed) == Ok(logged),
                     "the usage log changed while it was folded"
                 );
-                counts
+                rendered
             } else {
                 let rows: Vec<(String,)> = tx
                     .fetch_all(
@@ -180,20 +182,17 @@ impl Usage for Db {
                     )
                     .await
                     .context("Failed to take this instance's logged use")?;
-                read = summed(&rows)?;
-                &read[..]
+                sliced_rows(&summed(&rows)?, slice)?
             };
-            let mut sorted: Vec<&CounterDelta> = counts.iter().collect();
-            sorted.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
-            let mut seqs = Vec::with_capacity(sorted.len().div_ceil(slice.max(1)));
-            for counts in sorted.chunks(slice.max(1)) {
+            let mut seqs = Vec::with_capacity(slices.len());
+            for rows in slices {
                 let (seq,): (i64,) = tx
                     .fetch_one(
                         sql("INSERT INTO usage_log (instance, at, counters) \
                              VALUES ($1, $2, $3) RETURNING seq")
                         .bind(instance)
                         .bind(at)
-                        .bind(counter_rows(counts.iter().copied())?),
+                        .bind(rows),
                     )
                     .await
                     .context("Failed to log summed use")?;
@@ -349,7 +348,12 @@ impl Db {
     /// of their table's key, so each page of it is read and written once per statement rather
     /// than once per row (the rows come from hash maps: random keys, random pages). With
     /// `log`, the counters go to the usage log as that instance's row.
+    ///
+    /// Every parameter is rendered before the write's turn is taken: a minute's are tens of
+    /// thousands of rows to sort and render, and every other writer of the process (a
+    /// webhook's) waits for that turn.
     async fn write_usage(&self, batch: &UsageBatch, log: Option<&str>) -> anyhow::Result<bool> {
+        let rendered = Rendered::of(batch)?;
         let mut tx = self.begin_write().await?;
         if let Some(journal) = &batch.journal {
             let first = tx
@@ -369,8 +373,7 @@ impl Db {
                 return Ok(false);
             }
         }
-        if !batch.counters.is_empty() {
-            let rows = counter_rows(&batch.counters)?;
+        if let Some(rows) = rendered.counters {
             let statement = match log {
                 None => self.add_counters(rows, batch.at),
                 Some(instance) => {
@@ -384,13 +387,7 @@ impl Db {
                 .await
                 .context("Failed to write usage counters")?;
         }
-        if !batch.hourly.is_empty() {
-            let mut hourly: Vec<&HourlyDelta> = batch.hourly.iter().collect();
-            hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
-            let rows: Vec<_> = hourly
-                .iter()
-                .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
-                .collect();
+        if let Some(rows) = rendered.hourly {
             tx.execute(
                 self.with_json_rows(
                     "INSERT INTO usage_hourly (hour, tag, key_id, customer_id, count) \
@@ -400,18 +397,12 @@ impl Db {
                      ON CONFLICT (hour, tag, key_id) \
                      DO UPDATE SET count = usage_hourly.count + excluded.count",
                 )
-                .bind(serde_json::to_string(&rows)?),
+                .bind(rows),
             )
             .await
             .context("Failed to write hourly usage")?;
         }
-        if !batch.refused.is_empty() {
-            let mut rows: Vec<_> = batch
-                .refused
-                .iter()
-                .map(|r| (r.hour, &r.key_id, &r.customer_id, &r.reason, r.count))
-                .collect();
-            rows.sort_unstable_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
+        if let Some(rows) = rendered.refused {
             tx.execute(
                 self.with_json_rows(
                     "INSERT INTO key_refusals_hourly (hour, key_id, customer_id, reason, count) \
@@ -421,14 +412,12 @@ impl Db {
                      ON CONFLICT (hour, key_id, reason) \
                      DO UPDATE SET count = key_refusals_hourly.count + excluded.count",
                 )
-                .bind(serde_json::to_string(&rows)?),
+                .bind(rows),
             )
             .await
             .context("Failed to write refusals per key")?;
         }
-        if !batch.last_used.is_empty() {
-            let mut rows: Vec<_> = batch.last_used.iter().collect();
-            rows.sort_unstable();
+        if let Some(rows) = rendered.last_used {
             tx.execute(
                 self.with_json_rows(
                     "INSERT INTO key_activity (key_id, last_used_at) \
@@ -438,7 +427,7 @@ impl Db {
                          WHEN excluded.last_used_at > key_activity.last_used_at \
                          THEN excluded.last_used_at ELSE key_activity.last_used_at END",
                 )
-                .bind(serde_json::to_string(&rows)?),
+                .bind(rows),
             )
             .await
             .context("Failed to write key activity")?;
@@ -477,6 +466,58 @@ const ADD_COUNTERS: &str = "INSERT INTO usage_counters \
      SET used = usage_counters.used + excluded.used, \
          updated_at = excluded.updated_at";
 
+/// A batch's rows as the statements of [`Db::write_usage`] bind them: each table's a JSON
+/// array in the order of its key (`None`: no rows for that table).
+struct Rendered {
+    counters: Option<String>,
+    hourly: Option<String>,
+    refused: Option<String>,
+    last_used: Option<String>,
+}
+
+impl Rendered {
+    fn of(batch: &UsageBatch) -> anyhow::Result<Self> {
+        let counters = (!batch.counters.is_empty())
+            .then(|| counter_rows(&batch.counters))
+            .transpose()?;
+        let hourly = (!batch.hourly.is_empty())
+            .then(|| {
+                let mut hourly: Vec<&HourlyDelta> = batch.hourly.iter().collect();
+                hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
+                let rows: Vec<_> = hourly
+                    .iter()
+                    .map(|h| (h.hour, &h.tag, &h.key_id, &h.customer_id, h.count))
+                    .collect();
+                serde_json::to_string(&rows)
+            })
+            .transpose()?;
+        let refused = (!batch.refused.is_empty())
+            .then(|| {
+                let mut rows: Vec<_> = batch
+                    .refused
+                    .iter()
+                    .map(|r| (r.hour, &r.key_id, &r.customer_id, &r.reason, r.count))
+                    .collect();
+                rows.sort_unstable_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
+                serde_json::to_string(&rows)
+            })
+            .transpose()?;
+        let last_used = (!batch.last_used.is_empty())
+            .then(|| {
+                let mut rows: Vec<_> = batch.last_used.iter().collect();
+                rows.sort_unstable();
+                serde_json::to_string(&rows)
+            })
+            .transpose()?;
+        Ok(Self {
+            counters,
+            hourly,
+            refused,
+            last_used,
+        })
+    }
+}
+
 /// Counters as the store writes them: a JSON array of [entitlement, period_start,
 /// customer_id, used], in the order of the counters' key.
 fn counter_rows<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> anyhow::Result<String> {
@@ -487,6 +528,17 @@ fn counter_rows<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> anyho
         .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
         .collect();
     Ok(serde_json::to_string(&rows)?)
+}
+
+/// Counts as log rows of at most `slice` counters each, together in the order of the
+/// counters' key (each rendered by [`counter_rows`]).
+fn sliced_rows(counts: &[CounterDelta], slice: usize) -> anyhow::Result<Vec<String>> {
+    let mut sorted: Vec<&CounterDelta> = counts.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
+    sorted
+        .chunks(slice.max(1))
+        .map(|counts| counter_rows(counts.iter().copied()))
+        .collect()
 }
 
 /// The counts of logged rows, summed per counter.
