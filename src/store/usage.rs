@@ -521,24 +521,31 @@ impl Rendered {
 /// Counters as the store writes them: a JSON array of [entitlement, period_start,
 /// customer_id, used], in the order of the counters' key.
 fn counter_rows<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> anyhow::Result<String> {
+    rendered_counters(&in_key_order(counts))
+}
+
+/// Counts as log rows of at most `slice` counters each, together in the order of the
+/// counters' key (each as [`counter_rows`] renders it).
+fn sliced_rows(counts: &[CounterDelta], slice: usize) -> anyhow::Result<Vec<String>> {
+    in_key_order(counts)
+        .chunks(slice.max(1))
+        .map(rendered_counters)
+        .collect()
+}
+
+fn in_key_order<'a>(counts: impl IntoIterator<Item = &'a CounterDelta>) -> Vec<&'a CounterDelta> {
     let mut counts: Vec<&CounterDelta> = counts.into_iter().collect();
     counts.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
-    let rows: Vec<_> = counts
+    counts
+}
+
+/// Counters already in the order of their key, rendered as [`counter_rows`] says.
+fn rendered_counters(sorted: &[&CounterDelta]) -> anyhow::Result<String> {
+    let rows: Vec<_> = sorted
         .iter()
         .map(|c| (&c.entitlement, c.period_start, &c.customer_id, c.used))
         .collect();
     Ok(serde_json::to_string(&rows)?)
-}
-
-/// Counts as log rows of at most `slice` counters each, together in the order of the
-/// counters' key (each rendered by [`counter_rows`]).
-fn sliced_rows(counts: &[CounterDelta], slice: usize) -> anyhow::Result<Vec<String>> {
-    let mut sorted: Vec<&CounterDelta> = counts.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
-    sorted
-        .chunks(slice.max(1))
-        .map(|counts| counter_rows(counts.iter().copied()))
-        .collect()
 }
 
 /// The counts of logged rows, summed per counter.
