@@ -24,9 +24,10 @@ async fn keys_issued_and_revoked_at_the_command_line_are_recorded_as_the_command
             "--name",
             "laptop",
         ],
-    );
+    )
+    .await;
     let key = issued.lines().last().unwrap().trim();
-    cli(&app.db.url, &["keys", "revoke", key]);
+    cli(&app.db.url, &["keys", "revoke", key]).await;
 
     let rows = app.store.audit_log(None, 10).await.unwrap();
     let seen: Vec<(&str, &str)> = rows
@@ -41,12 +42,12 @@ async fn keys_issued_and_revoked_at_the_command_line_are_recorded_as_the_command
     assert_eq!(detail["new_customer"], true);
 
     let customer = rows[1].customer_id.clone().unwrap();
-    let theirs = cli(&app.db.url, &["audit", "--customer", &customer]);
+    let theirs = cli(&app.db.url, &["audit", "--customer", &customer]).await;
     assert_eq!(theirs.matches("key.").count(), 2, "{theirs}");
-    let nobody = cli(&app.db.url, &["audit", "--customer", "cus_nobody"]);
+    let nobody = cli(&app.db.url, &["audit", "--customer", "cus_nobody"]).await;
     assert!(nobody.starts_with("Nothing in the audit log"), "{nobody}");
 
-    let listed = cli(&app.db.url, &["audit", "--limit", "1"]);
+    let listed = cli(&app.db.url, &["audit", "--limit", "1"]).await;
     assert!(listed.contains("key.revoked"), "{listed}");
     assert!(
         !listed.contains("key.issued"),
@@ -164,7 +165,7 @@ async fn tollbooth_usage_prints_use_per_day_and_predictor_and_refusals_by_reason
         .unwrap();
 
     let today = calendar::date(unix_now());
-    let printed = cli(&app.db.url, &["usage", "--customer", &issued.customer_id]);
+    let printed = cli(&app.db.url, &["usage", "--customer", &issued.customer_id]).await;
     let row = |tag: &str| {
         printed
             .lines()
@@ -183,13 +184,13 @@ async fn tollbooth_usage_prints_use_per_day_and_predictor_and_refusals_by_reason
         !printed.contains("refused"),
         "refusals are not per customer: {printed}"
     );
-    let other = cli(&app.db.url, &["usage", "--customer", "cus_nobody"]);
+    let other = cli(&app.db.url, &["usage", "--customer", "cus_nobody"]).await;
     assert!(other.starts_with("No authorizations allowed"), "{other}");
 
     // Refusals are written by the running flush (every 100 ms here).
     let started = std::time::Instant::now();
     let everyone = loop {
-        let everyone = cli(&app.db.url, &["usage"]);
+        let everyone = cli(&app.db.url, &["usage"]).await;
         if everyone.contains("Refused from") {
             break everyone;
         }
@@ -204,7 +205,7 @@ async fn tollbooth_usage_prints_use_per_day_and_predictor_and_refusals_by_reason
         "{everyone}"
     );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let later = cli(&app.db.url, &["usage"]);
+    let later = cli(&app.db.url, &["usage"]).await;
     assert!(
         later.contains("other_owner 1, unknown_key 2."),
         "later rounds write only what is new: {later}"

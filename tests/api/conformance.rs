@@ -290,7 +290,7 @@ async fn a_meter_report_refused_for_good_is_set_aside_and_later_ones_use_the_met
     );
 
     // The owner sees it with the failing events.
-    let listed = crate::freshness::cli(&app.db.url, &["events"]);
+    let listed = crate::freshness::cli(&app.db.url, &["events"]).await;
     assert!(
         listed.contains("refused for good") && listed.contains(&aside[0].id),
         "{listed}"
@@ -395,7 +395,8 @@ async fn every_request_to_stripe_is_one_the_spec_allows() {
             ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
             ("STRIPE_API_BASE", uri.as_str()),
         ],
-    );
+    )
+    .await;
     assert!(out.contains("customers"), "{out}");
     let checked = assert_requests_follow_the_spec(&stripe.server).await;
     assert!(

@@ -50,7 +50,7 @@ fn is_failing(body: &serde_json::Value, part: &str) -> bool {
 async fn usage_writes_resume_after_the_disk_was_full_and_nothing_counted_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("full.db").display());
-    let key = issue(&url, &["--credits", "1000000"]);
+    let key = issue(&url, &["--credits", "1000000"]).await;
     // The write-ahead log may grow to 64 KiB: a few dozen flushes and heartbeats.
     let mut command = Command::new("bash");
     command.args([
@@ -179,7 +179,7 @@ async fn the_database_and_an_export_are_readable_by_their_owner_only() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("private.db");
     let url = format!("sqlite://{}", db.display());
-    issue(&url, &["--credits", "1"]);
+    issue(&url, &["--credits", "1"]).await;
     let server = start_server(&url, &[]);
     let client = reqwest::Client::new();
     wait_for_readiness(&client, &server.address, Duration::from_secs(5), |s, _| {
@@ -226,7 +226,7 @@ async fn slow_request_bodies_cannot_starve_the_authorize_route() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let db = crate::helpers::TestDatabase::fresh().await;
-    let key = issue(&db.url, &["--credits", "1000"]);
+    let key = issue(&db.url, &["--credits", "1000"]).await;
     let mut command = Command::new("bash");
     command.args([
         "-c",
@@ -365,7 +365,7 @@ async fn a_crash_during_a_database_outage_loses_nothing_counted_before_the_last_
     if !db.url.starts_with("postgres") {
         return;
     }
-    let key = issue(&db.url, &["--credits", "1000000"]);
+    let key = issue(&db.url, &["--credits", "1000000"]).await;
     let outage = Outage::before(server_of(&db.url)).await;
     let proxied = outage.url(&db.url);
     let journal = crate::helpers::journal_path();

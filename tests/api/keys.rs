@@ -192,7 +192,8 @@ async fn keys_are_rolled_and_capped_at_the_command_line_and_meaningless_values_r
             "--credits",
             "10",
         ],
-    );
+    )
+    .await;
     assert!(out.contains("Key cap   2 predictions a day"), "{out}");
     let key = out.lines().last().unwrap().trim().to_owned();
     let key_id = out
@@ -206,15 +207,15 @@ async fn keys_are_rolled_and_capped_at_the_command_line_and_meaningless_values_r
     assert_allowed(&app, TAG, &key).await;
     assert_denied(&app, TAG, &key, "own limit of 2").await;
 
-    let out = cli(&url, &["keys", "cap", &key_id, "10/month"]);
+    let out = cli(&url, &["keys", "cap", &key_id, "10/month"]).await;
     assert!(out.contains("10 predictions a month"), "{out}");
-    let out = cli(&url, &["keys", "roll", &key_id, "--grace", "24h"]);
+    let out = cli(&url, &["keys", "roll", &key_id, "--grace", "24h"]).await;
     assert!(out.contains("keeps working until"), "{out}");
     let new_key = out.lines().last().unwrap().trim().to_owned();
     app.refresh().await;
     assert_allowed(&app, TAG, &key).await;
     assert_allowed(&app, TAG, &new_key).await;
-    let listing = cli(&url, &["keys", "list"]);
+    let listing = cli(&url, &["keys", "list"]).await;
     assert!(listing.contains("replaced by key_"), "{listing}");
     assert!(listing.contains("cap 10 predictions a month"), "{listing}");
 
@@ -232,7 +233,7 @@ async fn keys_are_rolled_and_capped_at_the_command_line_and_meaningless_values_r
             "at least 1",
         ),
     ] {
-        let (code, stderr) = cli_refused(&url, &args);
+        let (code, stderr) = cli_refused(&url, &args).await;
         assert_ne!(code, 0, "{args:?}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }

@@ -156,7 +156,8 @@ async fn paying_in_stripe_opens_a_predictor_cancelling_closes_it_and_sync_rebuil
         &app.db.url,
         &["keys", "issue", "--customer", &customer_id],
         &env_refs,
-    );
+    )
+    .await;
     let key = out.lines().last().unwrap().trim().to_owned();
     app.wait_for_status(&key, 200, Duration::from_secs(5)).await;
     let (status, body) = app.authorize_json("@acme/llama", &key).await;
@@ -178,7 +179,7 @@ async fn paying_in_stripe_opens_a_predictor_cancelling_closes_it_and_sync_rebuil
 
     // `tollbooth sync` rebuilds the same ledger from an empty database.
     let fresh = TestDatabase::fresh().await;
-    let report = cli_with(&fresh.url, &["sync"], &env_refs);
+    let report = cli_with(&fresh.url, &["sync"], &env_refs).await;
     assert!(report.contains("Synced from"), "{report}");
     let rebuilt = tollbooth::store::connect(&fresh.url).await.unwrap();
     let from_webhooks = items_of(app.store.as_ref(), &customer_id).await;

@@ -100,10 +100,10 @@ impl Server {
     }
 }
 
-pub fn issue(db_url: &str, args: &[&str]) -> String {
+pub async fn issue(db_url: &str, args: &[&str]) -> String {
     let mut all = vec!["keys", "issue", "--email", "p@example.com"];
     all.extend_from_slice(args);
-    let out = cli(db_url, &all);
+    let out = cli(db_url, &all).await;
     out.lines().last().unwrap().trim().to_owned()
 }
 
@@ -125,7 +125,7 @@ pub async fn count_allowed(
 #[tokio::test]
 async fn sigterm_flushes_counted_use_before_exiting() {
     let db = TestDatabase::fresh().await;
-    let key = issue(&db.url, &["--credits", "5"]);
+    let key = issue(&db.url, &["--credits", "5"]).await;
     let client = reqwest::Client::new();
     // No periodic flush during the test: only the shutdown flush can save the counts.
     let server = start_server(&db.url, &[("USAGE_FLUSH_INTERVAL", "1h")]);
@@ -148,7 +148,7 @@ async fn sigterm_flushes_counted_use_before_exiting() {
 #[tokio::test]
 async fn a_crash_loses_at_most_one_flush_interval_of_counts() {
     let db = TestDatabase::fresh().await;
-    let key = issue(&db.url, &["--credits", "10"]);
+    let key = issue(&db.url, &["--credits", "10"]).await;
     let client = reqwest::Client::new();
     let server = start_server(&db.url, &[("USAGE_FLUSH_INTERVAL", "200ms")]);
 
@@ -171,7 +171,7 @@ async fn a_crash_loses_at_most_one_flush_interval_of_counts() {
 #[tokio::test]
 async fn no_key_token_or_secret_appears_in_the_logs() {
     let db = TestDatabase::fresh().await;
-    let key = issue(&db.url, &["--credits", "1"]);
+    let key = issue(&db.url, &["--credits", "1"]).await;
     let secrets = [
         ("STRIPE_SECRET_KEY", "sk_test_logleak0123456789"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_logleak0123456789"),
