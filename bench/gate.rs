@@ -15,8 +15,8 @@ use rand::Rng as _;
 use tollbooth::domain::{AccessKey, KeyPrefix, Owner};
 use tollbooth::gate::{Gate, GateRules};
 use tollbooth::store::{
-    BoxFuture, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,
-    Snapshot,
+    BoxFuture, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PriceRow,
+    PurchaseRow, Snapshot,
 };
 
 const CUSTOMERS: usize = 100_000;
@@ -40,19 +40,20 @@ fn item(id: String, customer: &str, status: &str, quota: bool) -> ItemRow {
         past_due_since: None,
         current_period_start: NOW - DAY,
         current_period_end: NOW + 29 * DAY,
-        usage_type: Some("licensed".into()),
-        meter_event_name: None,
-        product_name: Some(if quota { "Quota" } else { "Pro" }.into()),
-        product_metadata: Some(
-            if quota {
-                r#"{"quota":"1000000000"}"#
-            } else {
-                "{}"
-            }
-            .into(),
-        ),
-        price_metadata: Some("{}".into()),
+        price_id: if quota { "price_quota" } else { "price_pro" }.into(),
         created: NOW - 40 * DAY,
+    }
+}
+
+/// A price of the catalog, with its product's name and metadata.
+fn price(id: &str, product: &str, product_metadata: &str, price_metadata: &str) -> PriceRow {
+    PriceRow {
+        id: id.into(),
+        usage_type: Some("licensed".into()).filter(|_| id != "price_credits"),
+        meter_event_name: None,
+        product_name: Some(product.into()),
+        product_metadata: Some(product_metadata.into()),
+        price_metadata: Some(price_metadata.into()),
     }
 }
 
@@ -61,6 +62,16 @@ fn ledger() -> (LedgerRows, Vec<String>) {
     let prefix = KeyPrefix::parse("tb").expect("a valid prefix");
     let mut rows = LedgerRows {
         version: 1,
+        prices: vec![
+            price("price_pro", "Pro", "{}", "{}"),
+            price("price_quota", "Quota", r#"{"quota":"1000000000"}"#, "{}"),
+            price(
+                "price_credits",
+                "Credits",
+                "{}",
+                r#"{"credits":"1000000000"}"#,
+            ),
+        ],
         ..LedgerRows::default()
     };
     let mut keys = Vec::with_capacity(CUSTOMERS);
@@ -102,9 +113,7 @@ fn ledger() -> (LedgerRows, Vec<String>) {
                 paid_at: NOW - 3_600,
                 refunded_at: None,
                 disputed_at: None,
-                product_name: Some("Credits".into()),
-                product_metadata: Some("{}".into()),
-                price_metadata: Some(r#"{"credits":"1000000000"}"#.into()),
+                price_id: "price_credits".into(),
             }),
         }
         if i % 20 == 0 {
@@ -135,6 +144,7 @@ impl Snapshot for Seeded {
         Box::pin(async move {
             let rows = self.0.lock().unwrap().take().unwrap_or_default();
             rows.keys.into_iter().for_each(|row| sink.key(row));
+            rows.prices.into_iter().for_each(|row| sink.price(row));
             rows.grants.into_iter().for_each(|row| sink.grant(row));
             rows.items.into_iter().for_each(|row| sink.item(row));
             rows.purchases

@@ -18,8 +18,8 @@ use arc_swap::ArcSwap;
 
 use crate::domain::{AccessKey, KeyCap, KeyHash, Owner, PredictorTag};
 use crate::store::{
-    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow, Snapshot, Usage,
-    UsageBatch, UsageRow,
+    GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PriceRow, PurchaseRow,
+    Snapshot, Usage, UsageBatch, UsageRow,
 };
 
 pub use decision::{Charge, decide};
@@ -120,6 +120,11 @@ impl LedgerSink for Loading<'_> {
     fn key_terms(&mut self, row: KeyRow) {
         let mut ids = self.ids.write().expect("ids lock poisoned");
         self.part.key_terms(row, &mut ids);
+    }
+
+    fn price(&mut self, row: PriceRow) {
+        let mut ids = self.ids.write().expect("ids lock poisoned");
+        self.part.price(row, &mut ids);
     }
 
     fn grant(&mut self, row: GrantRow) {

@@ -14,10 +14,10 @@ use super::FastMap;
 use super::names::Ids;
 
 use crate::domain::{KeyCap, KeyHash};
-use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PurchaseRow};
+use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PriceRow, PurchaseRow};
 
 use super::entitlement::{Entitlement, Plan};
-use super::terms::Terms;
+use super::terms::{Prices, Terms};
 
 /// No position: a customer slot whose customer is not in the view.
 const NONE: u32 = u32::MAX;
@@ -233,6 +233,9 @@ impl Tables {
         for row in rows.key_terms {
             part.key_terms(row, ids);
         }
+        for row in rows.prices {
+            part.price(row, ids);
+        }
         for row in rows.grants {
             part.grant(row, ids);
         }
@@ -423,6 +426,8 @@ pub struct Part {
     first_new: u32,
     /// Entitlements with where they go in the view, until all are read.
     owned: Vec<(Order, Entitlement)>,
+    /// The prices read, with the plans made of them.
+    prices: Prices,
 }
 
 impl Part {
@@ -436,6 +441,7 @@ impl Part {
             first_new: view.customers.len() as u32,
             view,
             owned: Vec::new(),
+            prices: Prices::default(),
         }
     }
 
@@ -487,6 +493,11 @@ impl Part {
             };
             self.view.key_terms.insert(key, terms);
         }
+    }
+
+    /// A price, before the items and purchases that name it.
+    pub fn price(&mut self, row: PriceRow, ids: &mut Ids) {
+        self.terms(ids).price(row);
     }
 
     pub fn grant(&mut self, row: GrantRow, ids: &mut Ids) {
@@ -555,7 +566,7 @@ impl Part {
     }
 
     fn terms<'a>(&'a mut self, ids: &'a mut Ids) -> Terms<'a> {
-        Terms::new(ids, &mut self.view.plans)
+        Terms::new(ids, &mut self.view.plans, &mut self.prices)
     }
 }
 

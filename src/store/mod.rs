@@ -53,8 +53,8 @@ pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, Subscr
 pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};
 pub use sessions::{Sessions, SignInLink, StoredSession};
 pub use snapshot::{
-    CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PurchaseRow,
-    Snapshot, UsageRow,
+    CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PriceRow,
+    PurchaseRow, Snapshot, UsageRow,
 };
 pub use transfer::Transfer;
 pub use usage::{CounterDelta, HourlyDelta, KeyRefusalDelta, Usage, UsageBatch};

@@ -68,19 +68,23 @@ pub struct LedgerRows {
     /// The few keys with terms of their own (a roll's end, a cap), read apart so the scan of
     /// every key copies only what every key has.
     pub key_terms: Vec<KeyRow>,
+    /// The prices the items and purchases name, each with its product, read once however
+    /// many rows name it.
+    pub prices: Vec<PriceRow>,
     pub grants: Vec<GrantRow>,
     pub items: Vec<ItemRow>,
     pub purchases: Vec<PurchaseRow>,
     pub usage: Vec<UsageRow>,
 }
 
-/// Takes the ledger's rows one at a time as they are read, in this order: keys, grants,
-/// subscription items, purchases, usage counters. The gate builds its view this way, so the
+/// Takes the ledger's rows one at a time as they are read, in this order: keys, prices,
+/// grants, subscription items, purchases, usage counters. The gate builds its view this way, so the
 /// whole ledger is never held as rows at once.
 pub trait LedgerSink: Send {
     fn key(&mut self, row: KeyRow);
     /// A key already given to [`Self::key`], with its own terms.
     fn key_terms(&mut self, row: KeyRow);
+    fn price(&mut self, row: PriceRow);
     fn grant(&mut self, row: GrantRow);
     fn item(&mut self, row: ItemRow);
     fn purchase(&mut self, row: PurchaseRow);
@@ -94,6 +98,10 @@ impl LedgerSink for LedgerRows {
 
     fn key_terms(&mut self, row: KeyRow) {
         self.key_terms.push(row);
+    }
+
+    fn price(&mut self, row: PriceRow) {
+        self.prices.push(row);
     }
 
     fn grant(&mut self, row: GrantRow) {
@@ -147,7 +155,8 @@ pub struct GrantRow {
     pub created_at: i64,
 }
 
-/// A subscription item with its subscription's state and its plan's metadata.
+/// A subscription item with its subscription's state; its plan is its price's
+/// ([`PriceRow`]).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, Deserialize)]
 pub struct ItemRow {
     pub id: String,
@@ -160,16 +169,12 @@ pub struct ItemRow {
     pub past_due_since: Option<i64>,
     pub current_period_start: i64,
     pub current_period_end: i64,
-    pub usage_type: Option<String>,
-    pub meter_event_name: Option<String>,
-    pub product_name: Option<String>,
-    pub product_metadata: Option<String>,
-    pub price_metadata: Option<String>,
+    pub price_id: String,
     /// When its subscription started.
     pub created: i64,
 }
 
-/// A one-time purchase with its plan's metadata.
+/// A one-time purchase; its plan is its price's ([`PriceRow`]).
 #[derive(Debug, FromRow, Deserialize)]
 pub struct PurchaseRow {
     pub id: String,
@@ -178,6 +183,16 @@ pub struct PurchaseRow {
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
     pub disputed_at: Option<i64>,
+    pub price_id: String,
+}
+
+/// A price with what makes a plan of it: how it bills, its meter, and its product's name
+/// and metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow, Deserialize)]
+pub struct PriceRow {
+    pub id: String,
+    pub usage_type: Option<String>,
+    pub meter_event_name: Option<String>,
     pub product_name: Option<String>,
     pub product_metadata: Option<String>,
     pub price_metadata: Option<String>,
@@ -230,13 +245,28 @@ impl Scope<'_> {
     /// `select` (with its own parameters `fixed`, numbered from `$1`) limited to the scope's
     /// customer by `column`.
     fn statement(&self, select: &str, column: &str, fixed: Vec<Arg>) -> Statement {
+        self.filtered(select, |customer| format!("{column} = {customer}"), fixed)
+    }
+
+    /// `select` (with its own parameters `fixed`) and, unless the scope is everyone,
+    /// ` AND ` the condition `filter` makes of the scope's customer (an expression, which it
+    /// may use more than once).
+    fn filtered(
+        &self,
+        select: &str,
+        filter: impl Fn(&str) -> String,
+        fixed: Vec<Arg>,
+    ) -> Statement {
         let n = fixed.len() + 1;
         let filter = match self {
             Self::Everyone => String::new(),
-            Self::Customer(_) => format!(" AND {column} = ${n}"),
+            Self::Customer(_) => format!(" AND {}", filter(&format!("${n}"))),
             Self::HolderOf(_) => format!(
-                " AND {column} = (SELECT customer_id FROM access_keys \
+                " AND {}",
+                filter(&format!(
+                    "(SELECT customer_id FROM access_keys \
                      WHERE key_hash = ${n} AND revoked_at IS NULL)"
+                ))
             ),
         };
         let mut statement = Statement::assembled(format!("{select}{filter}"));
@@ -313,6 +343,24 @@ async fn read(
     tx.for_each(terms, |row| sink.key_terms(row))
         .await
         .context("Failed to load the keys' own terms")?;
+    // Few (a catalog), and each read once rather than joined to every row that names it.
+    let prices = scope.filtered(
+        "SELECT p.id, p.usage_type, p.meter_event_name, pr.name AS product_name, \
+                pr.metadata AS product_metadata, p.metadata AS price_metadata \
+         FROM prices p LEFT JOIN products pr ON pr.id = p.product_id WHERE true",
+        |customer| {
+            format!(
+                "p.id IN (SELECT si.price_id FROM subscription_items si \
+                     JOIN subscriptions s ON s.id = si.subscription_id \
+                     WHERE s.customer_id = {customer} \
+                   UNION SELECT pu.price_id FROM purchases pu WHERE pu.customer_id = {customer})"
+            )
+        },
+        vec![],
+    );
+    tx.for_each(prices, |row| sink.price(row))
+        .await
+        .context("Failed to load prices")?;
     scope
         .for_each(&mut tx, &GRANTS, vec![], |row| sink.grant(row))
         .await
@@ -383,17 +431,11 @@ const ITEMS: Table = Table {
         "s.past_due_since",
         "si.current_period_start",
         "si.current_period_end",
-        "p.usage_type",
-        "p.meter_event_name",
-        "pr.name AS product_name",
-        "pr.metadata AS product_metadata",
-        "p.metadata AS price_metadata",
+        "si.price_id",
         "s.created",
     ],
     rest: "FROM subscription_items si \
            JOIN subscriptions s ON s.id = si.subscription_id \
-           LEFT JOIN prices p ON p.id = si.price_id \
-           LEFT JOIN products pr ON pr.id = p.product_id \
            WHERE (s.ended_at IS NULL OR s.ended_at > $1)",
     customer: "s.customer_id",
     key: &["si.rowid"],
@@ -407,14 +449,9 @@ const PURCHASES: Table = Table {
         "pu.paid_at",
         "pu.refunded_at",
         "pu.disputed_at",
-        "pr.name AS product_name",
-        "pr.metadata AS product_metadata",
-        "p.metadata AS price_metadata",
+        "pu.price_id",
     ],
-    rest: "FROM purchases pu \
-           LEFT JOIN prices p ON p.id = pu.price_id \
-           LEFT JOIN products pr ON pr.id = p.product_id \
-           WHERE true",
+    rest: "FROM purchases pu WHERE true",
     customer: "pu.customer_id",
     key: &["pu.rowid"],
 };

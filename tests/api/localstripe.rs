@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tollbooth::clock::unix_now;
 use tollbooth::domain::random_base62;
-use tollbooth::store::{ItemRow, Keys, Snapshot};
+use tollbooth::store::{ItemRow, Keys, LedgerRows, PriceRow, Snapshot};
 
 use crate::freshness::cli_with;
 use crate::helpers::{TestDatabase, spawn_app_with};
@@ -74,14 +74,18 @@ fn stripe_env(base: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The customer's subscription items as a ledger holds them.
-async fn items_of(store: &dyn Snapshot, customer: &str) -> Vec<ItemRow> {
-    let rows = crate::helpers::load_ledger(store, unix_now())
+/// The customer's subscription items as a ledger holds them, each with its price.
+async fn items_of(store: &dyn Snapshot, customer: &str) -> Vec<(ItemRow, Option<PriceRow>)> {
+    let LedgerRows { items, prices, .. } = crate::helpers::load_ledger(store, unix_now())
         .await
         .unwrap();
-    rows.items
+    items
         .into_iter()
         .filter(|i| i.customer_id == customer)
+        .map(|item| {
+            let price = prices.iter().find(|p| p.id == item.price_id).cloned();
+            (item, price)
+        })
         .collect()
 }
 
