@@ -273,6 +273,9 @@ pub(super) struct Tx {
 enum Conn {
     Sqlite(PoolConnection<Sqlite>),
     Postgres(PoolConnection<Postgres>),
+    /// Lent to the reader of [`Tx::for_each_packed`], or lost with it (the reader panicked
+    /// and closed it): nothing more runs in this transaction.
+    Lent,
 }
 
 impl Drop for Tx {
@@ -281,6 +284,7 @@ impl Drop for Tx {
             match &mut self.conn {
                 Conn::Sqlite(conn) => conn.close_on_drop(),
                 Conn::Postgres(conn) => conn.close_on_drop(),
+                Conn::Lent => {}
             }
         }
     }
@@ -378,16 +382,18 @@ impl Tx {
 
     fn target(
         &mut self,
-    ) -> Target<&mut <Sqlite as Database>::Connection, &mut <Postgres as Database>::Connection>
-    {
+    ) -> anyhow::Result<
+        Target<&mut <Sqlite as Database>::Connection, &mut <Postgres as Database>::Connection>,
+    > {
         match &mut self.conn {
-            Conn::Sqlite(conn) => Target::Sqlite(&mut **conn),
-            Conn::Postgres(conn) => Target::Postgres(&mut **conn),
+            Conn::Sqlite(conn) => Ok(Target::Sqlite(&mut **conn)),
+            Conn::Postgres(conn) => Ok(Target::Postgres(&mut **conn)),
+            Conn::Lent => anyhow::bail!("The transaction's connection was lost with its reader"),
         }
     }
 
     pub async fn execute(&mut self, statement: Statement) -> anyhow::Result<u64> {
-        Ok(dispatch!(self.target(), statement, |q, exec| {
+        Ok(dispatch!(self.target()?, statement, |q, exec| {
             sqlx::query_with(q.0, q.1)
                 .execute(exec)
                 .await?
@@ -396,7 +402,7 @@ impl Tx {
     }
 
     pub async fn fetch_all<T: Record>(&mut self, statement: Statement) -> anyhow::Result<Vec<T>> {
-        Ok(dispatch!(self.target(), statement, |q, exec| {
+        Ok(dispatch!(self.target()?, statement, |q, exec| {
             sqlx::query_as_with(q.0, q.1).fetch_all(exec).await?
         }))
     }
@@ -405,13 +411,13 @@ impl Tx {
         &mut self,
         statement: Statement,
     ) -> anyhow::Result<Option<T>> {
-        Ok(dispatch!(self.target(), statement, |q, exec| {
+        Ok(dispatch!(self.target()?, statement, |q, exec| {
             sqlx::query_as_with(q.0, q.1).fetch_optional(exec).await?
         }))
     }
 
     pub async fn fetch_one<T: Record>(&mut self, statement: Statement) -> anyhow::Result<T> {
-        Ok(dispatch!(self.target(), statement, |q, exec| {
+        Ok(dispatch!(self.target()?, statement, |q, exec| {
             sqlx::query_as_with(q.0, q.1).fetch_one(exec).await?
         }))
     }
@@ -441,7 +447,7 @@ impl Tx {
                 })
                 .collect()
         }
-        dispatch!(self.target(), statement, |q, exec| {
+        dispatch!(self.target()?, statement, |q, exec| {
             let rows = sqlx::query_with(q.0, q.1).fetch_all(exec).await?;
             rows.iter().map(|row| values(row, kinds)).collect()
         })
@@ -453,7 +459,7 @@ impl Tx {
         statement: Statement,
         mut each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
-        dispatch!(self.target(), statement, |q, exec| {
+        dispatch!(self.target()?, statement, |q, exec| {
             let mut rows = sqlx::query_as_with(q.0, q.1).fetch(exec);
             while let Some(row) = rows.try_next().await? {
                 each(row);
@@ -473,48 +479,69 @@ impl Tx {
         read: Packed<'_>,
         mut each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
-        let Conn::Sqlite(conn) = &mut self.conn else {
-            let mut statement = Statement::assembled(read.select());
-            statement.args = read.args;
-            return self.for_each(statement, each).await;
+        let mut conn = match std::mem::replace(&mut self.conn, Conn::Lent) {
+            Conn::Sqlite(conn) => conn,
+            other => {
+                self.conn = other;
+                let mut statement = Statement::assembled(read.select());
+                statement.args = read.args;
+                return self.for_each(statement, each).await;
+            }
         };
         let first = Statement::assembled(read.sqlite_chunk(false)).sql;
         let next = Statement::assembled(read.sqlite_chunk(true)).sql;
+        let fixed = read.args;
+        // The connection is lent to a task of its own, which asks for the next chunk as soon
+        // as SQLite hands one over, on whichever thread the runtime has free, while this one
+        // decodes: in one task, the next chunk waited for each decode to end. Should that
+        // task not give it back (it panicked), the connection closes rather than go back to
+        // the pool inside this transaction; so it closes at the transaction's end anyway,
+        // giving back the pages SQLite cached for the whole read.
+        conn.close_on_drop();
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<String>(2);
-        let produce = async move {
-            let mut after: Option<Vec<Arg>> = None;
-            loop {
-                let mut args = read.args.clone();
-                let text = match after {
-                    None => first.clone(),
-                    Some(last) => {
-                        args.extend(last);
-                        next.clone()
+        let reader = tokio::spawn(async move {
+            let read = async {
+                let mut after: Option<Vec<Arg>> = None;
+                loop {
+                    let mut args = fixed.clone();
+                    let text = match after {
+                        None => first.clone(),
+                        Some(last) => {
+                            args.extend(last);
+                            next.clone()
+                        }
+                    };
+                    let (array, last): (String, Option<String>) =
+                        sqlx::query_as_with(text, arguments::<Sqlite>(args)?)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    let Some(last) = last else {
+                        return anyhow::Ok(());
+                    };
+                    after = Some(key_args(&last)?);
+                    if chunks.send(array).await.is_err() {
+                        return Ok(());
                     }
-                };
-                let (array, last): (String, Option<String>) =
-                    sqlx::query_as_with(text, arguments::<Sqlite>(args)?)
-                        .fetch_one(&mut **conn)
-                        .await?;
-                let Some(last) = last else {
-                    return anyhow::Ok(());
-                };
-                after = Some(key_args(&last)?);
-                if chunks.send(array).await.is_err() {
-                    return Ok(());
                 }
             }
-        };
-        let consume = async move {
-            while let Some(array) = arrived.recv().await {
-                let rows: Vec<T> =
-                    serde_json::from_str(&array).context("Failed to read a packed row")?;
-                rows.into_iter().for_each(&mut each);
+            .await;
+            (conn, read)
+        });
+        let mut decoded = anyhow::Ok(());
+        while let Some(array) = arrived.recv().await {
+            match serde_json::from_str::<Vec<T>>(&array) {
+                Ok(rows) => rows.into_iter().for_each(&mut each),
+                Err(e) => {
+                    decoded = Err(e).context("Failed to read a packed row");
+                    break;
+                }
             }
-            anyhow::Ok(())
-        };
-        futures_util::future::try_join(produce, consume).await?;
-        Ok(())
+        }
+        // A failed decode stops the reader at its next chunk.
+        drop(arrived);
+        let (conn, read) = reader.await.context("The ledger's reader failed")?;
+        self.conn = Conn::Sqlite(conn);
+        read.and(decoded)
     }
 
     /// Commits; if that fails, the transaction's connection is closed (see [`Tx`]).
