@@ -131,9 +131,11 @@ impl Statement {
     }
 }
 
-/// How many rows SQLite packs into one value in [`Tx::for_each_packed`]: enough that the
-/// hand-over between threads costs nothing per row, few enough that a chunk is small.
-pub const PACKED_ROWS: usize = 1024;
+/// How many rows SQLite packs into one value in [`Tx::for_each_packed`]: each chunk is one
+/// hand-over between SQLite's thread and the runtime's, which wait for each other at every
+/// one. At a million keys, 8,192 rows a chunk (about 1 MiB of JSON) loaded the ledger in
+/// 0.8 of the time 1,024 took; 16,384 did no better (bench/results/2026-12-07-load.md).
+pub const PACKED_ROWS: usize = 8192;
 
 /// A read for [`Tx::for_each_packed`]: `SELECT` `columns` (each `expression` or
 /// `expression AS name`, in the order of the row type's fields) `rest` (`FROM … WHERE …`, with
