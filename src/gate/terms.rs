@@ -147,33 +147,17 @@ impl<'a> Terms<'a> {
     }
 
     fn item_plan(&mut self, price_id: &str) -> ItemPlan {
-        if let Some(made) = &self.price_terms(price_id).item {
+        let terms = self.price_terms(price_id);
+        if let Some(made) = &terms.item {
             return made.clone();
         }
-        let terms = self.price_terms(price_id);
-        let rules = &terms.rules;
         // Metered prices bill per prediction, so a quota would only stop what the owner is paid for.
-        let quota = rules.quota.filter(|_| !terms.metered);
-        let plan = Plan {
-            name: terms
-                .product_name
-                .as_deref()
-                .unwrap_or("Subscription")
-                .into(),
-            predictors: rules.predictors.clone(),
-            rate_limit: rules.rate_limit,
-            meter: None,
-            alert_at: rules.alert_at,
-            alert_credits_below: rules.alert_credits_below,
-            unit: rules.unit.as_deref().map(Into::into),
-        };
-        let meter = terms
-            .meter_event_name
-            .clone()
-            .filter(|_| terms.metered)
-            .map(|name| self.ids.meters.intern(&name));
+        let quota = terms.rules.quota.filter(|_| !terms.metered);
+        let meter = terms.meter_event_name.clone().filter(|_| terms.metered);
+        let meter = meter.map(|name| self.ids.meters.intern(&name));
+        let plan = self.price_terms(price_id).plan("Subscription", meter);
         let made = ItemPlan {
-            plan: self.plan(Plan { meter, ..plan }),
+            plan: self.plan(plan),
             quota,
         };
         self.price_terms(price_id).item = Some(made.clone());
@@ -181,21 +165,12 @@ impl<'a> Terms<'a> {
     }
 
     fn purchase_plan(&mut self, price_id: &str) -> PurchasePlan {
-        if let Some(made) = &self.price_terms(price_id).purchase {
+        let terms = self.price_terms(price_id);
+        if let Some(made) = &terms.purchase {
             return made.clone();
         }
-        let terms = self.price_terms(price_id);
-        let rules = &terms.rules;
-        let plan = Plan {
-            name: terms.product_name.as_deref().unwrap_or("Purchase").into(),
-            predictors: rules.predictors.clone(),
-            rate_limit: rules.rate_limit,
-            meter: None,
-            alert_at: rules.alert_at,
-            alert_credits_below: rules.alert_credits_below,
-            unit: rules.unit.as_deref().map(Into::into),
-        };
-        let (credits, duration_days) = (rules.credits, rules.duration_days);
+        let (credits, duration_days) = (terms.rules.credits, terms.rules.duration_days);
+        let plan = terms.plan("Purchase", None);
         let made = PurchasePlan {
             plan: self.plan(plan),
             credits,
@@ -238,6 +213,20 @@ impl PriceTerms {
             meter_event_name: price.meter_event_name,
             item: None,
             purchase: None,
+        }
+    }
+
+    /// The plan these terms make, named `default_name` if the price's product has no name.
+    fn plan(&self, default_name: &str, meter: Option<u32>) -> Plan {
+        let rules = &self.rules;
+        Plan {
+            name: self.product_name.as_deref().unwrap_or(default_name).into(),
+            predictors: rules.predictors.clone(),
+            rate_limit: rules.rate_limit,
+            meter,
+            alert_at: rules.alert_at,
+            alert_credits_below: rules.alert_credits_below,
+            unit: rules.unit.as_deref().map(Into::into),
         }
     }
 }

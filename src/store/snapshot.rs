@@ -78,12 +78,13 @@ pub struct LedgerRows {
 }
 
 /// Takes the ledger's rows one at a time as they are read, in this order: keys, prices,
-/// grants, subscription items, purchases, usage counters. The gate builds its view this way, so the
-/// whole ledger is never held as rows at once.
+/// grants, subscription items, purchases, usage counters. The gate builds its view this way,
+/// so the whole ledger is never held as rows at once.
 pub trait LedgerSink: Send {
     fn key(&mut self, row: KeyRow);
     /// A key already given to [`Self::key`], with its own terms.
     fn key_terms(&mut self, row: KeyRow);
+    /// A price that items and purchases given after it may name.
     fn price(&mut self, row: PriceRow);
     fn grant(&mut self, row: GrantRow);
     fn item(&mut self, row: ItemRow);

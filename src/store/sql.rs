@@ -474,8 +474,8 @@ impl Tx {
     /// engine does best. PostgreSQL streams the rows. SQLite's driver hands every row from its
     /// own thread to the runtime, a wake-up and a few allocations each, which at a million rows
     /// cost several times the read itself; there SQLite packs [`PACKED_ROWS`] rows at a time,
-    /// in the order of `read.key`, into one JSON array, while the runtime decodes the array
-    /// before.
+    /// in the order of `read.key`, into one JSON array, asked for by a task of its own while
+    /// this one decodes the array before. The connection closes when the transaction ends.
     pub async fn for_each_packed<T: Record + DeserializeOwned>(
         &mut self,
         read: Packed<'_>,
