@@ -185,7 +185,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::sql::sql;
+    use crate::store::sql::{PACKED_ROWS, Packed, sql};
 
     /// Writers of one process take their turns in the order they came, without holding a
     /// connection while they wait, and a transaction that ends without a commit passes its
@@ -242,5 +242,57 @@ mod tests {
             (0..8).collect::<Vec<_>>(),
             "turns in the order asked"
         );
+    }
+
+    /// A packed read lends its connection to a reader task and gets it back: every row comes
+    /// once across chunks, a read whose rows do not decode fails alone, and the transaction
+    /// goes on after both.
+    #[tokio::test]
+    async fn a_packed_read_reads_every_row_and_gives_its_connection_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let rows = 2 * PACKED_ROWS as i64 + 1;
+        let mut tx = db.begin_write().await.unwrap();
+        tx.execute(sql(
+            "CREATE TABLE numbers (n INTEGER NOT NULL, label TEXT NOT NULL)",
+        ))
+        .await
+        .unwrap();
+        tx.execute(
+            sql(
+                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $1) \
+                 INSERT INTO numbers SELECT n, 'n' || n FROM s",
+            )
+            .bind(rows),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let read = |columns| Packed {
+            columns,
+            rest: "FROM numbers WHERE true",
+            key: &["rowid"],
+            args: vec![],
+        };
+        let mut tx = db.begin_read().await.unwrap();
+        let mut seen = Vec::new();
+        tx.for_each_packed(read(&["n", "label"]), |row: (i64, String)| seen.push(row))
+            .await
+            .unwrap();
+        seen.sort();
+        let expected: Vec<(i64, String)> = (1..=rows).map(|n| (n, format!("n{n}"))).collect();
+        assert_eq!(seen, expected);
+
+        let undecodable = tx.for_each_packed(read(&["label"]), |_: (i64,)| {}).await;
+        assert!(undecodable.is_err(), "text is not a number");
+        let (count,): (i64,) = tx
+            .fetch_one(sql("SELECT count(*) FROM numbers"))
+            .await
+            .unwrap();
+        assert_eq!(count, rows);
+        tx.commit().await.unwrap();
     }
 }
