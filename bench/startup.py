@@ -20,6 +20,9 @@ import time
 binary, database_url, keys_file = sys.argv[1:4]
 runs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
 token = "benchmark-authorize-token-0123456789"
+# The Docker image's allocator setting, as bench/run.sh and bench/memory.sh run servers (set
+# GLIBC_TUNABLES, even empty, to measure another).
+ALLOCATOR = "glibc.malloc.mmap_threshold=131072"
 keys = open(keys_file).read().split()
 
 
@@ -48,7 +51,8 @@ def one_start(key):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(port),
                AUTHORIZE_TOKEN=token, FXN_OWNER="acme", WORKERS="1",
-               LOG_FORMAT=os.environ.get("LOG_FORMAT", "json"))
+               LOG_FORMAT=os.environ.get("LOG_FORMAT", "json"),
+               GLIBC_TUNABLES=os.environ.get("GLIBC_TUNABLES", ALLOCATOR))
     body = json.dumps({"tag": "@acme/sdxl", "accessKey": key})
     started = time.perf_counter()
     process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
