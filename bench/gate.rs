@@ -45,11 +45,18 @@ fn item(id: String, customer: &str, status: &str, quota: bool) -> ItemRow {
     }
 }
 
-/// A price of the catalog, with its product's name and metadata.
-fn price(id: &str, product: &str, product_metadata: &str, price_metadata: &str) -> PriceRow {
+/// A price of the catalog (a recurring one bills as licensed), with its product's name and
+/// metadata.
+fn price(
+    id: &str,
+    recurring: bool,
+    product: &str,
+    product_metadata: &str,
+    price_metadata: &str,
+) -> PriceRow {
     PriceRow {
         id: id.into(),
-        usage_type: Some("licensed".into()).filter(|_| id != "price_credits"),
+        usage_type: recurring.then(|| "licensed".into()),
         meter_event_name: None,
         product_name: Some(product.into()),
         product_metadata: Some(product_metadata.into()),
@@ -63,10 +70,17 @@ fn ledger() -> (LedgerRows, Vec<String>) {
     let mut rows = LedgerRows {
         version: 1,
         prices: vec![
-            price("price_pro", "Pro", "{}", "{}"),
-            price("price_quota", "Quota", r#"{"quota":"1000000000"}"#, "{}"),
+            price("price_pro", true, "Pro", "{}", "{}"),
+            price(
+                "price_quota",
+                true,
+                "Quota",
+                r#"{"quota":"1000000000"}"#,
+                "{}",
+            ),
             price(
                 "price_credits",
+                false,
                 "Credits",
                 "{}",
                 r#"{"credits":"1000000000"}"#,

@@ -122,9 +122,9 @@ impl LedgerSink for Loading<'_> {
         self.part.key_terms(row, &mut ids);
     }
 
+    /// Needs no ids: a price's plan is made when an item or purchase first names it.
     fn price(&mut self, row: PriceRow) {
-        let mut ids = self.ids.write().expect("ids lock poisoned");
-        self.part.price(row, &mut ids);
+        self.part.price(row);
     }
 
     fn grant(&mut self, row: GrantRow) {

@@ -131,12 +131,6 @@ impl<'a> Terms<'a> {
         }
     }
 
-    /// Reads a price's plan, once for all the items and purchases that name it.
-    pub(super) fn price(&mut self, price: PriceRow) {
-        let id = price.id.clone();
-        self.prices.insert(id, PriceTerms::of(Some(price)));
-    }
-
     /// The terms of the price `id`: read with the rows, or none (the catalog no longer has
     /// it), made once.
     fn price_terms(&mut self, id: &str) -> &mut PriceTerms {
@@ -183,6 +177,11 @@ impl<'a> Terms<'a> {
 
 /// The prices read so far, by id, each with the plans made of it.
 pub(super) type Prices = HashMap<String, PriceTerms, foldhash::fast::FixedState>;
+
+/// Reads a price's plan rules, once for all the items and purchases that name it.
+pub(super) fn add_price(prices: &mut Prices, price: PriceRow) {
+    prices.insert(price.id.clone(), PriceTerms::of(Some(price)));
+}
 
 /// A price's plan rules, read from its and its product's metadata once, and the plans made
 /// of them for items and for purchases (which differ in their default name and meter).
@@ -283,21 +282,27 @@ mod tests {
         let (mut ids, mut plans, mut prices) =
             (Ids::default(), HashSet::default(), Prices::default());
         let customer = ids.customers.intern("cus_1");
+        add_price(
+            &mut prices,
+            PriceRow {
+                id: "price_metered".into(),
+                usage_type: Some("metered".into()),
+                meter_event_name: Some("predictions".into()),
+                product_name: Some("Pay as you go".into()),
+                product_metadata: Some(r#"{"quota":"100"}"#.into()),
+                price_metadata: Some(r#"{"rate_limit":"60"}"#.into()),
+            },
+        );
+        add_price(
+            &mut prices,
+            PriceRow {
+                id: "price_pack".into(),
+                product_name: Some("Pack".into()),
+                price_metadata: Some(r#"{"credits":"500","quota":"7"}"#.into()),
+                ..PriceRow::default()
+            },
+        );
         let mut terms = Terms::new(&mut ids, &mut plans, &mut prices);
-        terms.price(PriceRow {
-            id: "price_metered".into(),
-            usage_type: Some("metered".into()),
-            meter_event_name: Some("predictions".into()),
-            product_name: Some("Pay as you go".into()),
-            product_metadata: Some(r#"{"quota":"100"}"#.into()),
-            price_metadata: Some(r#"{"rate_limit":"60"}"#.into()),
-        });
-        terms.price(PriceRow {
-            id: "price_pack".into(),
-            product_name: Some("Pack".into()),
-            price_metadata: Some(r#"{"credits":"500","quota":"7"}"#.into()),
-            ..PriceRow::default()
-        });
 
         let first = terms.item(item("si_1", "price_metered"), customer);
         let second = terms.item(item("si_2", "price_metered"), customer);

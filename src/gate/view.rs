@@ -17,7 +17,7 @@ use crate::domain::{KeyCap, KeyHash};
 use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PriceRow, PurchaseRow};
 
 use super::entitlement::{Entitlement, Plan};
-use super::terms::{Prices, Terms};
+use super::terms::{Prices, Terms, add_price};
 
 /// No position: a customer slot whose customer is not in the view.
 const NONE: u32 = u32::MAX;
@@ -234,7 +234,7 @@ impl Tables {
             part.key_terms(row, ids);
         }
         for row in rows.prices {
-            part.price(row, ids);
+            part.price(row);
         }
         for row in rows.grants {
             part.grant(row, ids);
@@ -496,8 +496,8 @@ impl Part {
     }
 
     /// A price, before the items and purchases that name it.
-    pub fn price(&mut self, row: PriceRow, ids: &mut Ids) {
-        self.terms(ids).price(row);
+    pub fn price(&mut self, row: PriceRow) {
+        add_price(&mut self.prices, row);
     }
 
     pub fn grant(&mut self, row: GrantRow, ids: &mut Ids) {

@@ -190,17 +190,21 @@ mod tests {
     /// Writers of one process take their turns in the order they came, without holding a
     /// connection while they wait, and a transaction that ends without a commit passes its
     /// turn on.
-    #[tokio::test]
-    async fn sqlite_writers_queue_in_order_and_leave_connections_to_readers() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A new SQLite file in `dir` with the one table `create` makes.
+    async fn sqlite_with(dir: &tempfile::TempDir, create: &'static str) -> Arc<Db> {
         let db = connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
             .await
             .unwrap();
         let mut tx = db.begin_write().await.unwrap();
-        tx.execute(sql("CREATE TABLE turns (n INTEGER NOT NULL)"))
-            .await
-            .unwrap();
+        tx.execute(sql(create)).await.unwrap();
         tx.commit().await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn sqlite_writers_queue_in_order_and_leave_connections_to_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_with(&dir, "CREATE TABLE turns (n INTEGER NOT NULL)").await;
 
         let holder = db.begin_write().await.unwrap();
         let mut writers = Vec::new();
@@ -250,16 +254,13 @@ mod tests {
     #[tokio::test]
     async fn a_packed_read_reads_every_row_and_gives_its_connection_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let db = sqlite_with(
+            &dir,
+            "CREATE TABLE numbers (n INTEGER NOT NULL, label TEXT NOT NULL)",
+        )
+        .await;
         let rows = 2 * PACKED_ROWS as i64 + 1;
         let mut tx = db.begin_write().await.unwrap();
-        tx.execute(sql(
-            "CREATE TABLE numbers (n INTEGER NOT NULL, label TEXT NOT NULL)",
-        ))
-        .await
-        .unwrap();
         tx.execute(
             sql(
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $1) \

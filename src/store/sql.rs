@@ -207,6 +207,46 @@ impl Packed<'_> {
     }
 }
 
+/// A packed read's statements: the first chunk's, the next ones' (after the last key), and
+/// the parameters both start with.
+struct Chunks {
+    first: sqlx::SqlStr,
+    next: sqlx::SqlStr,
+    fixed: Vec<Arg>,
+}
+
+impl Chunks {
+    /// Sends each chunk's array to `sender` in turn, until none is left or nobody listens.
+    async fn read(
+        self,
+        conn: &mut PoolConnection<Sqlite>,
+        sender: tokio::sync::mpsc::Sender<String>,
+    ) -> anyhow::Result<()> {
+        let mut after: Option<Vec<Arg>> = None;
+        loop {
+            let mut args = self.fixed.clone();
+            let text = match after {
+                None => self.first.clone(),
+                Some(last) => {
+                    args.extend(last);
+                    self.next.clone()
+                }
+            };
+            let (array, last): (String, Option<String>) =
+                sqlx::query_as_with(text, arguments::<Sqlite>(args)?)
+                    .fetch_one(&mut **conn)
+                    .await?;
+            let Some(last) = last else {
+                return Ok(());
+            };
+            after = Some(key_args(&last)?);
+            if sender.send(array).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// The arguments that bind a key read back as a JSON array of integers and text.
 fn key_args(key: &str) -> anyhow::Result<Vec<Arg>> {
     let values: Vec<serde_json::Value> =
@@ -490,55 +530,31 @@ impl Tx {
                 return self.for_each(statement, each).await;
             }
         };
-        let first = Statement::assembled(read.sqlite_chunk(false)).sql;
-        let next = Statement::assembled(read.sqlite_chunk(true)).sql;
-        let fixed = read.args;
+        let chunks = Chunks {
+            first: Statement::assembled(read.sqlite_chunk(false)).sql,
+            next: Statement::assembled(read.sqlite_chunk(true)).sql,
+            fixed: read.args,
+        };
         // The connection is lent to a task of its own, which asks for the next chunk as soon
         // as SQLite hands one over, on whichever thread the runtime has free, while this one
         // decodes: in one task, the next chunk waited for each decode to end. Should that
         // task not give it back (it panicked), the connection closes rather than go back to
-        // the pool inside this transaction; so it closes at the transaction's end anyway,
-        // giving back the pages SQLite cached for the whole read.
+        // the pool inside this transaction; so it also closes when the transaction ends.
         conn.close_on_drop();
-        let (chunks, mut arrived) = tokio::sync::mpsc::channel::<String>(2);
+        let (sender, mut arrived) = tokio::sync::mpsc::channel::<String>(2);
         let reader = tokio::spawn(async move {
-            let read = async {
-                let mut after: Option<Vec<Arg>> = None;
-                loop {
-                    let mut args = fixed.clone();
-                    let text = match after {
-                        None => first.clone(),
-                        Some(last) => {
-                            args.extend(last);
-                            next.clone()
-                        }
-                    };
-                    let (array, last): (String, Option<String>) =
-                        sqlx::query_as_with(text, arguments::<Sqlite>(args)?)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    let Some(last) = last else {
-                        return anyhow::Ok(());
-                    };
-                    after = Some(key_args(&last)?);
-                    if chunks.send(array).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            .await;
+            let read = chunks.read(&mut conn, sender).await;
             (conn, read)
         });
-        let mut decoded = anyhow::Ok(());
-        while let Some(array) = arrived.recv().await {
-            match serde_json::from_str::<Vec<T>>(&array) {
-                Ok(rows) => rows.into_iter().for_each(&mut each),
-                Err(e) => {
-                    decoded = Err(e).context("Failed to read a packed row");
-                    break;
-                }
+        let decoded = async {
+            while let Some(array) = arrived.recv().await {
+                let rows: Vec<T> =
+                    serde_json::from_str(&array).context("Failed to read a packed row")?;
+                rows.into_iter().for_each(&mut each);
             }
+            anyhow::Ok(())
         }
+        .await;
         // A failed decode stops the reader at its next chunk.
         drop(arrived);
         let (conn, read) = reader.await.context("The ledger's reader failed")?;
