@@ -18,6 +18,7 @@ mod grants;
 mod idempotency;
 mod inbox;
 mod keys;
+mod ledger_rows;
 mod meters;
 mod mirror;
 mod postgres;
@@ -48,14 +49,14 @@ pub use inbox::{Inbox, InboxEvent, NewEvent};
 pub use keys::{
     Customer, CustomerListing, IssueKey, KeyListing, Keys, NewKey, RevokeOutcome, RollKey,
 };
+pub use ledger_rows::{
+    GrantRow, ItemRow, KeyRow, LedgerRows, LedgerSink, PriceRow, PurchaseRow, UsageRow,
+};
 pub use meters::{Meter, MeterDelta, MeterOutbox, MeterReport, SetAsideReport};
 pub use mirror::{Mirror, PlanRow, Price, Product, Purchase, Subscription, SubscriptionItem};
 pub use reports::{KeyRefusalDay, RecurringLine, RefusalDay, Reports, UsageDay};
 pub use sessions::{Sessions, SignInLink, StoredSession};
-pub use snapshot::{
-    CHANGES_KEPT, GrantRow, ItemRow, KeyRow, LedgerChange, LedgerRows, LedgerSink, PriceRow,
-    PurchaseRow, Snapshot, UsageRow,
-};
+pub use snapshot::{CHANGES_KEPT, LedgerChange, Snapshot};
 pub use transfer::Transfer;
 pub use usage::{CounterDelta, HourlyDelta, KeyRefusalDelta, Usage, UsageBatch};
 

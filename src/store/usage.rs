@@ -6,8 +6,8 @@
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use super::ledger_rows::UsageRow;
 use super::meters::MeterDelta;
-use super::snapshot::UsageRow;
 use super::sql::{Statement, sql};
 use super::{BoxFuture, Db};
 

@@ -11,7 +11,7 @@ use tollbooth::clock::unix_now;
 use tollbooth::domain::{Grace, KeyCap, KeyPrefix};
 use tollbooth::gate::DenyReason;
 use tollbooth::ledger::{KeyError, KeyRef, Ledger};
-use tollbooth::store::{Audit, Keys};
+use tollbooth::store::{Audit, Customer, Keys, Mirror};
 
 use crate::freshness::{cli, cli_refused};
 use crate::helpers::{Issue, TestApp, assert_allowed, assert_denied, spawn_app, spawn_app_with};
@@ -451,4 +451,48 @@ async fn the_account_page_says_a_key_was_used_as_soon_as_its_use_counts() {
         !after.contains("<td>Never</td>"),
         "a key counted in the plan's use is not 'never' used"
     );
+}
+
+#[tokio::test]
+async fn a_deleted_customers_keys_are_refused_from_a_whole_read_until_it_comes_back() {
+    let app = spawn_app().await;
+    let kept = app
+        .issue(Issue {
+            email: Some("kept@example.com"),
+            ..Issue::default()
+        })
+        .await;
+    let gone = app
+        .issue(Issue {
+            email: Some("gone@example.com"),
+            ..Issue::default()
+        })
+        .await;
+    let now = unix_now();
+    app.store
+        .delete_customer(&gone.customer_id, now)
+        .await
+        .unwrap();
+
+    // A view read whole from the database (another instance, a restart).
+    app.gate.reload(app.store.as_ref(), now).await.unwrap();
+    assert!(app.gate.authorize(TAG, &kept.key, now).is_ok());
+    assert_eq!(
+        app.gate.authorize(TAG, &gone.key, now).unwrap_err(),
+        DenyReason::UnknownKey
+    );
+
+    // Stripe brings the customer back: its key works again from the next whole read.
+    app.store
+        .upsert_customer(&Customer {
+            id: gone.customer_id.clone(),
+            email: Some("gone@example.com".into()),
+            name: None,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    app.gate.reload(app.store.as_ref(), now).await.unwrap();
+    assert!(app.gate.authorize(TAG, &gone.key, now).is_ok());
+    assert!(app.gate.authorize(TAG, &kept.key, now).is_ok());
 }
