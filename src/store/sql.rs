@@ -137,6 +137,10 @@ impl Statement {
 /// 0.8 of the time 1,024 took; 16,384 did no better (bench/results/2026-12-07-load.md).
 pub const PACKED_ROWS: usize = 8192;
 
+/// Rows a large read hands on between yields to the runtime's other tasks: rows streaming in
+/// never made it wait, so it held its thread a whole statement (bench/results/2026-12-07-keys-read.md).
+const YIELD_EVERY: usize = 256;
+
 /// A read for [`Tx::for_each_packed`]: `SELECT` `columns` (each `expression` or
 /// `expression AS name`, in the order of the row type's fields) `rest` (`FROM … WHERE …`, with
 /// a `WHERE` and no `ORDER BY`: the rows come in no particular order), with `args` for its
@@ -503,8 +507,13 @@ impl Tx {
     ) -> anyhow::Result<()> {
         dispatch!(self.target()?, statement, |q, exec| {
             let mut rows = sqlx::query_as_with(q.0, q.1).fetch(exec);
+            let mut handed = 0_usize;
             while let Some(row) = rows.try_next().await? {
                 each(row);
+                handed += 1;
+                if handed.is_multiple_of(YIELD_EVERY) {
+                    tokio::task::yield_now().await;
+                }
             }
         });
         Ok(())
@@ -551,6 +560,7 @@ impl Tx {
                 let rows: Vec<T> =
                     serde_json::from_str(&array).context("Failed to read a packed row")?;
                 rows.into_iter().for_each(&mut each);
+                tokio::task::yield_now().await; // See YIELD_EVERY.
             }
             anyhow::Ok(())
         }
