@@ -373,7 +373,7 @@ impl Gate {
         let version = store.load_ledger_into(now, &mut loading).await?;
         let view = loading
             .part
-            .finish(version, &self.ids.read().expect("ids lock poisoned"));
+            .finish(version, || self.ids.read().expect("ids lock poisoned"));
         // The counters just read are looked up from the first request on.
         self.usage.publish();
         self.ids.write().expect("ids lock poisoned").shrink_to_fit();

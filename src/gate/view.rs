@@ -8,6 +8,7 @@
 //! row becomes an entitlement (what a plan's metadata means) is `terms.rs`'s business.
 
 use std::collections::HashSet;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use super::FastMap;
@@ -245,7 +246,7 @@ impl Tables {
         for row in rows.purchases {
             part.purchase(row, ids);
         }
-        *self = part.finish_tables(ids);
+        *self = part.finish_tables(|| &*ids);
     }
 
     fn find(&self, tag: &KeyTag) -> Option<Found<'_>> {
@@ -526,7 +527,8 @@ impl Part {
     }
 
     /// The view, at `version`, with every entitlement read placed in its customer's span.
-    pub fn finish(self, version: i64, ids: &Ids) -> View {
+    /// `ids` is asked for only if some entitlements must be put in order by id.
+    pub fn finish<G: Deref<Target = Ids>>(self, version: i64, ids: impl FnOnce() -> G) -> View {
         View {
             version,
             base: Arc::new(self.finish_tables(ids)),
@@ -536,14 +538,23 @@ impl Part {
 
     /// Places each customer's entitlements in the order they are tried in: grants, then
     /// subscriptions, then purchases, each kind oldest first and then by id (the rows come in
-    /// no particular order).
-    fn finish_tables(mut self, ids: &Ids) -> Tables {
-        self.owned.sort_unstable_by(|(a, e), (b, f)| {
-            a.cmp(b).then_with(|| {
-                let names = &ids.entitlements;
-                names.get(e.slot).cmp(names.get(f.slot))
-            })
-        });
+    /// no particular order). Sorted without the ids, which only the few ties need: a whole
+    /// ledger's sort took long enough that a request interning its ids, waiting for the ids'
+    /// lock meanwhile, showed in the answers given during a load.
+    fn finish_tables<G: Deref<Target = Ids>>(mut self, ids: impl FnOnce() -> G) -> Tables {
+        self.owned.sort_unstable_by_key(|(order, _)| *order);
+        let tied: Vec<&mut [(Order, Entitlement)]> = self
+            .owned
+            .chunk_by_mut(|(a, _), (b, _)| a == b)
+            .filter(|run| run.len() > 1)
+            .collect();
+        if !tied.is_empty() {
+            let ids = ids();
+            let names = &ids.entitlements;
+            for run in tied {
+                run.sort_unstable_by(|(_, e), (_, f)| names.get(e.slot).cmp(names.get(f.slot)));
+            }
+        }
         let view = &mut self.view;
         view.entitlements.reserve_exact(self.owned.len());
         for (Order { at, .. }, entitlement) in self.owned {
