@@ -188,9 +188,6 @@ mod tests {
     use super::*;
     use crate::store::sql::{PACKED_ROWS, Packed, sql};
 
-    /// Writers of one process take their turns in the order they came, without holding a
-    /// connection while they wait, and a transaction that ends without a commit passes its
-    /// turn on.
     /// A new SQLite file in `dir` with the one table `create` makes.
     async fn sqlite_with(dir: &tempfile::TempDir, create: &'static str) -> Arc<Db> {
         let db = connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
@@ -202,6 +199,9 @@ mod tests {
         db
     }
 
+    /// Writers of one process take their turns in the order they came, without holding a
+    /// connection while they wait, and a transaction that ends without a commit passes its
+    /// turn on.
     #[tokio::test]
     async fn sqlite_writers_queue_in_order_and_leave_connections_to_readers() {
         let dir = tempfile::tempdir().unwrap();
