@@ -21,6 +21,7 @@ mod keys;
 mod ledger_rows;
 mod meters;
 mod mirror;
+mod packed;
 mod postgres;
 mod reports;
 mod sessions;
@@ -28,6 +29,7 @@ mod settings;
 mod snapshot;
 pub mod sql;
 mod sqlite;
+mod statement;
 pub mod transfer;
 mod usage;
 
