@@ -26,10 +26,44 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 });
 
 /// A database of its own for one test: an SQLite file in a temporary folder, or a new
-/// PostgreSQL database on the server of `TEST_DATABASE_URL`.
+/// PostgreSQL database on the server of `TEST_DATABASE_URL`. Either goes when the test is
+/// done with it.
 pub struct TestDatabase {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL server's own URL and the database's name, to drop it by.
+    dropped_by: Option<(String, String)>,
+}
+
+/// Drops the test's PostgreSQL database (the server would keep each run's hundred and more),
+/// closing whatever the test left connected to it. The test's runtime may be ending, so a
+/// runtime of its own does it, on a thread of its own, waited for: the last test's database
+/// goes before the process ends.
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((base, name)) = self.dropped_by.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("Failed to start a runtime to drop a test database");
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&base).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("Could not drop a test database: {e}");
+        }
+    }
 }
 
 impl TestDatabase {
@@ -48,6 +82,7 @@ impl TestDatabase {
                 Self {
                     url: with_database_name(&base, &name),
                     _dir: None,
+                    dropped_by: Some((base, name)),
                 }
             }
             Err(_) => {
@@ -56,6 +91,7 @@ impl TestDatabase {
                 Self {
                     url,
                     _dir: Some(dir),
+                    dropped_by: None,
                 }
             }
         }
@@ -288,6 +324,7 @@ impl TestApp {
         let db = TestDatabase {
             url: self.db.url.clone(),
             _dir: None,
+            dropped_by: None,
         };
         start(db, self.settings.clone()).await
     }
