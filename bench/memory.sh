@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Resident memory of one server binary on a ledger, as bench/run.sh measures it: two seconds
 # after the whole ledger is in memory (at rest), then after 3 s of load. Compare builds or
-# settings by running it for each, alternately.
+# settings by running it for each, alternately, each on a fresh copy of the same file: the
+# load's use is written into it, and the next start loads those counters too. Reports the
+# resident set (VmRSS) and the process's own part of it (RssAnon: without the pages of its
+# binary and libraries, which vary with what else the machine has run).
 #
 #   bench/memory.sh [BINARY] [SQLITE FILE] [KEYS FILE]
 #                   # target/release/tollbooth, target/bench/bench.db, target/bench/keys.txt
@@ -28,7 +31,11 @@ for _ in $(seq 1 900); do
 done
 sleep 2
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+# The process's own memory, without the pages of its binary and libraries (which vary with
+# what else the machine has been running).
+anon() { awk '/RssAnon/ {print $2}' "/proc/$PID/status"; }
 rest=$(rss)
+rest_anon=$(anon)
 BENCH_KEYS=$KEYS BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=0 \
   wrk -t1 -c64 -d3s -s bench/authorize.lua "http://127.0.0.1:$PORT" > /dev/null
-echo "{\"rss_kib_at_rest\": $rest, \"rss_kib_after_load\": $(rss)}"
+echo "{\"rss_kib_at_rest\": $rest, \"rss_kib_after_load\": $(rss), \"anon_kib_at_rest\": $rest_anon, \"anon_kib_after_load\": $(anon)}"
