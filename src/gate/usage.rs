@@ -16,7 +16,9 @@ use super::FastMap;
 use super::names::{Ids, Names};
 use super::slots::Slots;
 use crate::per_thread::PerThread;
-use crate::store::{CounterDelta, HourlyDelta, KeyRefusalDelta, MeterDelta, UsageBatch, UsageRow};
+use crate::store::{
+    CounterDelta, HourlyDelta, IdText, KeyRefusalDelta, MeterDelta, UsageBatch, UsageRow,
+};
 
 /// An entitlement slot and the start of one of its periods, in Unix seconds as 32 bits
 /// (periods start between 1970 and 2106; 0 is the lifetime of credits).
@@ -103,7 +105,7 @@ impl Taken {
             if rests_on != REPORT_ONLY && rests_on != CAPPED {
                 meters.push(MeterDelta {
                     customer_id: delta.customer_id.clone(),
-                    event_name: ids.meters.get(rests_on).to_owned(),
+                    event_name: IdText::new(ids.meters.get(rests_on)),
                     value: i64::from(n),
                 });
             }
@@ -119,24 +121,24 @@ impl Taken {
                 *last = (*last).max(hour + i64::from(into_hour));
                 HourlyDelta {
                     hour,
-                    tag: self.activity.tags.get(tag).to_owned(),
-                    key_id: ids.keys.get(key).to_owned(),
-                    customer_id: ids.key_customer(key).to_owned(),
+                    tag: IdText::new(self.activity.tags.get(tag)),
+                    key_id: IdText::new(ids.keys.get(key)),
+                    customer_id: IdText::new(ids.key_customer(key)),
                     count: i64::from(count),
                 }
             },
         );
         let last_used = with_text(&ids, &last_used, |ids, (&key, &at)| {
-            (ids.keys.get(key).to_owned(), at)
+            (IdText::new(ids.keys.get(key)), at)
         });
         let refused = with_text(
             &ids,
             &self.activity.refused,
             |ids, (&(key, hour, reason), &count)| KeyRefusalDelta {
                 hour: i64::from(hour) * 3_600,
-                key_id: ids.keys.get(key).to_owned(),
-                customer_id: ids.key_customer(key).to_owned(),
-                reason: DenyReason::LABELS[usize::from(reason)].to_owned(),
+                key_id: IdText::new(ids.keys.get(key)),
+                customer_id: IdText::new(ids.key_customer(key)),
+                reason: IdText::new(DenyReason::LABELS[usize::from(reason)]),
                 count: i64::from(count),
             },
         );
@@ -209,9 +211,9 @@ where
 /// A counter's count with ids as text, as the store writes it.
 fn counter_delta(ids: &Ids, (entitlement, period_start): CounterKey, n: u64) -> CounterDelta {
     CounterDelta {
-        entitlement: ids.entitlements.get(entitlement).to_owned(),
+        entitlement: IdText::new(ids.entitlements.get(entitlement)),
         period_start: i64::from(period_start),
-        customer_id: ids.entitlement_customer(entitlement).to_owned(),
+        customer_id: IdText::new(ids.entitlement_customer(entitlement)),
         used: i64::try_from(n).unwrap_or(i64::MAX),
     }
 }
@@ -598,7 +600,7 @@ mod tests {
         assert_eq!(batch.hourly.len(), 2, "one row per key, hour and tag");
         assert_eq!(
             batch.last_used,
-            [("key_1".to_owned(), 7_300)],
+            [("key_1".into(), 7_300)],
             "the last use is the latest over the hours"
         );
         assert!(book.take(true).is_empty(), "a batch is taken once");
@@ -650,7 +652,10 @@ mod tests {
         assert!(book.try_take(unlimited, 7, None, None));
         let every_interval = book.take(false).batch(|| &ids, 10);
         let names = |b: &UsageBatch| -> Vec<String> {
-            b.counters.iter().map(|c| c.entitlement.clone()).collect()
+            b.counters
+                .iter()
+                .map(|c| c.entitlement.to_string())
+                .collect()
         };
         assert_eq!(names(&every_interval), ["g1"]);
         let with_activity = book.take(true).batch(|| &ids, 11);
@@ -707,7 +712,7 @@ mod tests {
         );
         assert_eq!(
             batch.last_used,
-            [("key_1".to_owned(), 7_300)],
+            [("key_1".into(), 7_300)],
             "refusals are not use"
         );
         book.restore(taken);
@@ -736,7 +741,7 @@ mod tests {
         let mut rows: Vec<_> = batch
             .hourly
             .iter()
-            .map(|h| (h.tag.clone(), h.count))
+            .map(|h| (h.tag.to_string(), h.count))
             .collect();
         rows.sort();
         assert_eq!(

@@ -91,8 +91,8 @@ pub struct MeterReport {
 /// Use of one metered price by one customer since the last flush, to report to its meter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeterDelta {
-    pub customer_id: String,
-    pub event_name: String,
+    pub customer_id: super::IdText,
+    pub event_name: super::IdText,
     pub value: i64,
 }
 
@@ -103,8 +103,8 @@ pub(super) fn queue(delta: &MeterDelta, at: i64) -> Statement {
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(format!("mr_{}", random_base62(24)))
-    .bind(&delta.customer_id)
-    .bind(&delta.event_name)
+    .bind(delta.customer_id.as_str())
+    .bind(delta.event_name.as_str())
     .bind(delta.value)
     .bind(at)
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ledger_rows::UsageRow;
 use super::meters::MeterDelta;
 use super::sql::{Statement, sql};
-use super::{BoxFuture, Db};
+use super::{BoxFuture, Db, IdText};
 
 pub trait Usage: Send + Sync {
     /// Adds counted use in one transaction; usage writes do not bump the ledger version.
@@ -82,7 +82,7 @@ pub struct UsageBatch {
     pub journal: Option<String>,
     pub counters: Vec<CounterDelta>,
     pub hourly: Vec<HourlyDelta>,
-    pub last_used: Vec<(String, i64)>,
+    pub last_used: Vec<(IdText, i64)>,
     /// Use of metered prices, to report to their Billing Meters.
     pub meters: Vec<MeterDelta>,
     /// Authorizations refused for known keys, per hour, key and reason.
@@ -93,27 +93,27 @@ pub struct UsageBatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRefusalDelta {
     pub hour: i64,
-    pub key_id: String,
-    pub customer_id: String,
+    pub key_id: IdText,
+    pub customer_id: IdText,
     /// The metrics' label of the reason.
-    pub reason: String,
+    pub reason: IdText,
     pub count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterDelta {
-    pub entitlement: String,
+    pub entitlement: IdText,
     pub period_start: i64,
-    pub customer_id: String,
+    pub customer_id: IdText,
     pub used: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourlyDelta {
     pub hour: i64,
-    pub tag: String,
-    pub key_id: String,
-    pub customer_id: String,
+    pub tag: IdText,
+    pub key_id: IdText,
+    pub customer_id: IdText,
     pub count: i64,
 }
 
@@ -550,10 +550,10 @@ fn rendered_counters(sorted: &[&CounterDelta]) -> anyhow::Result<String> {
 
 /// The counts of logged rows, summed per counter.
 fn summed(rows: &[(String,)]) -> anyhow::Result<Vec<CounterDelta>> {
-    let mut sums: std::collections::HashMap<(String, i64), (String, i64)> =
+    let mut sums: std::collections::HashMap<(IdText, i64), (IdText, i64)> =
         std::collections::HashMap::new();
     for (counters,) in rows {
-        let counters: Vec<(String, i64, String, i64)> =
+        let counters: Vec<(IdText, i64, IdText, i64)> =
             serde_json::from_str(counters).context("A usage log row is not a list of counts")?;
         for (entitlement, period_start, customer_id, used) in counters {
             sums.entry((entitlement, period_start))

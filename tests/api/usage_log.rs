@@ -149,9 +149,9 @@ async fn a_logged_row_counts_once_whether_its_instance_or_a_start_folds_it() {
 fn counts(customers: usize, used: i64) -> Vec<CounterDelta> {
     (0..customers)
         .map(|i| CounterDelta {
-            entitlement: format!("g_{i}"),
+            entitlement: format!("g_{i}").into(),
             period_start: 0,
-            customer_id: format!("cus_{i}"),
+            customer_id: format!("cus_{i}").into(),
             used,
         })
         .collect()

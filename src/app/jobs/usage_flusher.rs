@@ -22,7 +22,7 @@ use crate::clock::unix_now;
 use crate::gate::{Gate, Unfolded};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::store::{Db, HourlyDelta, Usage, UsageBatch};
+use crate::store::{Db, HourlyDelta, IdText, Usage, UsageBatch};
 
 /// Read back a little further than the last read: other instances' clocks and commits lag.
 const OVERLAP: i64 = 5;
@@ -398,7 +398,7 @@ impl Slices {
     /// Queues a batch's activity in slices, each in the order of its table's key, so together
     /// the slices go through each table once. The sort runs on a thread of the blocking pool
     /// (a minute's activity is a row or two for every key used in it; see [`flush`]).
-    async fn queue(&mut self, at: i64, hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>) {
+    async fn queue(&mut self, at: i64, hourly: Vec<HourlyDelta>, last_used: Vec<(IdText, i64)>) {
         let sorting = tokio::task::spawn_blocking(move || {
             let (mut hourly, mut last_used) = (hourly, last_used);
             hourly.sort_unstable_by(|a, b| a.table_key().cmp(&b.table_key()));
@@ -406,7 +406,7 @@ impl Slices {
             (hourly, last_used)
         });
         let (mut hourly, mut last_used) = sorting.await.expect("sorting the activity panicked");
-        let slice = |hourly: Vec<HourlyDelta>, last_used: Vec<(String, i64)>| UsageBatch {
+        let slice = |hourly: Vec<HourlyDelta>, last_used: Vec<(IdText, i64)>| UsageBatch {
             at,
             hourly,
             last_used,
@@ -450,7 +450,7 @@ mod tests {
             .map(|i| HourlyDelta {
                 hour: 3_600,
                 tag: "acme/model".into(),
-                key_id: format!("key_{i:06}"),
+                key_id: format!("key_{i:06}").into(),
                 customer_id: "cus_1".into(),
                 count: 1,
             })
@@ -460,7 +460,7 @@ mod tests {
     #[tokio::test]
     async fn activity_is_queued_in_slices_in_the_order_of_each_table() {
         let mut slices = Slices::default();
-        let last_used = vec![("key_b".to_owned(), 2), ("key_a".to_owned(), 1)];
+        let last_used = vec![("key_b".into(), 2), ("key_a".into(), 1)];
         slices
             .queue(7, hourly(2 * ACTIVITY_SLICE + 1), last_used)
             .await;
