@@ -65,7 +65,7 @@ fn usable(
 ) -> Result<(Period, Option<u64>), DenyReason> {
     entitlement.in_force(now, past_due_grace)?;
     let period = entitlement.period(now);
-    let cap = match entitlement.limit {
+    let cap = match entitlement.limit.get() {
         Limit::Unlimited => None,
         Limit::Quota { per_period, .. } => Some(per_period),
         Limit::Credits { total } => Some(total),
@@ -74,7 +74,7 @@ fn usable(
         && used(entitlement, period.start) >= cap
     {
         let unit = entitlement.plan.unit.clone();
-        return Err(match entitlement.limit {
+        return Err(match entitlement.limit.get() {
             Limit::Credits { total } => DenyReason::CreditsUsed { total, unit },
             _ => DenyReason::QuotaUsed {
                 limit: cap,
@@ -123,7 +123,7 @@ mod tests {
             source: Source::Grant {
                 expires_at: expires_at.into(),
             },
-            limit,
+            limit: limit.into(),
         }
     }
 
@@ -142,7 +142,7 @@ mod tests {
             slot: 0,
             plan: plan(id, Predictors::all()),
             source: Source::Subscription(state),
-            limit: Limit::Unlimited,
+            limit: Limit::Unlimited.into(),
         }
     }
 
@@ -155,7 +155,9 @@ mod tests {
                 refunded_at: refunded.then_some(NOW - DAY).into(),
                 disputed_at: Stamp::default(),
             },
-            limit: credits.map_or(Limit::Unlimited, |total| Limit::Credits { total }),
+            limit: credits
+                .map_or(Limit::Unlimited, |total| Limit::Credits { total })
+                .into(),
         }
     }
 
@@ -189,7 +191,8 @@ mod tests {
             e.limit = Limit::Quota {
                 per_period: n,
                 period: QuotaPeriod::Billing,
-            };
+            }
+            .into();
             e
         };
         let cases: Vec<Case> = vec![

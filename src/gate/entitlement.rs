@@ -15,7 +15,8 @@ pub struct Entitlement {
     /// Shared by every entitlement of the same plan (one copy, which stays in cache).
     pub plan: Arc<Plan>,
     pub source: Source,
-    pub limit: Limit,
+    /// What it allows, in 8 bytes ([`Limit`] takes 16): read it with [`LimitBits::get`].
+    pub limit: LimitBits,
 }
 
 /// What many entitlements hold alike: the terms of one plan.
@@ -149,6 +150,65 @@ pub enum Limit {
     },
 }
 
+/// A [`Limit`] in one word, for the view's million entitlements: the kind in the top two
+/// bits, a quota's period in the next two, the number in the other 60. A number of 2^60 or
+/// more (a quota of a quintillion predictions) is kept as 2^60 - 1: as good as unlimited, and
+/// shown as that number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LimitBits(u64);
+
+impl LimitBits {
+    const KIND: u32 = 62;
+    const PERIOD: u32 = 60;
+    const NUMBER: u64 = (1 << Self::PERIOD) - 1;
+
+    pub fn get(self) -> Limit {
+        let number = self.0 & Self::NUMBER;
+        match self.0 >> Self::KIND {
+            0 => Limit::Unlimited,
+            1 => Limit::Quota {
+                per_period: number,
+                period: match (self.0 >> Self::PERIOD) & 0b11 {
+                    0 => QuotaPeriod::Day,
+                    1 => QuotaPeriod::Month,
+                    _ => QuotaPeriod::Billing,
+                },
+            },
+            _ => Limit::Credits { total: number },
+        }
+    }
+}
+
+impl From<Limit> for LimitBits {
+    fn from(limit: Limit) -> Self {
+        let (kind, period, number) = match limit {
+            Limit::Unlimited => (0, 0, 0),
+            Limit::Quota { per_period, period } => {
+                let period = match period {
+                    QuotaPeriod::Day => 0,
+                    QuotaPeriod::Month => 1,
+                    QuotaPeriod::Billing => 2,
+                };
+                (1, period, per_period)
+            }
+            Limit::Credits { total } => (2, 0, total),
+        };
+        Self(kind << Self::KIND | period << Self::PERIOD | number.min(Self::NUMBER))
+    }
+}
+
+impl PartialEq<Limit> for LimitBits {
+    fn eq(&self, other: &Limit) -> bool {
+        self.get() == *other
+    }
+}
+
+impl std::fmt::Debug for LimitBits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaPeriod {
     Day,
@@ -169,7 +229,7 @@ impl Entitlement {
     /// Unlimited entitlements are used before quotas, quotas before credits, so that what
     /// runs out is spent last.
     pub fn rank(&self) -> u8 {
-        match self.limit {
+        match self.limit.get() {
             Limit::Unlimited => 0,
             Limit::Quota { .. } => 1,
             Limit::Credits { .. } => 2,
@@ -177,7 +237,7 @@ impl Entitlement {
     }
 
     pub fn period(&self, now: i64) -> Period {
-        match (&self.limit, &self.source) {
+        match (self.limit.get(), &self.source) {
             (Limit::Credits { .. }, _) | (_, Source::Purchase { .. }) => Period {
                 start: 0,
                 end: None,
@@ -285,9 +345,51 @@ mod tests {
     /// The view holds one per subscription item, grant and purchase: its size is most of the
     /// view's memory (docs/performance.md).
     #[test]
-    fn an_entitlement_takes_56_bytes() {
+    fn an_entitlement_takes_48_bytes() {
         assert_eq!(size_of::<Stamp>(), 4);
-        assert_eq!(size_of::<Entitlement>(), 56);
+        assert_eq!(size_of::<LimitBits>(), 8);
+        assert_eq!(size_of::<Entitlement>(), 48);
+    }
+
+    #[test]
+    fn a_limit_reads_back_from_its_word() {
+        let limits = [
+            Limit::Unlimited,
+            Limit::Credits { total: 0 },
+            Limit::Credits { total: 1_500 },
+            Limit::Quota {
+                per_period: 0,
+                period: QuotaPeriod::Day,
+            },
+            Limit::Quota {
+                per_period: 7,
+                period: QuotaPeriod::Month,
+            },
+            Limit::Quota {
+                per_period: (1 << 60) - 1,
+                period: QuotaPeriod::Billing,
+            },
+        ];
+        for limit in limits {
+            assert_eq!(LimitBits::from(limit).get(), limit);
+        }
+        let most = (1 << 60) - 1;
+        assert_eq!(
+            LimitBits::from(Limit::Credits { total: u64::MAX }).get(),
+            Limit::Credits { total: most },
+            "a larger number is kept as the largest the word holds, not wrapped"
+        );
+        assert_eq!(
+            LimitBits::from(Limit::Quota {
+                per_period: i64::MAX as u64,
+                period: QuotaPeriod::Day,
+            })
+            .get(),
+            Limit::Quota {
+                per_period: most,
+                period: QuotaPeriod::Day,
+            }
+        );
     }
 
     #[test]

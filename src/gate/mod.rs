@@ -521,13 +521,13 @@ impl Gate {
         let limited: Vec<(Entitlement, u64)> = self
             .customer(id, now)
             .into_iter()
-            .filter(|(e, _)| !matches!(e.limit, Limit::Unlimited))
+            .filter(|(e, _)| !matches!(e.limit.get(), Limit::Unlimited))
             .collect();
         let ids = self.ids.read().expect("ids lock poisoned");
         limited
             .into_iter()
             .map(|(e, used)| {
-                let (limit, credits) = match e.limit {
+                let (limit, credits) = match e.limit.get() {
                     Limit::Quota { per_period, .. } => (per_period, false),
                     Limit::Credits { total } => (total, true),
                     Limit::Unlimited => (0, false),

@@ -77,7 +77,7 @@ impl<'a> Terms<'a> {
             source: Source::Grant {
                 expires_at: grant.expires_at.into(),
             },
-            limit,
+            limit: limit.into(),
         })
     }
 
@@ -101,7 +101,8 @@ impl<'a> Terms<'a> {
                     period: QuotaPeriod::Billing,
                 },
                 None => Limit::Unlimited,
-            },
+            }
+            .into(),
         }
     }
 
@@ -127,7 +128,8 @@ impl<'a> Terms<'a> {
                     total: credits.saturating_mul(quantity),
                 },
                 None => Limit::Unlimited,
-            },
+            }
+            .into(),
         }
     }
 

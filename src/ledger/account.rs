@@ -182,7 +182,7 @@ impl PlanStatus {
                 pass_expires_at, ..
             } => pass_expires_at.get().map_or(Term::Open, Term::Until),
         };
-        let usage = match e.limit {
+        let usage = match e.limit.get() {
             Limit::Unlimited => Use::Unlimited {
                 used,
                 metered: e.plan.meter.is_some(),
