@@ -141,13 +141,25 @@ impl KeyHash {
         [u64::from_le_bytes(low), u64::from_le_bytes(high)]
     }
 
+    /// The digest from its 64 hex digits, as stored. Read for every key when the whole ledger
+    /// loads: a digit at a time, where `u8::from_str_radix` per pair cost about 1,500
+    /// instructions a key (bench/results/2026-12-07-retained.md).
     pub fn from_hex(hex: &str) -> Option<Self> {
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        let hex = hex.as_bytes();
         if hex.len() != 64 {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
         }
         Some(Self(out))
     }
@@ -311,6 +323,29 @@ mod tests {
         let hash = AccessKey::generate(&prefix()).hash();
         assert_eq!(KeyHash::from_hex(&hash.to_hex()), Some(hash));
         assert_eq!(KeyHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn a_stored_hash_is_64_hex_digits_and_nothing_else() {
+        let hex = AccessKey::generate(&prefix()).hash().to_hex();
+        let hash = KeyHash::from_hex(&hex).unwrap();
+        assert_eq!(KeyHash::from_hex(&hex.to_uppercase()), Some(hash));
+        assert_eq!(hash.to_hex(), hex);
+        let digits = |n| "0123456789abcdef".repeat(4)[..n].to_owned();
+        assert_eq!(
+            KeyHash::from_hex(&digits(64)).unwrap().head()[0],
+            0xefcd_ab89_6745_2301
+        );
+        for bad in [
+            digits(63),
+            digits(64) + "0",
+            format!("+f{}", &digits(64)[2..]),
+            format!("{}g", &digits(63)),
+            format!("é{}", &digits(62)),
+            String::new(),
+        ] {
+            assert_eq!(KeyHash::from_hex(&bad), None, "{bad:?}");
+        }
     }
 
     #[test]
