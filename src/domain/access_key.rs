@@ -141,26 +141,10 @@ impl KeyHash {
         [u64::from_le_bytes(low), u64::from_le_bytes(high)]
     }
 
-    /// The digest from its 64 hex digits, as stored. Read for every key when the whole ledger
-    /// loads: a digit at a time, where `u8::from_str_radix` per pair cost about 1,500
-    /// instructions a key (bench/results/2026-12-07-retained.md).
+    /// The digest from its 64 hex digits, as stored (read for every key when the ledger loads).
     pub fn from_hex(hex: &str) -> Option<Self> {
-        fn digit(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                b'A'..=b'F' => Some(c - b'A' + 10),
-                _ => None,
-            }
-        }
-        let hex = hex.as_bytes();
-        if hex.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-        }
+        super::unhex_into(hex, &mut out)?;
         Some(Self(out))
     }
 }

@@ -36,6 +36,36 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The bytes of hex `text` (two digits a byte, either case), or `None` if it is not that.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let mut out = vec![0; text.len() / 2];
+    unhex_into(text, &mut out)?;
+    Some(out)
+}
+
+/// Fills `out` with the bytes of hex `text`, which must be exactly twice as long; `None` if
+/// it is not. A digit at a time: `u8::from_str_radix` per pair cost about 1,500 instructions
+/// for a key's digest, read for every key when the ledger loads
+/// (bench/results/2026-12-07-retained.md).
+pub fn unhex_into(text: &str, out: &mut [u8]) -> Option<()> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() != 2 * out.len() {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(())
+}
+
 /// `1,234,567`: counts as people read them.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

@@ -4,6 +4,8 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use crate::domain::unhex;
+
 /// Why a webhook was refused. Stripe shows the message in the Dashboard's delivery log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -34,7 +36,7 @@ pub fn verify(
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
             Some(("v1", hex)) => {
-                if let Some(bytes) = decode_hex(hex) {
+                if let Some(bytes) = unhex(hex) {
                     signatures.push(bytes);
                 }
             }
@@ -61,16 +63,6 @@ pub fn verify(
         }
     }
     Err(SignatureError::NoMatch)
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

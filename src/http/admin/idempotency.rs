@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::auth::TokenLabel;
 use super::error::ApiError;
 use crate::clock::unix_now;
-use crate::domain::hex;
+use crate::domain::{hex, unhex};
 use crate::store::{Claim, Idempotency};
 
 /// What a handler answers: a status and a JSON body.
@@ -189,16 +189,6 @@ impl Secrets {
             .ok()?;
         Some(opened.to_vec())
     }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
