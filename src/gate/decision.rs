@@ -65,7 +65,8 @@ fn usable(
 ) -> Result<(Period, Option<u64>), DenyReason> {
     entitlement.in_force(now, past_due_grace)?;
     let period = entitlement.period(now);
-    let cap = match entitlement.limit.get() {
+    let limit = entitlement.limit.get();
+    let cap = match limit {
         Limit::Unlimited => None,
         Limit::Quota { per_period, .. } => Some(per_period),
         Limit::Credits { total } => Some(total),
@@ -74,7 +75,7 @@ fn usable(
         && used(entitlement, period.start) >= cap
     {
         let unit = entitlement.plan.unit.clone();
-        return Err(match entitlement.limit.get() {
+        return Err(match limit {
             Limit::Credits { total } => DenyReason::CreditsUsed { total, unit },
             _ => DenyReason::QuotaUsed {
                 limit: cap,

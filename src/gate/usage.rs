@@ -138,7 +138,7 @@ impl Taken {
                 hour: i64::from(hour) * 3_600,
                 key_id: IdText::new(ids.keys.get(key)),
                 customer_id: IdText::new(ids.key_customer(key)),
-                reason: IdText::new(DenyReason::LABELS[usize::from(reason)]),
+                reason: IdText::new_static(DenyReason::LABELS[usize::from(reason)]),
                 count: i64::from(count),
             },
         );

@@ -66,7 +66,7 @@ use sql::{Pool, Tx};
 
 /// An id (or a tag, a reason's label) in a batch of use: kept in place when it is short, as
 /// ids are (up to 23 bytes), so that a flush of tens of thousands of rows makes no allocation
-/// per id. A `String` each left the flush's freed strings with the allocator: about 30 bytes a
+/// per id. A `String` each left the flush's freed strings with the allocator: 10-20 bytes a
 /// key under load at 100,000 keys (bench/results/2026-12-07-retained.md).
 pub type IdText = smol_str::SmolStr;
 

@@ -49,15 +49,10 @@ impl Drop for TestDatabase {
                 .enable_all()
                 .build()
                 .expect("Failed to start a runtime to drop a test database");
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&base).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                )))
-                .execute(&mut admin)
-                .await?;
-                admin.close().await
-            })
+            runtime.block_on(on_server(
+                &base,
+                format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#),
+            ))
         })
         .join();
         if let Ok(Err(e)) = dropped {
@@ -71,14 +66,9 @@ impl TestDatabase {
         match std::env::var("TEST_DATABASE_URL") {
             Ok(base) => {
                 let name = format!("tollbooth_test_{}", random_base62(12).to_lowercase());
-                let mut admin = sqlx::PgConnection::connect(&base)
+                on_server(&base, format!(r#"CREATE DATABASE "{name}""#))
                     .await
-                    .expect("TEST_DATABASE_URL must reach PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-                    .execute(&mut admin)
-                    .await
-                    .expect("Failed to create a test database");
-                admin.close().await.ok();
+                    .expect("TEST_DATABASE_URL must reach PostgreSQL and let it create a database");
                 Self {
                     url: with_database_name(&base, &name),
                     _dir: None,
@@ -96,6 +86,17 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// Runs one statement on the PostgreSQL server of `base` (creating or dropping a database);
+/// once it ran, how the connection closes does not matter.
+async fn on_server(base: &str, statement: String) -> sqlx::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(base).await?;
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await.ok();
+    Ok(())
 }
 
 fn with_database_name(url: &str, name: &str) -> String {
