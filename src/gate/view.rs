@@ -7,12 +7,15 @@
 //! shared by all its entitlements. Less memory, and fewer places a lookup has to visit. How a
 //! row becomes an entitlement (what a plan's metadata means) is `terms.rs`'s business.
 
+mod key_table;
+
 use std::collections::HashSet;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use super::FastMap;
 use super::names::Ids;
+use key_table::{KeyRef, KeyTable, KeyTag};
 
 use crate::domain::{KeyCap, KeyHash};
 use crate::store::{GrantRow, ItemRow, KeyRow, LedgerRows, PriceRow, PurchaseRow};
@@ -51,7 +54,7 @@ const FOLD_AT: usize = 4096;
 #[derive(Default, Clone)]
 struct Tables {
     /// Keys by the first half of their hash ([`KeyHash::head`]): 16 bytes a key, not 32.
-    keys: FastMap<KeyTag, KeyRef>,
+    keys: KeyTable,
     /// Customers that hold a key, each a span of `entitlements`.
     customers: Vec<Span>,
     /// Where each customer of the view is in `customers`, indexed by customer slot (`NONE`:
@@ -77,24 +80,6 @@ pub struct KeyTerms {
     pub expires_at: Option<i64>,
     /// The key's own cap, and the slot its use is counted under.
     pub cap: Option<(KeyCap, u32)>,
-}
-
-/// The first 128 bits of a key's SHA-256, as the view's key table holds them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct KeyTag([u64; 2]);
-
-/// Already uniform: the low half is the map's hash.
-impl std::hash::Hash for KeyTag {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
-    }
-}
-
-/// A key's slot and where its customer is in the view.
-#[derive(Clone, Copy)]
-struct KeyRef {
-    key: u32,
-    customer: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -278,7 +263,7 @@ impl Tables {
 
     fn heap_bytes(&self) -> usize {
         let map = |capacity: usize, entry: usize| capacity * (entry + 1);
-        map(self.keys.capacity(), size_of::<(KeyTag, KeyRef)>())
+        self.keys.heap_bytes()
             + self.by_customer.capacity() * size_of::<u32>()
             + self.customers.capacity() * size_of::<Span>()
             + self.entitlements.capacity() * size_of::<Entitlement>()
@@ -333,14 +318,15 @@ impl Tables {
                 .entitlements
                 .extend_from_slice(&new.entitlements[first..first + span.len as usize]);
         }
-        for (tag, key) in &new.keys {
+        for (tag, key) in new.keys.iter() {
             let customer = moved[key.customer as usize];
-            tables.keys.insert(*tag, KeyRef { customer, ..*key });
+            tables.keys.push(*tag, KeyRef { customer, ..*key });
             if let Some(terms) = new.key_terms.get(&key.key) {
                 tables.key_terms.insert(key.key, *terms);
             }
         }
         tables.plans.extend(new.plans.iter().cloned());
+        tables.keys.seal();
         tables.compact_if_sparse();
         tables
     }
@@ -356,7 +342,7 @@ impl Tables {
         }
         let customers = &self.customers;
         self.keys
-            .retain(|_, key| !slots.contains(&customers[key.customer as usize].slot));
+            .retain(|key| !slots.contains(&customers[key.customer as usize].slot));
         self.key_terms
             .retain(|_, terms| !slots.contains(&terms.customer));
     }
@@ -383,7 +369,7 @@ impl Tables {
             });
             entitlements.extend_from_slice(&self.entitlements[first..first + span.len as usize]);
         }
-        for key in self.keys.values_mut() {
+        for key in self.keys.refs_mut() {
             key.customer = moved[key.customer as usize];
         }
         self.customers = customers;
@@ -472,7 +458,7 @@ impl Part {
             key: ids.key(&row.id, slot),
             customer: at,
         };
-        view.keys.insert(KeyTag(hash.head()), key);
+        view.keys.push(KeyTag(hash.head()), key);
         if row.expires_at.is_some() || row.cap.is_some() {
             self.key_terms(row, ids);
         }
@@ -556,6 +542,7 @@ impl Part {
             }
         }
         let view = &mut self.view;
+        view.keys.seal();
         view.entitlements.reserve_exact(self.owned.len());
         for (Order { at, .. }, entitlement) in self.owned {
             let span = &mut view.customers[at as usize];
@@ -678,8 +665,14 @@ mod tests {
 
     /// Keys with their customer and that customer's first entitlement's name.
     fn summary(view: &View, ids: &Ids) -> Vec<(String, String, String)> {
-        let recent = view.recent.iter().flat_map(|r| r.tables.keys.keys());
-        let tags: HashSet<&KeyTag> = view.base.keys.keys().chain(recent).collect();
+        let recent = view.recent.iter().flat_map(|r| r.tables.keys.iter());
+        let tags: HashSet<&KeyTag> = view
+            .base
+            .keys
+            .iter()
+            .chain(recent)
+            .map(|(tag, _)| tag)
+            .collect();
         let mut out: Vec<_> = tags
             .into_iter()
             // Through the view's own lookup: a key of the base whose customer changed since
