@@ -474,8 +474,8 @@ impl Gate {
         }
         let ids = self.ids.read().expect("ids lock poisoned");
         Some((
-            ids.keys.get(found.key).to_owned(),
-            ids.customers.get(found.customer.slot).to_owned(),
+            ids.keys.get(found.key).to_string(),
+            ids.customers.get(found.customer.slot).to_string(),
         ))
     }
 
@@ -533,7 +533,7 @@ impl Gate {
                     Limit::Unlimited => (0, false),
                 };
                 LimitUse {
-                    entitlement_id: ids.entitlements.get(e.slot).to_owned(),
+                    entitlement_id: ids.entitlements.get(e.slot).to_string(),
                     plan: e.plan.name.to_string(),
                     credits,
                     limit,
@@ -555,7 +555,7 @@ impl Gate {
             .into_iter()
             .filter_map(|e| match &e.source {
                 Source::Subscription(s) => Some((
-                    ids.entitlements.get(e.slot).to_owned(),
+                    ids.entitlements.get(e.slot).to_string(),
                     e.plan.name.to_string(),
                     *s,
                 )),

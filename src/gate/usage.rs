@@ -105,13 +105,16 @@ impl Taken {
             if rests_on != REPORT_ONLY && rests_on != CAPPED {
                 meters.push(MeterDelta {
                     customer_id: delta.customer_id.clone(),
-                    event_name: IdText::new(ids.meters.get(rests_on)),
+                    event_name: ids.meters.get(rests_on),
                     value: i64::from(n),
                 });
             }
             delta
         });
         let mut last_used: FastMap<u32, i64> = FastMap::default();
+        // Each tag's text once: a batch has few tags and a row for every key used.
+        let tags = &self.activity.tags;
+        let tags: Vec<IdText> = (0..tags.len() as u32).map(|tag| tags.get(tag)).collect();
         let hourly = with_text(
             &ids,
             &self.activity.hourly,
@@ -121,23 +124,21 @@ impl Taken {
                 *last = (*last).max(hour + i64::from(into_hour));
                 HourlyDelta {
                     hour,
-                    tag: IdText::new(self.activity.tags.get(tag)),
-                    key_id: IdText::new(ids.keys.get(key)),
-                    customer_id: IdText::new(ids.key_customer(key)),
+                    tag: tags[tag as usize].clone(),
+                    key_id: ids.keys.get(key),
+                    customer_id: ids.key_customer(key),
                     count: i64::from(count),
                 }
             },
         );
-        let last_used = with_text(&ids, &last_used, |ids, (&key, &at)| {
-            (IdText::new(ids.keys.get(key)), at)
-        });
+        let last_used = with_text(&ids, &last_used, |ids, (&key, &at)| (ids.keys.get(key), at));
         let refused = with_text(
             &ids,
             &self.activity.refused,
             |ids, (&(key, hour, reason), &count)| KeyRefusalDelta {
                 hour: i64::from(hour) * 3_600,
-                key_id: IdText::new(ids.keys.get(key)),
-                customer_id: IdText::new(ids.key_customer(key)),
+                key_id: ids.keys.get(key),
+                customer_id: ids.key_customer(key),
                 reason: IdText::new_static(DenyReason::LABELS[usize::from(reason)]),
                 count: i64::from(count),
             },
@@ -211,9 +212,9 @@ where
 /// A counter's count with ids as text, as the store writes it.
 fn counter_delta(ids: &Ids, (entitlement, period_start): CounterKey, n: u64) -> CounterDelta {
     CounterDelta {
-        entitlement: IdText::new(ids.entitlements.get(entitlement)),
+        entitlement: ids.entitlements.get(entitlement),
         period_start: i64::from(period_start),
-        customer_id: IdText::new(ids.entitlement_customer(entitlement)),
+        customer_id: ids.entitlement_customer(entitlement),
         used: i64::try_from(n).unwrap_or(i64::MAX),
     }
 }
@@ -264,14 +265,22 @@ impl Shards {
 impl Activity {
     fn add(&mut self, key: u32, hour: u32, tag: &str, count: u32, into_hour: u16) {
         let tag = self.tags.intern(tag);
+        self.add_to(key, hour, tag, count, into_hour);
+    }
+
+    fn add_to(&mut self, key: u32, hour: u32, tag: u32, count: u32, into_hour: u16) {
         let (total, last) = self.hourly.entry((key, hour, tag)).or_default();
         *total += count;
         *last = (*last).max(into_hour);
     }
 
     fn absorb(&mut self, other: Activity) {
+        // The other's tags as this one numbers them, each found once.
+        let tags: Vec<u32> = (0..other.tags.len() as u32)
+            .map(|tag| self.tags.intern(&other.tags.get(tag)))
+            .collect();
         for ((key, hour, tag), (count, last)) in other.hourly {
-            self.add(key, hour, other.tags.get(tag), count, last);
+            self.add_to(key, hour, tags[tag as usize], count, last);
         }
         for (entry, count) in other.refused {
             *self.refused.entry(entry).or_default() += count;

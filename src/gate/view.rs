@@ -538,7 +538,7 @@ impl Part {
             let ids = ids();
             let names = &ids.entitlements;
             for run in tied {
-                run.sort_unstable_by(|(_, e), (_, f)| names.get(e.slot).cmp(names.get(f.slot)));
+                run.sort_unstable_by_key(|(_, e)| names.get(e.slot));
             }
         }
         let view = &mut self.view;
@@ -681,7 +681,7 @@ mod tests {
             .map(|(tag, customer)| {
                 (
                     format!("{:016x}{:016x}", tag.0[0], tag.0[1]),
-                    ids.customers.get(customer.slot).to_owned(),
+                    ids.customers.get(customer.slot).to_string(),
                     customer.entitlements[0].plan.name.to_string(),
                 )
             })
@@ -698,7 +698,7 @@ mod tests {
         );
         let mut out: Vec<_> = (0..slots as u32)
             .filter(|&slot| view.customer(slot).is_some())
-            .map(|slot| ids.customers.get(slot).to_owned())
+            .map(|slot| ids.customers.get(slot).to_string())
             .collect();
         out.sort();
         out
