@@ -22,7 +22,7 @@ use crate::store::IdText;
 const SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x7f4a_7c15);
 
 /// Names per kept place: a name is read after stepping over at most `GROUP - 1` others.
-const GROUP: usize = 16;
+const GROUP: usize = 8;
 
 /// An append-only set of strings, each numbered by the order it first came in.
 #[derive(Default)]
@@ -174,60 +174,71 @@ const END: u8 = 63;
 /// Spellings up to this long are made on the stack.
 const ON_STACK: usize = 96;
 
-/// The 6-bit code of an id's character: digits, upper and lower case letters, `_`.
-fn code(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'Z' => Some(c - b'A' + 10),
-        b'a'..=b'z' => Some(c - b'a' + 36),
-        b'_' => Some(62),
-        _ => None,
-    }
-}
-
 const CHARACTERS: &[u8; 63] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_";
 
-/// Runs `f` on how `name` is kept: its characters' 6-bit codes, first bits first (the last
-/// byte filled out with `END` if it has room for a code, else zeros), or, for a name with any
-/// other character, `AS_IS` then its text. One text has one spelling and two texts never
-/// the same one, so spellings are compared and hashed in place of the text.
+/// Each byte's 6-bit code (its place in `CHARACTERS`), or `NOT` for a byte an id's packing
+/// does not take.
+const NOT: u8 = 0xff;
+const CODES: [u8; 256] = {
+    let mut codes = [NOT; 256];
+    let mut code = 0;
+    while code < CHARACTERS.len() {
+        codes[CHARACTERS[code] as usize] = code as u8;
+        code += 1;
+    }
+    codes
+};
+
+/// Runs `f` on how `name` is kept: its characters' 6-bit codes, first bits first, four
+/// characters to three bytes (the last byte filled out with `END` if it has room for a code,
+/// else zeros), or, for a name with any other character, `AS_IS` then its text. One text has
+/// one spelling and two texts never the same one, so spellings are compared and hashed in
+/// place of the text.
 fn spell<T>(name: &str, f: impl FnOnce(&[u8]) -> T) -> T {
-    let packed_len = (name.len() * 6).div_ceil(8);
+    let text = name.as_bytes();
     let mut stack = [0u8; ON_STACK];
     let mut heap = Vec::new();
-    let out: &mut [u8] = if packed_len.max(name.len() + 1) <= ON_STACK {
+    // Room for either form: a packed name is never longer than its text.
+    let out: &mut [u8] = if text.len() < ON_STACK {
         &mut stack
     } else {
-        heap.resize(packed_len.max(name.len() + 1), 0);
+        heap.resize(text.len() + 1, 0);
         &mut heap
     };
-    let (mut bits, mut held, mut len) = (0u32, 0u32, 0);
-    for &c in name.as_bytes() {
-        let Some(code) = code(c) else {
-            out[0] = AS_IS;
-            out[1..=name.len()].copy_from_slice(name.as_bytes());
-            return f(&out[..=name.len()]);
-        };
-        bits = bits << 6 | u32::from(code);
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            out[len] = (bits >> held) as u8;
-            len += 1;
+    let mut len = 0;
+    let mut fours = text.chunks_exact(4);
+    for four in &mut fours {
+        let codes = four.iter().map(|&c| CODES[usize::from(c)]);
+        // A code is under 64; `NOT` has the top bits set.
+        if codes.clone().fold(0, |any, code| any | code) >= 64 {
+            return f(as_is(text, out));
         }
+        let word = codes.fold(0u32, |word, code| word << 6 | u32::from(code));
+        out[len..len + 3].copy_from_slice(&word.to_be_bytes()[1..]);
+        len += 3;
     }
-    match held {
-        2 => {
-            out[len] = ((bits << 6 | u32::from(END)) & 0xff) as u8;
-            len += 1;
-        }
-        4 | 6 => {
-            out[len] = (bits << (8 - held)) as u8;
-            len += 1;
-        }
-        _ => {}
+    let rest = fours.remainder();
+    if rest.iter().any(|&c| CODES[usize::from(c)] == NOT) {
+        return f(as_is(text, out));
     }
-    f(&out[..len])
+    let word = rest.iter().fold(0u32, |word, &c| {
+        word << 6 | u32::from(CODES[usize::from(c)])
+    });
+    let (word, bytes) = match rest.len() {
+        0 => (0, 0),
+        1 => (word << 2, 1),
+        2 => (word << 4, 2),
+        _ => (word << 6 | u32::from(END), 3),
+    };
+    out[len..len + bytes].copy_from_slice(&word.to_be_bytes()[4 - bytes..]);
+    f(&out[..len + bytes])
+}
+
+/// `text` kept as it is, after `AS_IS`, in `out`.
+fn as_is<'o>(text: &[u8], out: &'o mut [u8]) -> &'o [u8] {
+    out[0] = AS_IS;
+    out[1..=text.len()].copy_from_slice(text);
+    &out[..=text.len()]
 }
 
 /// The text a spelling was made from.
