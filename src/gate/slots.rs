@@ -15,6 +15,8 @@ use super::FastMap;
 /// Values per chunk, and chunks at most: room for 64 million values.
 const CHUNK: usize = 1 << 14;
 const CHUNKS: usize = 1 << 12;
+/// Room the pending table keeps after its keys are published; more is given back.
+const PENDING_KEPT: usize = 1 << 10;
 
 pub struct Slots<K, V> {
     index: ArcSwap<FastMap<K, u32>>,
@@ -92,7 +94,13 @@ impl<K: Hash + Eq + Copy, V: Default> Slots<K, V> {
         next.extend(current.iter().map(|(k, at)| (*k, *at)));
         next.extend(pending.iter().map(|(k, at)| (*k, *at)));
         self.index.store(std::sync::Arc::new(next));
-        pending.clear();
+        // A burst of new keys (a load's first seconds) grew the pending table; kept, its room
+        // would stay for the process's life, beside the table that now holds those keys.
+        if pending.capacity() > PENDING_KEPT {
+            *pending = FastMap::default();
+        } else {
+            pending.clear();
+        }
     }
 
     /// Every key with its value, published or not.
@@ -151,6 +159,23 @@ mod tests {
         let mut all = Vec::new();
         slots.for_each(|k, v| all.push((k, v.load(Ordering::Relaxed))));
         assert_eq!(all, [(7, 5)]);
+    }
+
+    #[test]
+    fn a_burst_of_new_keys_leaves_no_room_behind_once_published() {
+        let slots: Slots<u32, AtomicU64> = Slots::default();
+        for key in 0..10_000 {
+            slots
+                .get_or_insert(key)
+                .store(u64::from(key), Ordering::Relaxed);
+        }
+        assert!(slots.lock_pending().capacity() >= 10_000);
+        slots.publish();
+        assert!(slots.lock_pending().capacity() <= PENDING_KEPT);
+        assert_eq!(
+            slots.get(&9_999).map(|v| v.load(Ordering::Relaxed)),
+            Some(9_999)
+        );
     }
 
     #[test]
