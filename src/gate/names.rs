@@ -208,12 +208,13 @@ fn spell<T>(name: &str, f: impl FnOnce(&[u8]) -> T) -> T {
     let mut len = 0;
     let mut fours = text.chunks_exact(4);
     for four in &mut fours {
-        let codes = four.iter().map(|&c| CODES[usize::from(c)]);
+        let code = |at: usize| CODES[usize::from(four[at])];
+        let (a, b, c, d) = (code(0), code(1), code(2), code(3));
         // A code is under 64; `NOT` has the top bits set.
-        if codes.clone().fold(0, |any, code| any | code) >= 64 {
+        if (a | b | c | d) >= 64 {
             return f(as_is(text, out));
         }
-        let word = codes.fold(0u32, |word, code| word << 6 | u32::from(code));
+        let word = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
         out[len..len + 3].copy_from_slice(&word.to_be_bytes()[1..]);
         len += 3;
     }
