@@ -9,8 +9,8 @@
 //! which take 6 bits a character here rather than 8 (see [`spell`]); any other text is kept as
 //! it is. Each name is its length and its spelling, one after another, and only every
 //! [`GROUP`]th name's place is kept: a name is found from the place of its group by stepping
-//! over the few before it. At a hundred thousand customers that took the three ids of a
-//! customer from about 87 bytes to about 67.
+//! over the few before it. At a hundred thousand customers (each with a key, a customer and
+//! an entitlement id) the ids took 6.7 MB, not 8.7 (the `id_bytes` a load logs at debug level).
 
 use std::hash::BuildHasher;
 
