@@ -49,16 +49,13 @@ impl KeyTable {
             return;
         }
         self.entries.sort_unstable_by_key(|(tag, _)| *tag);
-        let mut kept = 0;
-        for at in 0..self.entries.len() {
-            if at + 1 < self.entries.len() && self.entries[at + 1].0 == self.entries[at].0 {
-                continue;
-            }
-            self.entries[kept] = self.entries[at];
-            kept += 1;
-        }
-        self.entries.truncate(kept);
+        self.entries.dedup_by_key(|(tag, _)| *tag);
         self.entries.shrink_to_fit();
+        self.index();
+    }
+
+    /// Builds the directory over entries already in order.
+    fn index(&mut self) {
         let buckets = self.entries.len() / PER_BUCKET + 1;
         let mut starts = Vec::with_capacity(buckets + 1);
         let mut at = 0;
@@ -93,8 +90,12 @@ impl KeyTable {
     /// Keeps the keys `keep` says to, and seals the table.
     pub fn retain(&mut self, mut keep: impl FnMut(&KeyRef) -> bool) {
         self.entries.retain(|(_, key)| keep(key));
-        self.starts.clear();
-        self.seal();
+        // Keeping some of a sealed table's entries leaves them in order: only the directory
+        // changes.
+        match self.starts.is_empty() {
+            true => self.seal(),
+            false => self.index(),
+        }
     }
 
     /// Every key, for changing where its customer is (the tags stay as they are).
