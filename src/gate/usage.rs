@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::DenyReason;
 use super::FastMap;
-use super::names::{Ids, Names};
+use super::names::Ids;
 use super::slots::Slots;
 use crate::per_thread::PerThread;
 use crate::store::{
@@ -74,11 +74,43 @@ impl Default for Counter {
 /// they were written. Tags are numbered per batch, so the tags of one batch are all it holds.
 #[derive(Default)]
 struct Activity {
-    tags: Names,
+    tags: Tags,
     /// (key slot, hour since the epoch, tag) -> (count, last use as seconds into the hour).
     hourly: FastMap<(u32, u32, u32), (u32, u16)>,
     /// Refusals of known keys: (key slot, hour since the epoch, reason index) -> count.
     refused: FastMap<(u32, u32, u8), u32>,
+}
+
+/// The tags of one batch, numbered in the order they first came. They are an owner's
+/// predictors, a few, and each allowed prediction finds its own here: kept as text, finding
+/// one is a hash of the text and a comparison, where the ids' packing ([`super::names`])
+/// would spell it first.
+#[derive(Default)]
+struct Tags {
+    slots: FastMap<IdText, u32>,
+    text: Vec<IdText>,
+}
+
+impl Tags {
+    /// The number of `tag`, given it if it is new.
+    fn intern(&mut self, tag: &str) -> u32 {
+        if let Some(&slot) = self.slots.get(tag) {
+            return slot;
+        }
+        let slot = self.text.len() as u32;
+        let tag = IdText::from(tag);
+        self.text.push(tag.clone());
+        self.slots.insert(tag, slot);
+        slot
+    }
+
+    fn get(&self, slot: u32) -> &IdText {
+        &self.text[slot as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.text.len()
+    }
 }
 
 /// Use taken from the book for one flush, still by slot: written out as text by
@@ -112,9 +144,7 @@ impl Taken {
             delta
         });
         let mut last_used: FastMap<u32, i64> = FastMap::default();
-        // Each tag's text once: a batch has few tags and a row for every key used.
         let tags = &self.activity.tags;
-        let tags: Vec<IdText> = (0..tags.len() as u32).map(|tag| tags.get(tag)).collect();
         let hourly = with_text(
             &ids,
             &self.activity.hourly,
@@ -124,7 +154,7 @@ impl Taken {
                 *last = (*last).max(hour + i64::from(into_hour));
                 HourlyDelta {
                     hour,
-                    tag: tags[tag as usize].clone(),
+                    tag: tags.get(tag).clone(),
                     key_id: ids.keys.get(key),
                     customer_id: ids.key_customer(key),
                     count: i64::from(count),
@@ -247,7 +277,7 @@ impl Shards {
                 std::mem::replace(
                     &mut *activity,
                     Activity {
-                        tags: Names::default(),
+                        tags: Tags::default(),
                         hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
                         refused: FastMap::with_capacity_and_hasher(
                             refused_room,
@@ -277,7 +307,7 @@ impl Activity {
     fn absorb(&mut self, other: Activity) {
         // The other's tags as this one numbers them, each found once.
         let tags: Vec<u32> = (0..other.tags.len() as u32)
-            .map(|tag| self.tags.intern(&other.tags.get(tag)))
+            .map(|tag| self.tags.intern(other.tags.get(tag)))
             .collect();
         for ((key, hour, tag), (count, last)) in other.hourly {
             self.add_to(key, hour, tags[tag as usize], count, last);
