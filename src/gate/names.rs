@@ -28,7 +28,9 @@ const GROUP: usize = 8;
 #[derive(Default)]
 pub struct Names {
     spelled: Spelled,
-    /// Slots, found by the hash of their spelling.
+    /// Slots, found by the hash of their text (not of their spelling: a name's text was
+    /// written long before, where its spelling was just written on the stack a few bytes at a
+    /// time, and reading those back in wider words waits for every store before them).
     index: HashTable<u32>,
 }
 
@@ -42,15 +44,15 @@ struct Spelled {
     len: u32,
     /// Each slot's hash, kept only until [`Names::shrink_to_fit`] (the end of a whole-ledger
     /// load): while the index grows, every slot is placed again, and reading its hash here
-    /// costs one memory access where hashing its spelling again cost more.
+    /// costs one memory access where reading its text back and hashing it cost more.
     hashes: Vec<u64>,
 }
 
 impl Names {
     /// The slot of `name`, added if it is new.
     pub fn intern(&mut self, name: &str) -> u32 {
+        let hash = SEED.hash_one(name);
         spell(name, |spelling| {
-            let hash = SEED.hash_one(spelling);
             let Self { spelled, index } = self;
             if let Some(&slot) = index.find(hash, |&slot| spelled.spelling(slot) == spelling) {
                 return slot;
@@ -63,8 +65,8 @@ impl Names {
 
     /// The slot of `name`, if it was ever added.
     pub fn find(&self, name: &str) -> Option<u32> {
+        let hash = SEED.hash_one(name);
         spell(name, |spelling| {
-            let hash = SEED.hash_one(spelling);
             self.index
                 .find(hash, |&slot| self.spelled.spelling(slot) == spelling)
                 .copied()
@@ -157,11 +159,11 @@ impl Spelled {
         }
     }
 
-    /// The hash of the spelling in `slot`: the one kept, or its spelling hashed again.
+    /// The hash of the name in `slot`: the one kept, or its text read back and hashed again.
     fn hash(&self, slot: u32) -> u64 {
         match self.hashes.get(slot as usize) {
             Some(&hash) => hash,
-            None => SEED.hash_one(self.spelling(slot)),
+            None => SEED.hash_one(&*unspell(self.spelling(slot))),
         }
     }
 }
@@ -192,8 +194,8 @@ const CODES: [u8; 256] = {
 /// Runs `f` on how `name` is kept: its characters' 6-bit codes, first bits first, four
 /// characters to three bytes (the last byte filled out with `END` if it has room for a code,
 /// else zeros), or, for a name with any other character, `AS_IS` then its text. One text has
-/// one spelling and two texts never the same one, so spellings are compared and hashed in
-/// place of the text.
+/// one spelling and two texts never the same one, so spellings are compared in place of the
+/// text.
 fn spell<T>(name: &str, f: impl FnOnce(&[u8]) -> T) -> T {
     let text = name.as_bytes();
     let mut stack = [0u8; ON_STACK];
