@@ -7,9 +7,12 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
+use std::hash::BuildHasher as _;
 use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use hashbrown::HashTable;
 
 use super::DenyReason;
 use super::FastMap;
@@ -71,45 +74,56 @@ impl Default for Counter {
 }
 
 /// Allowed predictions for the owner's reports, per key, hour and tag, since the last time
-/// they were written. Tags are numbered per batch, so the tags of one batch are all it holds.
+/// they were written. Hours and tags are numbered together per batch (a batch holds a few of
+/// each), so an entry is 16 bytes: a key used in a minute takes one for each tag it ran.
 #[derive(Default)]
 struct Activity {
-    tags: Tags,
-    /// (key slot, hour since the epoch, tag) -> (count, last use as seconds into the hour).
-    hourly: FastMap<(u32, u32, u32), (u32, u16)>,
+    columns: Columns,
+    /// (key slot, column: an hour and a tag) -> (count, last use as seconds into the hour).
+    hourly: FastMap<(u32, u32), (u32, u16)>,
     /// Refusals of known keys: (key slot, hour since the epoch, reason index) -> count.
     refused: FastMap<(u32, u32, u8), u32>,
 }
 
-/// The tags of one batch, numbered in the order they first came. They are an owner's
-/// predictors, a few, and each allowed prediction finds its own here: kept as text, finding
-/// one is a hash of the text and a comparison, where the ids' packing ([`super::names`])
-/// would spell it first.
+/// The hours and tags of one batch, each pair numbered in the order it first came. Tags are
+/// an owner's predictors, a few, and each allowed prediction finds its pair here: tags are
+/// kept as text, so finding one is a hash of the hour and the text and a comparison (the ids'
+/// packing, [`super::names`], would spell the text first).
 #[derive(Default)]
-struct Tags {
-    slots: FastMap<IdText, u32>,
-    text: Vec<IdText>,
+struct Columns {
+    index: HashTable<u32>,
+    /// Each column's hour since the epoch and tag.
+    pairs: Vec<(u32, IdText)>,
+    state: foldhash::quality::RandomState,
 }
 
-impl Tags {
-    /// The number of `tag`, given it if it is new.
-    fn intern(&mut self, tag: &str) -> u32 {
-        if let Some(&slot) = self.slots.get(tag) {
-            return slot;
+impl Columns {
+    /// The number of the pair `hour` and `tag`, given it if it is new.
+    fn intern(&mut self, hour: u32, tag: &str) -> u32 {
+        let Self {
+            index,
+            pairs,
+            state,
+        } = self;
+        let hash = state.hash_one((hour, tag));
+        let same = |&column: &u32| {
+            let (h, t) = &pairs[column as usize];
+            *h == hour && t == tag
+        };
+        if let Some(&column) = index.find(hash, same) {
+            return column;
         }
-        let slot = self.text.len() as u32;
-        let tag = IdText::from(tag);
-        self.text.push(tag.clone());
-        self.slots.insert(tag, slot);
-        slot
+        let column = pairs.len() as u32;
+        pairs.push((hour, IdText::from(tag)));
+        index.insert_unique(hash, column, |&column| {
+            let (h, t) = &pairs[column as usize];
+            state.hash_one((*h, t.as_str()))
+        });
+        column
     }
 
-    fn get(&self, slot: u32) -> &IdText {
-        &self.text[slot as usize]
-    }
-
-    fn len(&self) -> usize {
-        self.text.len()
+    fn get(&self, column: u32) -> &(u32, IdText) {
+        &self.pairs[column as usize]
     }
 }
 
@@ -144,17 +158,18 @@ impl Taken {
             delta
         });
         let mut last_used: FastMap<u32, i64> = FastMap::default();
-        let tags = &self.activity.tags;
+        let columns = &self.activity.columns;
         let hourly = with_text(
             &ids,
             &self.activity.hourly,
-            |ids, (&(key, hour, tag), &(count, into_hour))| {
-                let hour = i64::from(hour) * 3_600;
+            |ids, (&(key, column), &(count, into_hour))| {
+                let (hour, tag) = columns.get(column);
+                let hour = i64::from(*hour) * 3_600;
                 let last = last_used.entry(key).or_default();
                 *last = (*last).max(hour + i64::from(into_hour));
                 HourlyDelta {
                     hour,
-                    tag: tags.get(tag).clone(),
+                    tag: tag.clone(),
                     key_id: ids.keys.get(key),
                     customer_id: ids.key_customer(key),
                     count: i64::from(count),
@@ -277,7 +292,7 @@ impl Shards {
                 std::mem::replace(
                     &mut *activity,
                     Activity {
-                        tags: Tags::default(),
+                        columns: Columns::default(),
                         hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
                         refused: FastMap::with_capacity_and_hasher(
                             refused_room,
@@ -294,23 +309,23 @@ impl Shards {
 
 impl Activity {
     fn add(&mut self, key: u32, hour: u32, tag: &str, count: u32, into_hour: u16) {
-        let tag = self.tags.intern(tag);
-        self.add_to(key, hour, tag, count, into_hour);
+        let column = self.columns.intern(hour, tag);
+        self.add_to(key, column, count, into_hour);
     }
 
-    fn add_to(&mut self, key: u32, hour: u32, tag: u32, count: u32, into_hour: u16) {
-        let (total, last) = self.hourly.entry((key, hour, tag)).or_default();
+    fn add_to(&mut self, key: u32, column: u32, count: u32, into_hour: u16) {
+        let (total, last) = self.hourly.entry((key, column)).or_default();
         *total += count;
         *last = (*last).max(into_hour);
     }
 
     fn absorb(&mut self, other: Activity) {
-        // The other's tags as this one numbers them, each found once.
-        let tags: Vec<u32> = (0..other.tags.len() as u32)
-            .map(|tag| self.tags.intern(other.tags.get(tag)))
+        // The other's columns as this one numbers them, each found once.
+        let columns: Vec<u32> = (other.columns.pairs.iter())
+            .map(|(hour, tag)| self.columns.intern(*hour, tag))
             .collect();
-        for ((key, hour, tag), (count, last)) in other.hourly {
-            self.add_to(key, hour, tags[tag as usize], count, last);
+        for ((key, column), (count, last)) in other.hourly {
+            self.add_to(key, columns[column as usize], count, last);
         }
         for (entry, count) in other.refused {
             *self.refused.entry(entry).or_default() += count;
@@ -436,19 +451,20 @@ impl UsageBook {
 
     /// When each of `keys` was last used as the per-hour activity not yet written holds it
     /// (written about once a minute, so the account page's "last used" can agree with counts
-    /// that are live). Each shard is locked for a few lookups (keys × its tags × three hours),
-    /// never scanned.
+    /// that are live). Each shard is locked for a few lookups (keys × its columns of the last
+    /// three hours), never scanned.
     pub fn unwritten_last_use(&self, keys: &[u32], now: i64) -> Vec<Option<i64>> {
         let hour = (now.max(0) / 3_600) as u32;
         let mut last = vec![None; keys.len()];
         let mut look = |activity: &Activity| {
-            for tag in 0..activity.tags.len() as u32 {
-                for h in hour.saturating_sub(2)..=hour {
-                    for (i, &key) in keys.iter().enumerate() {
-                        if let Some(&(_, into)) = activity.hourly.get(&(key, h, tag)) {
-                            let at = i64::from(h) * 3_600 + i64::from(into);
-                            last[i] = last[i].max(Some(at));
-                        }
+            for (column, (h, _)) in activity.columns.pairs.iter().enumerate() {
+                if !(hour.saturating_sub(2)..=hour).contains(h) {
+                    continue;
+                }
+                for (i, &key) in keys.iter().enumerate() {
+                    if let Some(&(_, into)) = activity.hourly.get(&(key, column as u32)) {
+                        let at = i64::from(*h) * 3_600 + i64::from(into);
+                        last[i] = last[i].max(Some(at));
                     }
                 }
             }
@@ -796,6 +812,43 @@ mod tests {
     fn a_counter_takes_16_bytes_and_12_in_its_index() {
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<(CounterKey, u32)>(), 12);
+    }
+
+    #[test]
+    fn an_hour_of_a_keys_activity_takes_16_bytes() {
+        fn entry_size<K, V>(_: &FastMap<K, V>) -> usize {
+            size_of::<(K, V)>()
+        }
+        assert_eq!(entry_size(&Activity::default().hourly), 16);
+    }
+
+    #[test]
+    fn activity_across_an_hour_is_kept_per_hour_and_tag() {
+        let (ids, _, key) = ids();
+        let book = UsageBook::default();
+        let hour = 1_796_000_400; // on the hour
+        book.record(key, "@acme/a", hour - 1);
+        book.record(key, "@acme/a", hour + 5);
+        book.record(key, "@acme/b", hour + 7);
+        book.record(key, "@acme/a", hour + 9);
+        assert_eq!(
+            book.unwritten_last_use(&[key], hour + 10),
+            vec![Some(hour + 9)]
+        );
+        let batch = book.take(true).batch(|| &ids, hour + 10);
+        let mut rows: Vec<_> = (batch.hourly.iter())
+            .map(|h| (h.hour, h.tag.to_string(), h.count))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                (hour - 3_600, "@acme/a".to_owned(), 1),
+                (hour, "@acme/a".to_owned(), 2),
+                (hour, "@acme/b".to_owned(), 1),
+            ]
+        );
+        assert_eq!(batch.last_used, vec![(ids.keys.get(key), hour + 9)]);
     }
 
     #[test]
