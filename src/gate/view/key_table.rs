@@ -92,9 +92,10 @@ impl KeyTable {
         self.entries.retain(|(_, key)| keep(key));
         // Keeping some of a sealed table's entries leaves them in order: only the directory
         // changes.
-        match self.starts.is_empty() {
-            true => self.seal(),
-            false => self.index(),
+        if self.starts.is_empty() {
+            self.seal();
+        } else {
+            self.index();
         }
     }
 
