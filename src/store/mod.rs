@@ -22,6 +22,7 @@ mod ledger_rows;
 mod meters;
 mod mirror;
 mod packed;
+mod pg_rows;
 mod postgres;
 mod reports;
 mod sessions;

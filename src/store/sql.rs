@@ -14,6 +14,7 @@ use sqlx::{Database, Postgres, Sqlite, Type};
 
 use super::packed::{Chunks, hand_on};
 pub use super::packed::{PACKED_ROWS, Packed};
+use super::pg_rows;
 use super::statement::arguments;
 pub use super::statement::{Arg, Kind, Record, Statement, sql};
 
@@ -243,7 +244,8 @@ impl Tx {
     }
 
     /// Hands each row of a large read to `each`, like [`Self::for_each`], with what the
-    /// engine does best. PostgreSQL streams the rows. SQLite's driver hands every row from its
+    /// engine does best. PostgreSQL streams the rows, each decoded by its columns' positions
+    /// ([`pg_rows`]). SQLite's driver hands every row from its
     /// own thread to the runtime, a wake-up and a few allocations each, which at a million rows
     /// cost several times the read itself; there SQLite packs [`PACKED_ROWS`] rows at a time,
     /// in the order of `read.key`, into one JSON array, asked for by a task of its own while
@@ -257,9 +259,7 @@ impl Tx {
             Conn::Sqlite(conn) => conn,
             other => {
                 self.conn = other;
-                let mut statement = Statement::assembled(read.select());
-                statement.args = read.args;
-                return self.for_each(statement, each).await;
+                return self.for_each_decoded(read, each).await;
             }
         };
         let chunks = Chunks {
@@ -291,6 +291,33 @@ impl Tx {
         let (conn, read) = reader.await.context("The ledger's reader failed")?;
         self.conn = Conn::Sqlite(conn);
         read.and(decoded)
+    }
+
+    /// A large read on PostgreSQL: [`Self::for_each`], with each row decoded by [`pg_rows`].
+    async fn for_each_decoded<T: DeserializeOwned>(
+        &mut self,
+        read: Packed<'_>,
+        mut each: impl FnMut(T) + Send,
+    ) -> anyhow::Result<()> {
+        let Target::Postgres(conn) = self.target()? else {
+            anyhow::bail!("A decoded read is PostgreSQL's");
+        };
+        let text = Statement::assembled(read.select()).sql;
+        let mut rows = sqlx::query_with(text, arguments::<Postgres>(read.args)?).fetch(conn);
+        let mut columns = None;
+        let mut handed = 0_usize;
+        while let Some(row) = rows.try_next().await? {
+            let columns = match &columns {
+                Some(columns) => columns,
+                None => columns.insert(pg_rows::columns(&row)?),
+            };
+            each(pg_rows::decode(&row, columns).context("Failed to decode a row")?);
+            handed += 1;
+            if handed.is_multiple_of(YIELD_EVERY) {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(())
     }
 
     /// Commits; if that fails, the transaction's connection is closed (see [`Tx`]).
