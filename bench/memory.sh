@@ -34,8 +34,17 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 # The process's own memory, without the pages of its binary and libraries (which vary with
 # what else the machine has been running).
 anon() { awk '/RssAnon/ {print $2}' "/proc/$PID/status"; }
+# With MAPPINGS=DIR, each mapping's resident KiB is written there too, at rest (`rest`) and
+# after load (`load`), one line a mapping: its address range, what it maps or `anon`, its KiB.
+mappings() {
+  [ -z "${MAPPINGS:-}" ] && return
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = $1 " " ($6 == "" ? "anon" : $6) } /^Rss:/ { print name, $2 }' \
+    "/proc/$PID/smaps" > "$MAPPINGS/$1"
+}
 rest=$(rss)
 rest_anon=$(anon)
+mappings rest
 BENCH_KEYS=$KEYS BENCH_PATH=/authorize/$TOKEN BENCH_DELAY_MS=0 \
   wrk -t1 -c64 -d3s -s bench/authorize.lua "http://127.0.0.1:$PORT" > /dev/null
+mappings load
 echo "{\"rss_kib_at_rest\": $rest, \"rss_kib_after_load\": $(rss), \"anon_kib_at_rest\": $rest_anon, \"anon_kib_after_load\": $(anon)}"
