@@ -79,9 +79,15 @@ impl<'de> SeqAccess<'de> for Fields<'_> {
         let Some(&column) = self.columns.get(self.at) else {
             return Ok(None);
         };
-        let value = self.row.try_get_raw(self.at).map_err(de::Error::custom)?;
+        let at = self.at;
         self.at += 1;
-        seed.deserialize(Value { value, column }).map(Some)
+        let named = |e: &dyn std::fmt::Display| {
+            de::Error::custom(format!("column {}: {e}", self.row.columns()[at].name()))
+        };
+        let value = self.row.try_get_raw(at).map_err(|e| named(&e))?;
+        seed.deserialize(Value { value, column })
+            .map(Some)
+            .map_err(|e| named(&e))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -186,9 +192,10 @@ mod tests {
 
         // A null where the row needs a value, too few columns, text for a number: each an
         // error, not a made-up value.
-        let nulls = row("SELECT NULL::int8, NULL::text").await;
+        let nulls = row("SELECT NULL::int8 AS quota, NULL::text AS note").await;
         let nulls_columns = columns(&nulls).unwrap();
-        assert!(decode::<(i64, Option<String>)>(&nulls, &nulls_columns).is_err());
+        let error = decode::<(i64, Option<String>)>(&nulls, &nulls_columns).unwrap_err();
+        assert!(error.to_string().starts_with("column quota: "), "{error}");
         assert_eq!(
             decode::<(Option<i64>, Option<String>)>(&nulls, &nulls_columns).unwrap(),
             (None, None)
