@@ -7,6 +7,8 @@
 //! allocation per counter or per hour of a key); ids become text again only when a batch is
 //! taken for writing.
 
+mod hourly;
+
 use std::hash::BuildHasher as _;
 use std::ops::Deref;
 use std::sync::Mutex;
@@ -22,6 +24,7 @@ use crate::per_thread::PerThread;
 use crate::store::{
     CounterDelta, HourlyDelta, IdText, KeyRefusalDelta, MeterDelta, UsageBatch, UsageRow,
 };
+use hourly::Hourly;
 
 /// An entitlement slot and the start of one of its periods, in Unix seconds as 32 bits
 /// (periods start between 1970 and 2106; 0 is the lifetime of credits).
@@ -75,12 +78,12 @@ impl Default for Counter {
 
 /// Allowed predictions for the owner's reports, per key, hour and tag, since the last time
 /// they were written. Hours and tags are numbered together per batch (a batch holds a few of
-/// each), so an entry is 16 bytes: a key used in a minute takes one for each tag it ran.
+/// each), so an entry is 12 bytes ([`Hourly`]): a key used in a minute takes one for each tag it ran.
 #[derive(Default)]
 struct Activity {
     columns: Columns,
     /// (key slot, column: an hour and a tag) -> (count, last use as seconds into the hour).
-    hourly: FastMap<(u32, u32), (u32, u16)>,
+    hourly: Hourly,
     /// Refusals of known keys: (key slot, hour since the epoch, reason index) -> count.
     refused: FastMap<(u32, u32, u8), u32>,
 }
@@ -161,8 +164,8 @@ impl Taken {
         let columns = &self.activity.columns;
         let hourly = with_text(
             &ids,
-            &self.activity.hourly,
-            |ids, (&(key, column), &(count, into_hour))| {
+            self.activity.hourly.iter(),
+            |ids, ((key, column), (count, into_hour))| {
                 let (hour, tag) = columns.get(column);
                 let hour = i64::from(*hour) * 3_600;
                 let last = last_used.entry(key).or_default();
@@ -293,7 +296,7 @@ impl Shards {
                     &mut *activity,
                     Activity {
                         columns: Columns::default(),
-                        hourly: FastMap::with_capacity_and_hasher(room, Default::default()),
+                        hourly: Hourly::with_capacity(room),
                         refused: FastMap::with_capacity_and_hasher(
                             refused_room,
                             Default::default(),
@@ -314,9 +317,7 @@ impl Activity {
     }
 
     fn add_to(&mut self, key: u32, column: u32, count: u32, into_hour: u16) {
-        let (total, last) = self.hourly.entry((key, column)).or_default();
-        *total += count;
-        *last = (*last).max(into_hour);
+        self.hourly.add(key, column, count, into_hour);
     }
 
     fn absorb(&mut self, other: Activity) {
@@ -324,7 +325,7 @@ impl Activity {
         let columns: Vec<u32> = (other.columns.pairs.iter())
             .map(|(hour, tag)| self.columns.intern(*hour, tag))
             .collect();
-        for ((key, column), (count, last)) in other.hourly {
+        for ((key, column), (count, last)) in other.hourly.iter() {
             self.add_to(key, columns[column as usize], count, last);
         }
         for (entry, count) in other.refused {
@@ -462,7 +463,7 @@ impl UsageBook {
                     continue;
                 }
                 for (i, &key) in keys.iter().enumerate() {
-                    if let Some(&(_, into)) = activity.hourly.get(&(key, column as u32)) {
+                    if let Some((_, into)) = activity.hourly.get(key, column as u32) {
                         let at = i64::from(*h) * 3_600 + i64::from(into);
                         last[i] = last[i].max(Some(at));
                     }
@@ -812,14 +813,6 @@ mod tests {
     fn a_counter_takes_16_bytes_and_12_in_its_index() {
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<(CounterKey, u32)>(), 12);
-    }
-
-    #[test]
-    fn an_hour_of_a_keys_activity_takes_16_bytes() {
-        fn entry_size<K, V>(_: &FastMap<K, V>) -> usize {
-            size_of::<(K, V)>()
-        }
-        assert_eq!(entry_size(&Activity::default().hourly), 16);
     }
 
     #[test]
