@@ -78,7 +78,8 @@ impl Default for Counter {
 
 /// Allowed predictions for the owner's reports, per key, hour and tag, since the last time
 /// they were written. Hours and tags are numbered together per batch (a batch holds a few of
-/// each), so an entry is 12 bytes ([`Hourly`]): a key used in a minute takes one for each tag it ran.
+/// each), so an entry is 12 bytes ([`Hourly`]): a key used in a minute takes one for each tag
+/// it ran.
 #[derive(Default)]
 struct Activity {
     columns: Columns,
