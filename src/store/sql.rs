@@ -22,6 +22,14 @@ pub use super::statement::{Arg, Kind, Record, Statement, sql};
 /// never made it wait, so it held its thread a whole statement (bench/results/2026-12-07-keys-read.md).
 const YIELD_EVERY: usize = 256;
 
+/// Counts a row handed on by a large read, yielding to the runtime every [`YIELD_EVERY`].
+async fn handed_on(handed: &mut usize) {
+    *handed += 1;
+    if handed.is_multiple_of(YIELD_EVERY) {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// An open pool of either engine.
 pub(super) enum Pool {
     Sqlite(SqlitePool),
@@ -234,10 +242,7 @@ impl Tx {
             let mut handed = 0_usize;
             while let Some(row) = rows.try_next().await? {
                 each(row);
-                handed += 1;
-                if handed.is_multiple_of(YIELD_EVERY) {
-                    tokio::task::yield_now().await;
-                }
+                handed_on(&mut handed).await;
             }
         });
         Ok(())
@@ -312,10 +317,7 @@ impl Tx {
                 None => columns.insert(pg_rows::columns(&row)?),
             };
             each(pg_rows::decode(&row, columns).context("Failed to decode a row")?);
-            handed += 1;
-            if handed.is_multiple_of(YIELD_EVERY) {
-                tokio::task::yield_now().await;
-            }
+            handed_on(&mut handed).await;
         }
         Ok(())
     }
