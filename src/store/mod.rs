@@ -179,6 +179,29 @@ impl Db {
             .context("Failed to start a read transaction")
     }
 
+    /// A second read transaction in `tx`'s snapshot (as [`Self::begin_read`] began it), on a
+    /// connection of its own, where the engine can share a snapshot: PostgreSQL. `None` on
+    /// SQLite, whose reads of one snapshot share its connection.
+    async fn begin_read_beside(&self, tx: &mut Tx) -> anyhow::Result<Option<Tx>> {
+        let Pool::Postgres(_) = self.pool else {
+            return Ok(None);
+        };
+        let (snapshot,): (String,) = tx
+            .fetch_one(sql::sql("SELECT pg_export_snapshot()"))
+            .await
+            .context("Failed to export the read's snapshot")?;
+        let mut beside = Tx::begin(&self.pool, postgres::BEGIN_READ, None)
+            .await
+            .context("Failed to start a second read transaction")?;
+        beside
+            .execute(sql::Statement::assembled(postgres::set_snapshot(
+                &snapshot,
+            )?))
+            .await
+            .context("Failed to share the read's snapshot")?;
+        Ok(Some(beside))
+    }
+
     /// `sql` with `{json_rows}` replaced by the engine's way of turning the JSON array in `$1`
     /// into rows `j.value`: a batch of any size is one statement with one parameter.
     fn with_json_rows(&self, sql: &str) -> sql::Statement {
@@ -305,5 +328,49 @@ mod tests {
             .unwrap();
         assert_eq!(count, rows);
         tx.commit().await.unwrap();
+    }
+
+    /// On PostgreSQL only (`TEST_DATABASE_URL`, as the PostgreSQL suite runs): a read beside
+    /// another sees that read's snapshot, not a row committed after it began; on SQLite there
+    /// is none.
+    #[tokio::test]
+    async fn a_read_beside_sees_the_first_reads_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite_with(&dir, "CREATE TABLE t (n INTEGER)").await;
+        let mut tx = sqlite.begin_read().await.unwrap();
+        assert!(sqlite.begin_read_beside(&mut tx).await.unwrap().is_none());
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            return;
+        };
+        let db = connect(&url).await.unwrap();
+        let table = format!("read_beside_{}", std::process::id());
+        let statement = |text: &str| sql::Statement::assembled(text.replace("{t}", &table));
+        db.execute(statement("DROP TABLE IF EXISTS {t}"))
+            .await
+            .unwrap();
+        db.execute(statement("CREATE TABLE {t} (n int8 NOT NULL)"))
+            .await
+            .unwrap();
+        db.execute(statement("INSERT INTO {t} VALUES (1)"))
+            .await
+            .unwrap();
+
+        let count = || statement("SELECT count(*) FROM {t}");
+        let mut tx = db.begin_read().await.unwrap();
+        let (first,): (i64,) = tx.fetch_one(count()).await.unwrap();
+        db.execute(statement("INSERT INTO {t} VALUES (2)"))
+            .await
+            .unwrap();
+        let mut beside = db
+            .begin_read_beside(&mut tx)
+            .await
+            .unwrap()
+            .expect("PostgreSQL shares a snapshot");
+        let (beside_saw,): (i64,) = beside.fetch_one(count()).await.unwrap();
+        let (committed,): (i64,) = db.fetch_one(count()).await.unwrap();
+        assert_eq!((first, beside_saw, committed), (1, 1, 2));
+        beside.commit().await.unwrap();
+        tx.commit().await.unwrap();
+        db.execute(statement("DROP TABLE {t}")).await.unwrap();
     }
 }

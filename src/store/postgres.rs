@@ -1,6 +1,6 @@
 //! What PostgreSQL does its own way: connecting (with the first connections opened together),
-//! migrating under an advisory lock, snapshot reads, claiming with `SKIP LOCKED`, and telling
-//! other instances about changes with `LISTEN/NOTIFY`.
+//! migrating under an advisory lock, snapshot reads (one snapshot shared by two connections),
+//! claiming with `SKIP LOCKED`, and telling other instances about changes with `LISTEN/NOTIFY`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -102,6 +102,16 @@ pub(super) const BEGIN_WRITE: &str = "BEGIN";
 
 /// A repeatable-read snapshot, so the ledger is loaded as of one instant.
 pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The statement that makes a transaction just begun see the snapshot `pg_export_snapshot()`
+/// named (a parameter cannot stand for it, so its characters are checked first).
+pub(super) fn set_snapshot(name: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+        "PostgreSQL named a snapshot {name:?}, which is not a snapshot's name"
+    );
+    Ok(format!("SET TRANSACTION SNAPSHOT '{name}'"))
+}
 
 /// Sent in every transaction that changes the ledger; delivered to listeners at commit.
 pub(super) async fn notify_ledger_changed(conn: &mut PgConnection) -> anyhow::Result<()> {

@@ -302,26 +302,23 @@ impl Tx {
     async fn for_each_decoded<T: DeserializeOwned>(
         &mut self,
         read: Packed<'_>,
-        mut each: impl FnMut(T) + Send,
+        each: impl FnMut(T) + Send,
     ) -> anyhow::Result<()> {
-        let Target::Postgres(conn) = self.target()? else {
-            anyhow::bail!("A decoded read is PostgreSQL's");
-        };
-        let text = Statement::assembled(read.select()).sql;
-        let mut rows = sqlx::query_with(text, arguments::<Postgres>(read.args)?).fetch(conn);
-        let mut columns = None;
-        let mut handed = 0_usize;
-        while let Some(row) = rows.try_next().await? {
-            let columns = match &columns {
-                Some(columns) => columns,
-                None => columns.insert(pg_rows::columns(&row)?),
-            };
-            each(pg_rows::decode(&row, columns).context("Failed to decode a row")?);
-            handed_on(&mut handed).await;
-        }
-        Ok(())
+        self.ahead(read)?.for_each(each).await
     }
 
+    /// A large read on PostgreSQL, sent before its rows are wanted: see [`Ahead`].
+    pub(super) fn ahead(&mut self, read: Packed<'_>) -> anyhow::Result<Ahead<'_>> {
+        let Target::Postgres(conn) = self.target()? else {
+            anyhow::bail!("A read ahead is PostgreSQL's");
+        };
+        let text = Statement::assembled(read.select()).sql;
+        Ok(Ahead {
+            rows: sqlx::query_with(text, arguments::<Postgres>(read.args)?).fetch(conn),
+            first: None,
+            ended: false,
+        })
+    }
     /// Commits; if that fails, the transaction's connection is closed (see [`Tx`]).
     pub async fn commit(mut self) -> anyhow::Result<()> {
         self.execute(sql("COMMIT"))
@@ -344,6 +341,49 @@ impl Tx {
     pub(super) async fn notify_ledger_changed(&mut self) -> anyhow::Result<()> {
         if let Conn::Postgres(conn) = &mut self.conn {
             super::postgres::notify_ledger_changed(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A large read on PostgreSQL ([`Tx::ahead`]) whose rows are taken later: awaiting
+/// [`Self::ready`] beside other work sends the statement and keeps its first row, so the server
+/// prepares the rest (a join's hash, say) meanwhile, and the rows that follow wait on the socket
+/// until [`Self::for_each`] takes them.
+pub(super) struct Ahead<'c> {
+    rows: futures_util::stream::BoxStream<'c, Result<sqlx::postgres::PgRow, sqlx::Error>>,
+    first: Option<sqlx::postgres::PgRow>,
+    ended: bool,
+}
+
+impl Ahead<'_> {
+    /// Sends the statement, if not yet sent, and waits for its first row (or its end).
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        if self.first.is_none() && !self.ended {
+            match self.rows.try_next().await? {
+                Some(row) => self.first = Some(row),
+                None => self.ended = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands each row to `each`, decoded by its columns' positions ([`pg_rows`]).
+    pub async fn for_each<T: DeserializeOwned>(
+        mut self,
+        mut each: impl FnMut(T) + Send,
+    ) -> anyhow::Result<()> {
+        self.ready().await?;
+        let Some(first) = self.first.take() else {
+            return Ok(());
+        };
+        let columns = pg_rows::columns(&first)?;
+        let mut row = Some(first);
+        let mut handed = 0_usize;
+        while let Some(current) = row {
+            each(pg_rows::decode(&current, &columns).context("Failed to decode a row")?);
+            handed_on(&mut handed).await;
+            row = self.rows.try_next().await?;
         }
         Ok(())
     }
