@@ -180,19 +180,27 @@ impl Db {
     }
 
     /// A second read transaction in `tx`'s snapshot (as [`Self::begin_read`] began it), on a
-    /// connection of its own, where the engine can share a snapshot: PostgreSQL. `None` on
-    /// SQLite, whose reads of one snapshot share its connection.
+    /// connection of its own, where the engine can share a snapshot (PostgreSQL) and the pool
+    /// has one idle: it never waits for a connection others need (at start-up, the first
+    /// requests' lookups). `None` otherwise, and always on SQLite, whose reads of one snapshot
+    /// share its connection.
     async fn begin_read_beside(&self, tx: &mut Tx) -> anyhow::Result<Option<Tx>> {
-        let Pool::Postgres(_) = self.pool else {
+        let Pool::Postgres(pool) = &self.pool else {
             return Ok(None);
         };
+        if pool.num_idle() == 0 {
+            return Ok(None);
+        }
         let (snapshot,): (String,) = tx
             .fetch_one(sql::sql("SELECT pg_export_snapshot()"))
             .await
             .context("Failed to export the read's snapshot")?;
-        let mut beside = Tx::begin(&self.pool, postgres::BEGIN_READ, None)
+        let Some(mut beside) = Tx::try_begin(&self.pool, postgres::BEGIN_READ)
             .await
-            .context("Failed to start a second read transaction")?;
+            .context("Failed to start a second read transaction")?
+        else {
+            return Ok(None);
+        };
         beside
             .execute(sql::Statement::assembled(postgres::set_snapshot(
                 &snapshot,
@@ -331,8 +339,8 @@ mod tests {
     }
 
     /// On PostgreSQL only (`TEST_DATABASE_URL`, as the PostgreSQL suite runs): a read beside
-    /// another sees that read's snapshot, not a row committed after it began; on SQLite there
-    /// is none.
+    /// another sees that read's snapshot, not a row committed after it began, and is not begun
+    /// when the pool has no connection idle; on SQLite there is none.
     #[tokio::test]
     async fn a_read_beside_sees_the_first_reads_snapshot() {
         let dir = tempfile::tempdir().unwrap();
@@ -370,6 +378,23 @@ mod tests {
         let (committed,): (i64,) = db.fetch_one(count()).await.unwrap();
         assert_eq!((first, beside_saw, committed), (1, 1, 2));
         beside.commit().await.unwrap();
+
+        // With every connection of the pool taken, none is waited for.
+        let Pool::Postgres(pool) = &db.pool else {
+            unreachable!("a PostgreSQL URL")
+        };
+        let mut taken = Vec::new();
+        while let Ok(Ok(conn)) =
+            tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await
+        {
+            taken.push(conn);
+        }
+        let none = tokio::time::timeout(Duration::from_secs(1), db.begin_read_beside(&mut tx))
+            .await
+            .expect("a read beside does not wait for a connection")
+            .unwrap();
+        assert!(none.is_none());
+        drop(taken);
         tx.commit().await.unwrap();
         db.execute(statement("DROP TABLE {t}")).await.unwrap();
     }

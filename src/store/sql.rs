@@ -147,6 +147,30 @@ impl Tx {
             Pool::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
             Pool::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
         };
+        Self::begin_on(conn, begin, turn).await
+    }
+
+    /// [`Self::begin`] on a connection `pool` has idle now, without waiting or opening one;
+    /// `None` if it has none.
+    pub(super) async fn try_begin(
+        pool: &Pool,
+        begin: &'static str,
+    ) -> anyhow::Result<Option<Self>> {
+        let conn = match pool {
+            Pool::Sqlite(pool) => pool.try_acquire().map(Conn::Sqlite),
+            Pool::Postgres(pool) => pool.try_acquire().map(Conn::Postgres),
+        };
+        match conn {
+            Some(conn) => Ok(Some(Self::begin_on(conn, begin, None).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn begin_on(
+        conn: Conn,
+        begin: &'static str,
+        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> anyhow::Result<Self> {
         let mut tx = Self {
             conn,
             open: false,
