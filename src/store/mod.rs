@@ -86,6 +86,10 @@ pub struct Db {
 
 /// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
 /// `sqlite://FILE` for an SQLite file created (0600) if missing.
+/// How long a read beside another ([`Db::begin_read_beside`]) may wait for its connection
+/// to open: about what it saves at a million keys.
+const BESIDE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub async fn connect(url: &str) -> anyhow::Result<Arc<Db>> {
     let (pool, writers) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         (Pool::Postgres(postgres::connect(url).await?), None)
@@ -181,21 +185,18 @@ impl Db {
 
     /// A second read transaction in `tx`'s snapshot (as [`Self::begin_read`] began it), on a
     /// connection of its own, where the engine can share a snapshot (PostgreSQL) and the pool
-    /// has one idle: it never waits for a connection others need (at start-up, the first
-    /// requests' lookups). `None` otherwise, and always on SQLite, whose reads of one snapshot
-    /// share its connection.
+    /// has a connection idle or room to open one within [`BESIDE_WAIT`]: it never waits for a
+    /// connection others hold (at start-up, the first requests' lookups). `None` otherwise,
+    /// and always on SQLite, whose reads of one snapshot share its connection.
     async fn begin_read_beside(&self, tx: &mut Tx) -> anyhow::Result<Option<Tx>> {
-        let Pool::Postgres(pool) = &self.pool else {
+        let Pool::Postgres(_) = &self.pool else {
             return Ok(None);
         };
-        if pool.num_idle() == 0 {
-            return Ok(None);
-        }
         let (snapshot,): (String,) = tx
             .fetch_one(sql::sql("SELECT pg_export_snapshot()"))
             .await
             .context("Failed to export the read's snapshot")?;
-        let Some(mut beside) = Tx::try_begin(&self.pool, postgres::BEGIN_READ)
+        let Some(mut beside) = Tx::try_begin(&self.pool, postgres::BEGIN_READ, BESIDE_WAIT)
             .await
             .context("Failed to start a second read transaction")?
         else {

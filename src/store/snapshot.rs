@@ -153,7 +153,7 @@ async fn read(
     let items_kept = || vec![(now - ENDED_KEPT).into()];
     // Everyone's subscription items join two large tables, and PostgreSQL builds the join's
     // hash before it sends a row: at a million keys, 0.4 s with nothing else to do
-    // (bench/results/2026-12-07-ahead.md). Sent first, on a second connection in the same
+    // (bench/results/2026-12-08-ahead.md). Sent first, on a second connection in the same
     // snapshot, the hash is built while the rows before are read.
     let beside = match scope {
         Scope::Everyone => db.begin_read_beside(&mut tx).await?,

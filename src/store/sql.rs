@@ -150,19 +150,28 @@ impl Tx {
         Self::begin_on(conn, begin, turn).await
     }
 
-    /// [`Self::begin`] on a connection `pool` has idle now, without waiting or opening one;
-    /// `None` if it has none.
+    /// [`Self::begin`] on a connection `pool` has idle or can open, within `wait`: `None`
+    /// if every connection the pool may have is in use (others need it) or `wait` passed.
     pub(super) async fn try_begin(
         pool: &Pool,
         begin: &'static str,
+        wait: std::time::Duration,
     ) -> anyhow::Result<Option<Self>> {
-        let conn = match pool {
-            Pool::Sqlite(pool) => pool.try_acquire().map(Conn::Sqlite),
-            Pool::Postgres(pool) => pool.try_acquire().map(Conn::Postgres),
+        fn has_room<DB: Database>(pool: &sqlx::Pool<DB>) -> bool {
+            pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections()
+        }
+        let acquired = match pool {
+            Pool::Sqlite(pool) if has_room(pool) => tokio::time::timeout(wait, pool.acquire())
+                .await
+                .map(|c| c.map(Conn::Sqlite)),
+            Pool::Postgres(pool) if has_room(pool) => tokio::time::timeout(wait, pool.acquire())
+                .await
+                .map(|c| c.map(Conn::Postgres)),
+            Pool::Sqlite(_) | Pool::Postgres(_) => return Ok(None),
         };
-        match conn {
-            Some(conn) => Ok(Some(Self::begin_on(conn, begin, None).await?)),
-            None => Ok(None),
+        match acquired {
+            Ok(conn) => Ok(Some(Self::begin_on(conn?, begin, None).await?)),
+            Err(_) => Ok(None),
         }
     }
 
