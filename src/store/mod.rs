@@ -84,12 +84,12 @@ pub struct Db {
     writers: Option<Arc<Mutex<()>>>,
 }
 
-/// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
-/// `sqlite://FILE` for an SQLite file created (0600) if missing.
 /// How long a read beside another ([`Db::begin_read_beside`]) may wait for its connection
 /// to open: about what it saves at a million keys.
 const BESIDE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Opens the store named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL,
+/// `sqlite://FILE` for an SQLite file created (0600) if missing.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<Db>> {
     let (pool, writers) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         (Pool::Postgres(postgres::connect(url).await?), None)
@@ -341,7 +341,7 @@ mod tests {
 
     /// On PostgreSQL only (`TEST_DATABASE_URL`, as the PostgreSQL suite runs): a read beside
     /// another sees that read's snapshot, not a row committed after it began, and is not begun
-    /// when the pool has no connection idle; on SQLite there is none.
+    /// when every connection the pool may open is taken; on SQLite there is none.
     #[tokio::test]
     async fn a_read_beside_sees_the_first_reads_snapshot() {
         let dir = tempfile::tempdir().unwrap();

@@ -352,6 +352,7 @@ impl Tx {
             ended: false,
         })
     }
+
     /// Commits; if that fails, the transaction's connection is closed (see [`Tx`]).
     pub async fn commit(mut self) -> anyhow::Result<()> {
         self.execute(sql("COMMIT"))
