@@ -189,19 +189,17 @@ impl Db {
     /// connection others hold (at start-up, the first requests' lookups). `None` otherwise,
     /// and always on SQLite, whose reads of one snapshot share its connection.
     async fn begin_read_beside(&self, tx: &mut Tx) -> anyhow::Result<Option<Tx>> {
-        let Pool::Postgres(_) = &self.pool else {
-            return Ok(None);
-        };
-        let (snapshot,): (String,) = tx
-            .fetch_one(sql::sql("SELECT pg_export_snapshot()"))
-            .await
-            .context("Failed to export the read's snapshot")?;
+        // The connection first: without one, the snapshot is not exported for nothing.
         let Some(mut beside) = Tx::try_begin(&self.pool, postgres::BEGIN_READ, BESIDE_WAIT)
             .await
             .context("Failed to start a second read transaction")?
         else {
             return Ok(None);
         };
+        let (snapshot,): (String,) = tx
+            .fetch_one(sql::sql("SELECT pg_export_snapshot()"))
+            .await
+            .context("Failed to export the read's snapshot")?;
         beside
             .execute(sql::Statement::assembled(postgres::set_snapshot(
                 &snapshot,

@@ -150,27 +150,25 @@ impl Tx {
         Self::begin_on(conn, begin, turn).await
     }
 
-    /// [`Self::begin`] on a connection `pool` has idle or can open, within `wait`: `None`
-    /// if every connection the pool may have is in use (others need it) or `wait` passed.
+    /// A PostgreSQL read transaction ([`Self::begin`] with `begin`) on a connection `pool` has
+    /// idle or can open within `wait`: `None` if every connection the pool may have is in use
+    /// (others need it) or `wait` passed, and always on SQLite (a second SQLite transaction
+    /// would not share the first one's snapshot, which is what this is for).
     pub(super) async fn try_begin(
         pool: &Pool,
         begin: &'static str,
         wait: std::time::Duration,
     ) -> anyhow::Result<Option<Self>> {
-        fn has_room<DB: Database>(pool: &sqlx::Pool<DB>) -> bool {
-            pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections()
-        }
-        let acquired = match pool {
-            Pool::Sqlite(pool) if has_room(pool) => tokio::time::timeout(wait, pool.acquire())
-                .await
-                .map(|c| c.map(Conn::Sqlite)),
-            Pool::Postgres(pool) if has_room(pool) => tokio::time::timeout(wait, pool.acquire())
-                .await
-                .map(|c| c.map(Conn::Postgres)),
-            Pool::Sqlite(_) | Pool::Postgres(_) => return Ok(None),
+        let Pool::Postgres(pool) = pool else {
+            return Ok(None);
         };
-        match acquired {
-            Ok(conn) => Ok(Some(Self::begin_on(conn?, begin, None).await?)),
+        if pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(wait, pool.acquire()).await {
+            Ok(conn) => Ok(Some(
+                Self::begin_on(Conn::Postgres(conn?), begin, None).await?,
+            )),
             Err(_) => Ok(None),
         }
     }
@@ -297,7 +295,7 @@ impl Tx {
             Conn::Sqlite(conn) => conn,
             other => {
                 self.conn = other;
-                return self.for_each_decoded(read, each).await;
+                return self.ahead(read)?.for_each(each).await;
             }
         };
         let chunks = Chunks {
@@ -329,15 +327,6 @@ impl Tx {
         let (conn, read) = reader.await.context("The ledger's reader failed")?;
         self.conn = Conn::Sqlite(conn);
         read.and(decoded)
-    }
-
-    /// A large read on PostgreSQL: [`Self::for_each`], with each row decoded by [`pg_rows`].
-    async fn for_each_decoded<T: DeserializeOwned>(
-        &mut self,
-        read: Packed<'_>,
-        each: impl FnMut(T) + Send,
-    ) -> anyhow::Result<()> {
-        self.ahead(read)?.for_each(each).await
     }
 
     /// A large read on PostgreSQL, sent before its rows are wanted: see [`Ahead`].
