@@ -152,7 +152,7 @@ async fn read(
     let version = current_version(&mut tx).await?;
     let items_kept = || vec![(now - ENDED_KEPT).into()];
     // Everyone's subscription items join two large tables, and PostgreSQL builds the join's
-    // hash before it sends a row: at a million keys, 0.4 s with nothing else to do
+    // hash before it sends a row: at a million keys, 0.3-0.5 s with nothing else to do
     // (bench/results/2026-12-08-ahead.md). Sent first, on a second connection in the same
     // snapshot, the hash is built while the rows before are read.
     let beside = match scope {
